@@ -1,0 +1,414 @@
+//! Configuration: `config.toml` is read once, `${ENV}` references are substituted, unknown keys and
+//! bad values are collected (all of them, each naming its key), and the result is a typed `Config`
+//! that the request path uses without re-parsing anything.
+
+mod env;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+
+/// The configuration shipped with the project, used when no `--config` is given and
+/// `./config.toml` does not exist.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
+
+/// One problem in the configuration, naming the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn single(key: &str, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            key: key.to_string(),
+            message: message.into(),
+        }])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: Option<AdminConfig>,
+    pub log: LogConfig,
+    pub cognito: Option<CognitoConfig>,
+    pub upstream: UpstreamConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Option<SocketAddr>,
+    pub tls: Option<TlsConfig>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub shutdown_drain: Duration,
+    pub shutdown_grace: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub health_path: String,
+    pub ready_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct CognitoConfig {
+    pub issuer: String,
+    /// Accepted `aud` (ID tokens) / `client_id` (access tokens); empty = not checked.
+    pub app_clients: Vec<String>,
+    pub clock_skew: Duration,
+    pub jwks: JwksConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    pub url: Option<reqwest::Url>,
+    pub file: Option<PathBuf>,
+    pub refresh_interval: Duration,
+    pub refetch_cooldown: Duration,
+    pub max_stale: Duration,
+    pub timeout: Duration,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Jwt,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// Which kind of token a jwt route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUsePolicy {
+    Id,
+    Access,
+    Any,
+}
+
+/// Which token the gateway places in the upstream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardToken {
+    /// The token the route verified, whichever kind it was.
+    Verified,
+    Id,
+    Access,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    Url {
+        scheme: http::uri::Scheme,
+        authority: http::uri::Authority,
+        /// Path prefix of the upstream URL, without a trailing slash ("" for none).
+        base_path: String,
+    },
+    Echo,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub methods: Vec<Method>,
+    pub upstream: UpstreamTarget,
+    pub strip_prefix: bool,
+    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout: Duration,
+    pub auth: Vec<AuthMethod>,
+    pub token_header: HeaderName,
+    pub scopes: Vec<String>,
+    pub token_use: TokenUsePolicy,
+    pub groups: Vec<String>,
+    pub allow_from: Vec<IpNet>,
+    pub forward_token: ForwardToken,
+    pub forward_token_scheme: String,
+    pub claim_headers: Vec<(HeaderName, String)>,
+}
+
+/// Where a configuration came from: relative paths inside it are resolved against `base_dir`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(
+            &text,
+            &Source {
+                name: path.display().to_string(),
+                base_dir,
+            },
+        )
+    }
+
+    /// Parses configuration text, reading the process environment for `${NAME}` references.
+    pub fn parse(text: &str, source: &Source) -> Result<Config, ConfigErrors> {
+        Config::parse_with_env(text, source, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text with an explicit environment lookup (tests use this).
+    pub fn parse_with_env(
+        text: &str,
+        source: &Source,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigErrors::single("", syntax_error(source, &e)))?;
+        let mut errors = Vec::new();
+        env::substitute_table(&mut value, "", env, &mut errors);
+
+        let mut unknown = Vec::new();
+        let de = toml::Value::Table(value);
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(ignored_path(&path));
+        let ignored = serde_ignored::Deserializer::new(de, &mut on_unknown);
+        let raw: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(ignored);
+        for key in unknown {
+            errors.push(ConfigError {
+                key,
+                message: "unknown key".into(),
+            });
+        }
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(e) => {
+                let key = typed_path(e.path());
+                errors.push(ConfigError {
+                    key,
+                    message: clean_serde_message(&e.inner().to_string()),
+                });
+                return Err(ConfigErrors(errors));
+            }
+        };
+        let config = validate::validate(raw, source, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// A short human summary, printed by `check-config`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let s = &self.server;
+        if let Some(l) = s.listen {
+            out.push_str(&format!("listen        http://{l} (HTTP/1.1 + h2c)\n"));
+        }
+        if let Some(t) = &s.tls {
+            let mtls = if t.client_ca.is_some() {
+                ", client certificates required"
+            } else {
+                ""
+            };
+            out.push_str(&format!("listen        https://{} (TLS{mtls})\n", t.listen));
+        }
+        if let Some(a) = &self.admin {
+            out.push_str(&format!("admin         http://{}\n", a.listen));
+        }
+        if let Some(c) = &self.cognito {
+            out.push_str(&format!("issuer        {}\n", c.issuer));
+            let clients = if c.app_clients.is_empty() {
+                "any (not checked)".to_string()
+            } else {
+                c.app_clients.join(", ")
+            };
+            out.push_str(&format!("app clients   {clients}\n"));
+            let mut src = Vec::new();
+            if let Some(u) = &c.jwks.url {
+                src.push(format!("url {u}"));
+            }
+            if let Some(f) = &c.jwks.file {
+                src.push(format!("file {}", f.display()));
+            }
+            out.push_str(&format!("jwks          {}\n", src.join(" + ")));
+        }
+        out.push_str(&format!("routes        {}\n", self.routes.len()));
+        for r in &self.routes {
+            let upstream = match &r.upstream {
+                UpstreamTarget::Echo => "builtin:echo".to_string(),
+                UpstreamTarget::Url {
+                    scheme,
+                    authority,
+                    base_path,
+                } => format!("{scheme}://{authority}{base_path}"),
+            };
+            let auth: Vec<&str> = r.auth.iter().map(|a| a.as_str()).collect();
+            let mut extra = String::new();
+            if !r.scopes.is_empty() {
+                extra.push_str(&format!(" scopes={}", r.scopes.join(",")));
+            }
+            if !r.groups.is_empty() {
+                extra.push_str(&format!(" groups={}", r.groups.join(",")));
+            }
+            let methods = if r.methods.is_empty() {
+                "*".to_string()
+            } else {
+                r.methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let host = r.host.as_deref().unwrap_or("*");
+            out.push_str(&format!(
+                "  {:<12} {} {}{} -> {} auth={}{}\n",
+                r.name,
+                methods,
+                host,
+                r.path_prefix,
+                upstream,
+                auth.join(","),
+                extra
+            ));
+        }
+        out
+    }
+}
+
+fn syntax_error(source: &Source, e: &toml::de::Error) -> String {
+    let msg = e.message();
+    match e.span() {
+        Some(span) => format!("{}: invalid TOML at byte {}: {msg}", source.name, span.start),
+        None => format!("{}: invalid TOML: {msg}", source.name),
+    }
+}
+
+fn clean_serde_message(msg: &str) -> String {
+    msg.lines().last().unwrap_or(msg).trim().to_string()
+}
+
+fn ignored_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => join_key(&ignored_path(parent), key),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+fn typed_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => out = join_key(&out, key),
+            Segment::Enum { variant } => out = join_key(&out, variant),
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+pub(crate) fn join_key(parent: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare {
+        key.to_string()
+    } else {
+        format!("\"{}\"", key.replace('"', "\\\""))
+    };
+    if parent.is_empty() {
+        key
+    } else {
+        format!("{parent}.{key}")
+    }
+}

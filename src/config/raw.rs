@@ -1,0 +1,112 @@
+//! The serde mirror of `config.toml`: plain TOML types only. Every value is turned into a typed
+//! value by `validate`, which reports all problems at once with the key that holds them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub admin: Option<RawAdmin>,
+    pub log: RawLog,
+    pub cognito: Option<RawCognito>,
+    pub upstream: RawUpstream,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub max_connections: Option<i64>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub max_header_bytes: Option<i64>,
+    pub shutdown_drain: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub health_path: Option<String>,
+    pub ready_path: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTls {
+    pub listen: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub client_ca: Option<String>,
+    pub handshake_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCognito {
+    pub region: Option<String>,
+    pub user_pool_id: Option<String>,
+    pub issuer: Option<String>,
+    pub app_clients: Option<Vec<String>>,
+    pub clock_skew: Option<String>,
+    pub jwks: RawJwks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawJwks {
+    pub url: Option<String>,
+    pub file: Option<String>,
+    pub refresh_interval: Option<String>,
+    pub refetch_cooldown: Option<String>,
+    pub max_stale: Option<String>,
+    pub timeout: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUpstream {
+    pub ca_file: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_host: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub methods: Vec<String>,
+    pub upstream: Option<String>,
+    pub strip_prefix: bool,
+    pub upstream_headers: BTreeMap<String, String>,
+    pub timeout: Option<String>,
+    pub auth: Option<Vec<String>>,
+    pub token_header: Option<String>,
+    pub scopes: Vec<String>,
+    pub token_use: Option<String>,
+    pub groups: Vec<String>,
+    pub allow_from: Vec<String>,
+    pub forward_token: Option<String>,
+    pub forward_token_scheme: Option<String>,
+    pub claim_headers: BTreeMap<String, String>,
+}

@@ -1,0 +1,344 @@
+//! The JWKS cache: a read-mostly snapshot of the keys, refreshed in the background, refetched at
+//! most once per cooldown when a token names an unknown `kid` (one fetch shared by every waiting
+//! request), and kept serving after fetch failures for at most `max_stale`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::time::Instant;
+
+use super::keys::{parse_jwks, Key, KeySet};
+
+/// Where keys come from over the network. The real one is `HttpJwksFetcher`; tests inject fakes.
+pub trait JwksFetcher: Send + Sync + 'static {
+    /// Fetches the JWKS document body.
+    fn fetch(&self) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    /// A description for logs (never carries secrets).
+    fn describe(&self) -> String;
+}
+
+/// Fetches the JWKS with reqwest, through the configured headers and extra CA roots.
+pub struct HttpJwksFetcher {
+    client: reqwest::Client,
+    url: reqwest::Url,
+}
+
+impl HttpJwksFetcher {
+    pub fn new(cfg: &crate::config::JwksConfig, url: reqwest::Url) -> Result<Self, String> {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("cognito-gate/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_file {
+            for cert in crate::tls::load_reqwest_roots(ca)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
+        Ok(HttpJwksFetcher { client, url })
+    }
+}
+
+/// Upper bound on a JWKS document, so a misbehaving endpoint cannot exhaust memory.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+impl JwksFetcher for HttpJwksFetcher {
+    fn fetch(&self) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let req = self.client.get(self.url.clone());
+        async move {
+            let mut resp = req.send().await.map_err(describe_reqwest)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("HTTP status {status}"));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(describe_reqwest)? {
+                if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                    return Err(format!("document larger than {MAX_JWKS_BYTES} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        let mut u = self.url.clone();
+        u.set_query(None);
+        u.to_string()
+    }
+}
+
+fn describe_reqwest(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        // reqwest errors name the URL, never a secret; the source chain says why.
+        let mut sources = String::new();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            sources.push_str(": ");
+            sources.push_str(&s.to_string());
+            src = s.source();
+        }
+        format!("{}{sources}", e.without_url())
+    }
+}
+
+/// The keys in force, with when they were last confirmed.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub keys: KeySet,
+    /// When the keys were last loaded successfully (`None`: never).
+    pub loaded_at: Option<Instant>,
+    /// Whether this snapshot can go stale (keys from a URL) or not (a file alone).
+    pub expires: bool,
+}
+
+/// Why a key could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLookupError {
+    /// No key with that `kid`, even after the refetch the cooldown allowed.
+    UnknownKid,
+    /// No keys are loaded, or the cached ones are older than `max_stale`.
+    Unavailable,
+}
+
+/// The outcome of one refresh, for metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Updated { keys: usize },
+    Failed(String),
+}
+
+type SharedRefresh = Shared<BoxFuture<'static, RefreshOutcome>>;
+
+#[derive(Default)]
+struct Inflight {
+    current: Option<SharedRefresh>,
+    last_kid_refetch: Option<Instant>,
+}
+
+pub struct JwksCache {
+    snapshot: ArcSwap<Snapshot>,
+    fetcher: Option<Arc<dyn JwksFetcher>>,
+    refetch_cooldown: Duration,
+    max_stale: Duration,
+    inflight: Mutex<Inflight>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl JwksCache {
+    /// A cache seeded with `seed` (from a file) that fetches from `fetcher` when there is one.
+    pub fn new(
+        seed: Option<KeySet>,
+        fetcher: Option<Arc<dyn JwksFetcher>>,
+        refetch_cooldown: Duration,
+        max_stale: Duration,
+    ) -> Arc<Self> {
+        let expires = fetcher.is_some();
+        let snapshot = match seed {
+            Some(keys) => Snapshot {
+                keys,
+                loaded_at: Some(Instant::now()),
+                expires,
+            },
+            None => Snapshot {
+                keys: KeySet::default(),
+                loaded_at: None,
+                expires,
+            },
+        };
+        Arc::new(JwksCache {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            fetcher,
+            refetch_cooldown,
+            max_stale,
+            inflight: Mutex::new(Inflight::default()),
+            fetches: Default::default(),
+        })
+    }
+
+    /// The current snapshot (cheap; never blocks).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// How many fetches were started (for tests and diagnostics).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keys are loaded and not older than `max_stale`.
+    pub fn is_usable(&self) -> bool {
+        self.usable(&self.snapshot.load())
+    }
+
+    fn usable(&self, snap: &Snapshot) -> bool {
+        match snap.loaded_at {
+            None => false,
+            Some(at) => !snap.expires || at.elapsed() <= self.max_stale,
+        }
+    }
+
+    /// Seconds since the keys were last loaded, if ever.
+    pub fn age(&self) -> Option<Duration> {
+        self.snapshot.load().loaded_at.map(|at| at.elapsed())
+    }
+
+    /// The key for `kid`, refetching the JWKS (single-flight, at most once per cooldown) when the
+    /// kid is unknown.
+    pub async fn key(self: &Arc<Self>, kid: &str) -> Result<Arc<Key>, KeyLookupError> {
+        {
+            let snap = self.snapshot.load();
+            if let Some(key) = snap.keys.get(kid) {
+                return if self.usable(&snap) {
+                    Ok(key.clone())
+                } else {
+                    Err(KeyLookupError::Unavailable)
+                };
+            }
+        }
+        let Some(refresh) = self.join_or_start_kid_refetch() else {
+            return Err(self.missing());
+        };
+        refresh.await;
+        let snap = self.snapshot.load();
+        match snap.keys.get(kid) {
+            Some(key) if self.usable(&snap) => Ok(key.clone()),
+            Some(_) => Err(KeyLookupError::Unavailable),
+            None => Err(self.missing()),
+        }
+    }
+
+    fn missing(&self) -> KeyLookupError {
+        if self.is_usable() {
+            KeyLookupError::UnknownKid
+        } else {
+            KeyLookupError::Unavailable
+        }
+    }
+
+    fn join_or_start_kid_refetch(self: &Arc<Self>) -> Option<SharedRefresh> {
+        self.fetcher.as_ref()?;
+        let mut g = self.inflight.lock().expect("jwks inflight lock");
+        if let Some(f) = &g.current {
+            return Some(f.clone());
+        }
+        let now = Instant::now();
+        if g
+            .last_kid_refetch
+            .is_some_and(|t| now.duration_since(t) < self.refetch_cooldown)
+        {
+            return None;
+        }
+        g.last_kid_refetch = Some(now);
+        Some(self.start_locked(&mut g))
+    }
+
+    /// Refreshes now, joining a refresh already under way. `None` when there is no URL.
+    pub async fn refresh(self: &Arc<Self>) -> Option<RefreshOutcome> {
+        self.fetcher.as_ref()?;
+        let fut = {
+            let mut g = self.inflight.lock().expect("jwks inflight lock");
+            match &g.current {
+                Some(f) => f.clone(),
+                None => self.start_locked(&mut g),
+            }
+        };
+        Some(fut.await)
+    }
+
+    fn start_locked(self: &Arc<Self>, g: &mut Inflight) -> SharedRefresh {
+        let fetcher = self.fetcher.clone().expect("checked by callers");
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let this = Arc::clone(self);
+        // The fetch runs on its own task so that it completes even if every waiter goes away.
+        // `current` is cleared by that task, under the lock this caller holds until it returns.
+        let handle = tokio::spawn(async move {
+            let source = fetcher.describe();
+            let result = match fetcher.fetch().await {
+                Ok(body) => parse_jwks(&body, &source).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            let outcome = match result {
+                Ok(keys) => {
+                    let count = keys.keys.len();
+                    let kids = keys.kids().join(",");
+                    this.snapshot.store(Arc::new(Snapshot {
+                        keys,
+                        loaded_at: Some(Instant::now()),
+                        expires: true,
+                    }));
+                    tracing::debug!(jwks.source = %source, jwks.kids = %kids, "JWKS refreshed");
+                    RefreshOutcome::Updated { keys: count }
+                }
+                Err(e) => {
+                    let age = this.age().map(|a| a.as_secs());
+                    tracing::warn!(jwks.source = %source, error = %e, jwks.age_secs = ?age,
+                        "JWKS refresh failed; cached keys stay in use up to max_stale");
+                    RefreshOutcome::Failed(e)
+                }
+            };
+            this.inflight.lock().expect("jwks inflight lock").current = None;
+            outcome
+        });
+        let fut = async move {
+            handle
+                .await
+                .unwrap_or_else(|_| RefreshOutcome::Failed("JWKS fetch task failed".into()))
+        }
+        .boxed()
+        .shared();
+        g.current = Some(fut.clone());
+        fut
+    }
+
+    /// Keeps the keys fresh until `shutdown` fires: the first load is retried with backoff, then
+    /// a refresh every `interval` (failures retried sooner, with backoff, while keys age).
+    pub async fn run_refresh(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.fetcher.is_none() {
+            return;
+        }
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let outcome = self.refresh().await;
+            let wait = match outcome {
+                Some(RefreshOutcome::Updated { .. }) => {
+                    backoff = INITIAL_BACKOFF;
+                    interval
+                }
+                _ => {
+                    let wait = backoff.min(interval);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);

@@ -1,0 +1,10 @@
+//! JWT verification with Cognito's rules: JWKS cache, key parsing and the authorizer checks.
+//! Knows nothing of HTTP routing.
+
+pub mod jwks;
+pub mod keys;
+pub mod verify;
+
+pub use jwks::{HttpJwksFetcher, JwksCache, JwksFetcher, KeyLookupError, RefreshOutcome};
+pub use keys::{parse_jwks, KeySet};
+pub use verify::{AuthError, RoutePolicy, TokenUse, Verified, Verifier};

@@ -1,0 +1,481 @@
+//! The authorizer: the checks an API Gateway Cognito user pool authorizer makes, in a fixed order.
+//! Signature and expiry are checked unconditionally; the issuer is checked before any key lookup
+//! so that tokens from elsewhere never cause a JWKS fetch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::jwks::{JwksCache, KeyLookupError};
+use crate::config::TokenUsePolicy;
+
+/// Tokens longer than this are rejected before any decoding (Cognito tokens are ~1-4 KiB).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Why a token was not accepted. `reason()` is the bounded label used in metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token in the request")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("algorithm {0:?} is not accepted (RS256 only)")]
+    Algorithm(String),
+    #[error("issuer {actual:?} is not the configured issuer {expected:?}")]
+    Issuer { expected: String, actual: String },
+    #[error("no key with this kid in the JWKS")]
+    UnknownKid,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("token expired at {exp} (now {now})")]
+    Expired { exp: i64, now: i64 },
+    #[error("token not valid before {nbf} (now {now})")]
+    NotYetValid { nbf: i64, now: i64 },
+    #[error("token_use {actual:?} is not accepted here (expected {expected})")]
+    TokenUse {
+        expected: &'static str,
+        actual: String,
+    },
+    #[error("app client {actual:?} is not in cognito.app_clients")]
+    Client { actual: String },
+    #[error("none of the route's scopes {required:?} is in the token's scope {actual:?}")]
+    Scope {
+        required: Vec<String>,
+        actual: String,
+    },
+    #[error("none of the route's groups {required:?} is in cognito:groups {actual:?}")]
+    Group {
+        required: Vec<String>,
+        actual: Vec<String>,
+    },
+    #[error("signing keys are unavailable (not loaded yet, or older than max_stale)")]
+    KeysUnavailable,
+}
+
+impl AuthError {
+    /// A bounded label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::Algorithm(_) => "algorithm",
+            AuthError::Issuer { .. } => "issuer",
+            AuthError::UnknownKid => "unknown_kid",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired { .. } => "expired",
+            AuthError::NotYetValid { .. } => "not_yet_valid",
+            AuthError::TokenUse { .. } => "token_use",
+            AuthError::Client { .. } => "client",
+            AuthError::Scope { .. } => "scope",
+            AuthError::Group { .. } => "group",
+            AuthError::KeysUnavailable => "jwks_unavailable",
+        }
+    }
+
+    /// The name of the check that decided, for `verify-token`.
+    pub fn check(&self) -> &'static str {
+        match self {
+            AuthError::Missing | AuthError::Malformed(_) => "format",
+            AuthError::Algorithm(_) => "alg",
+            AuthError::Issuer { .. } => "iss",
+            AuthError::UnknownKid | AuthError::KeysUnavailable => "kid",
+            AuthError::BadSignature => "signature",
+            AuthError::Expired { .. } => "exp",
+            AuthError::NotYetValid { .. } => "nbf",
+            AuthError::TokenUse { .. } => "token_use",
+            AuthError::Client { .. } => "client",
+            AuthError::Scope { .. } => "scope",
+            AuthError::Group { .. } => "groups",
+        }
+    }
+}
+
+/// The kind of a verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Id,
+    Access,
+}
+
+impl TokenUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenUse::Id => "id",
+            TokenUse::Access => "access",
+        }
+    }
+}
+
+/// What a route requires of a token beyond the pool-wide checks.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePolicy<'a> {
+    pub token_use: TokenUsePolicy,
+    pub scopes: &'a [String],
+    pub groups: &'a [String],
+}
+
+/// A token whose signature, issuer and expiry have been checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub token_use: TokenUse,
+    pub exp: i64,
+    pub claims: Map<String, Value>,
+}
+
+impl Verified {
+    pub fn sub(&self) -> Option<&str> {
+        self.claims.get("sub").and_then(Value::as_str)
+    }
+
+    /// `aud` of an ID token or `client_id` of an access token.
+    pub fn client_id(&self) -> Option<&str> {
+        match self.token_use {
+            TokenUse::Id => match self.claims.get("aud") {
+                Some(Value::String(s)) => Some(s),
+                Some(Value::Array(a)) => a.first().and_then(Value::as_str),
+                _ => None,
+            },
+            TokenUse::Access => self.claims.get("client_id").and_then(Value::as_str),
+        }
+    }
+}
+
+/// A decoded but not yet verified token: what `verify-token` shows even when the token is denied.
+#[derive(Debug, Clone)]
+pub struct Decoded<'t> {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    kid: String,
+    signed: &'t str,
+    signature: &'t str,
+}
+
+/// The pool-wide part of the authorizer: issuer, app clients, clock skew and keys.
+pub struct Verifier {
+    issuer: String,
+    app_clients: Vec<String>,
+    clock_skew: i64,
+    jwks: Arc<JwksCache>,
+}
+
+impl Verifier {
+    pub fn new(
+        issuer: String,
+        app_clients: Vec<String>,
+        clock_skew: Duration,
+        jwks: Arc<JwksCache>,
+    ) -> Self {
+        Verifier {
+            issuer,
+            app_clients,
+            clock_skew: clock_skew.as_secs() as i64,
+            jwks,
+        }
+    }
+
+    pub fn jwks(&self) -> &Arc<JwksCache> {
+        &self.jwks
+    }
+
+    /// Verifies `token` (the raw JWT, without a scheme) against the pool and the route's policy.
+    /// `now` is seconds since the Unix epoch.
+    pub async fn verify(
+        &self,
+        token: &str,
+        policy: RoutePolicy<'_>,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let decoded = decode(token)?;
+        self.verify_decoded(decoded, policy, now).await
+    }
+
+    pub async fn verify_decoded(
+        &self,
+        decoded: Decoded<'_>,
+        policy: RoutePolicy<'_>,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let claims = &decoded.claims;
+        let iss = str_claim(claims, "iss")?.ok_or(AuthError::Malformed("no iss claim"))?;
+        if iss != self.issuer {
+            return Err(AuthError::Issuer {
+                expected: self.issuer.clone(),
+                actual: iss.to_string(),
+            });
+        }
+        // Type-check the claims the rules below read before spending a signature check.
+        let exp = int_claim(claims, "exp")?.ok_or(AuthError::Malformed("no exp claim"))?;
+        let nbf = int_claim(claims, "nbf")?;
+        let token_use = str_claim(claims, "token_use")?;
+        let groups = groups_claim(claims)?;
+        let scope = str_claim(claims, "scope")?;
+
+        let key = self.jwks.key(&decoded.kid).await.map_err(|e| match e {
+            KeyLookupError::UnknownKid => AuthError::UnknownKid,
+            KeyLookupError::Unavailable => AuthError::KeysUnavailable,
+        })?;
+        let ok = jsonwebtoken::crypto::verify(
+            decoded.signature,
+            decoded.signed.as_bytes(),
+            &key.decoding,
+            Algorithm::RS256,
+        )
+        .unwrap_or(false);
+        if !ok {
+            return Err(AuthError::BadSignature);
+        }
+
+        if now >= exp.saturating_add(self.clock_skew) {
+            return Err(AuthError::Expired { exp, now });
+        }
+        if let Some(nbf) = nbf {
+            if now.saturating_add(self.clock_skew) < nbf {
+                return Err(AuthError::NotYetValid { nbf, now });
+            }
+        }
+
+        let kind = match token_use {
+            Some("id") => TokenUse::Id,
+            Some("access") => TokenUse::Access,
+            other => {
+                return Err(AuthError::TokenUse {
+                    expected: expected_use(policy.token_use),
+                    actual: other.unwrap_or("").to_string(),
+                })
+            }
+        };
+        let accepted = match policy.token_use {
+            TokenUsePolicy::Id => kind == TokenUse::Id,
+            TokenUsePolicy::Access => kind == TokenUse::Access,
+            TokenUsePolicy::Any => true,
+        };
+        if !accepted {
+            return Err(AuthError::TokenUse {
+                expected: expected_use(policy.token_use),
+                actual: kind.as_str().to_string(),
+            });
+        }
+
+        if !self.app_clients.is_empty() {
+            let matched = match kind {
+                TokenUse::Id => match claims.get("aud") {
+                    Some(Value::String(a)) => self.app_clients.iter().any(|c| c == a),
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(|a| self.app_clients.iter().any(|c| c == a)),
+                    _ => false,
+                },
+                TokenUse::Access => str_claim(claims, "client_id")?
+                    .is_some_and(|a| self.app_clients.iter().any(|c| c == a)),
+            };
+            if !matched {
+                let actual = match kind {
+                    TokenUse::Id => claims.get("aud").map(|v| v.to_string()),
+                    TokenUse::Access => claims.get("client_id").map(|v| v.to_string()),
+                };
+                return Err(AuthError::Client {
+                    actual: actual.unwrap_or_default(),
+                });
+            }
+        }
+
+        if kind == TokenUse::Access && !policy.scopes.is_empty() {
+            let have = scope.unwrap_or("");
+            if !have
+                .split(' ')
+                .any(|s| !s.is_empty() && policy.scopes.iter().any(|r| r == s))
+            {
+                return Err(AuthError::Scope {
+                    required: policy.scopes.to_vec(),
+                    actual: have.to_string(),
+                });
+            }
+        }
+
+        if !policy.groups.is_empty() && !groups.iter().any(|g| policy.groups.iter().any(|r| r == g))
+        {
+            return Err(AuthError::Group {
+                required: policy.groups.to_vec(),
+                actual: groups.iter().map(|g| g.to_string()).collect(),
+            });
+        }
+
+        Ok(Verified {
+            token_use: kind,
+            exp,
+            claims: decoded.claims,
+        })
+    }
+}
+
+fn expected_use(p: TokenUsePolicy) -> &'static str {
+    match p {
+        TokenUsePolicy::Id => "id",
+        TokenUsePolicy::Access => "access",
+        TokenUsePolicy::Any => "id or access",
+    }
+}
+
+/// Takes the token out of a header value: the raw token or `Bearer <token>` (scheme matched
+/// case-insensitively).
+pub fn token_from_header(value: &[u8]) -> Result<&str, AuthError> {
+    let value = std::str::from_utf8(value).map_err(|_| AuthError::Malformed("not ASCII"))?;
+    let value = value.trim();
+    let token = match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
+        _ => value,
+    };
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    Ok(token)
+}
+
+/// Splits and decodes a JWT without verifying it. Only the structure and the header's `alg` and
+/// `kid` are checked here; header fields such as `jku`, `x5u` and `jwk` are ignored.
+pub fn decode(token: &str) -> Result<Decoded<'_>, AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::Malformed("token too long"));
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed("not three dot-separated parts"));
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(AuthError::Malformed("empty part"));
+    }
+    let header = json_object(h).ok_or(AuthError::Malformed("header is not base64url JSON"))?;
+    match header.get("alg") {
+        Some(Value::String(a)) if a == "RS256" => {}
+        Some(Value::String(a)) => return Err(AuthError::Algorithm(truncate(a, 32))),
+        _ => return Err(AuthError::Malformed("header has no alg")),
+    }
+    let kid = match header.get("kid") {
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= 256 => k.clone(),
+        _ => return Err(AuthError::Malformed("header has no usable kid")),
+    };
+    let claims = json_object(p).ok_or(AuthError::Malformed("payload is not base64url JSON"))?;
+    if !s.bytes().all(is_base64url) {
+        return Err(AuthError::Malformed("signature is not base64url"));
+    }
+    Ok(Decoded {
+        header,
+        claims,
+        kid,
+        signed: &token[..h.len() + 1 + p.len()],
+        signature: s,
+    })
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn json_object(part: &str) -> Option<Map<String, Value>> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AuthError::Malformed(match name {
+            "iss" => "iss is not a string",
+            "token_use" => "token_use is not a string",
+            "scope" => "scope is not a string",
+            "client_id" => "client_id is not a string",
+            _ => "claim of the wrong type",
+        })),
+    }
+}
+
+fn int_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(AuthError::Malformed("numeric date out of range")),
+        Some(_) => Err(AuthError::Malformed(match name {
+            "exp" => "exp is not a number",
+            "nbf" => "nbf is not a number",
+            _ => "claim of the wrong type",
+        })),
+    }
+}
+
+fn groups_claim(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
+    match claims.get("cognito:groups") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().ok_or(AuthError::Malformed("cognito:groups holds a non-string")))
+            .collect(),
+        Some(_) => Err(AuthError::Malformed("cognito:groups is not an array")),
+    }
+}
+
+/// A claim value as a header string: strings as they are, arrays comma-joined (like API
+/// Gateway's `$context.authorizer.claims`), other values in their JSON form.
+pub fn claim_as_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(claim_as_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_optional_and_case_insensitive() {
+        assert_eq!(token_from_header(b"Bearer abc").unwrap(), "abc");
+        assert_eq!(token_from_header(b"bEaReR   abc").unwrap(), "abc");
+        assert_eq!(token_from_header(b"abc").unwrap(), "abc");
+        assert_eq!(token_from_header(b"Bearer ").unwrap_err(), AuthError::Missing);
+        assert!(token_from_header(b"\xff").is_err());
+    }
+
+    #[test]
+    fn claim_strings() {
+        let v: Value = serde_json::json!(["a", "b", 3]);
+        assert_eq!(claim_as_string(&v), "a,b,3");
+        assert_eq!(claim_as_string(&serde_json::json!(true)), "true");
+        assert_eq!(claim_as_string(&serde_json::json!(12)), "12");
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert!(matches!(decode("a.b"), Err(AuthError::Malformed(_))));
+        assert!(matches!(decode("a.b.c.d"), Err(AuthError::Malformed(_))));
+        assert!(matches!(decode("!!.b.c"), Err(AuthError::Malformed(_))));
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"k"}"#);
+        let p = URL_SAFE_NO_PAD.encode(br#"{}"#);
+        assert_eq!(
+            decode(&format!("{h}.{p}.c")).unwrap_err(),
+            AuthError::Algorithm("none".into())
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! cognito-gate: an in-VPC gateway that verifies Cognito JWTs exactly like an API Gateway Cognito
+//! user pool authorizer and forwards what it allows to private upstream APIs.
+//!
+//! `start(config)` binds the listeners and returns a `RunningGateway` whose `shutdown()` drains
+//! it the way a load balancer expects: readiness fails first, then listeners close and in-flight
+//! requests finish.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod explain;
+pub mod jwt;
+pub mod logging;
+pub mod pipeline;
+pub mod proxy;
+pub mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::jwt::{HttpJwksFetcher, JwksCache, JwksFetcher, Verifier};
+use crate::pipeline::{Gateway, Readiness};
+use crate::proxy::{RouteTable, UpstreamClient};
+use crate::server::{ConnCounter, ConnSettings, Listener, Role};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cognito.jwks.file: {0}")]
+    JwksFile(String),
+    #[error("cognito.jwks.url: {0}")]
+    JwksClient(String),
+    #[error("upstream client: {0}")]
+    Upstream(String),
+}
+
+/// Builds the JWKS cache of a configuration: seeded from the file, fetching from the URL.
+pub fn build_jwks(
+    cfg: &config::JwksConfig,
+    fetcher_override: Option<Arc<dyn JwksFetcher>>,
+) -> Result<Arc<JwksCache>, StartError> {
+    let seed = match &cfg.file {
+        Some(path) => {
+            let body = std::fs::read(path)
+                .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))?;
+            let keys = jwt::parse_jwks(&body, &path.display().to_string())
+                .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))?;
+            Some(keys)
+        }
+        None => None,
+    };
+    let fetcher: Option<Arc<dyn JwksFetcher>> = match (fetcher_override, &cfg.url) {
+        (Some(f), _) => Some(f),
+        (None, Some(url)) => Some(Arc::new(
+            HttpJwksFetcher::new(cfg, url.clone()).map_err(StartError::JwksClient)?,
+        )),
+        (None, None) => None,
+    };
+    Ok(JwksCache::new(
+        seed,
+        fetcher,
+        cfg.refetch_cooldown,
+        cfg.max_stale,
+    ))
+}
+
+/// A started gateway.
+pub struct RunningGateway {
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    connections: Arc<ConnCounter>,
+}
+
+impl RunningGateway {
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Connections currently open on all listeners.
+    pub fn active_connections(&self) -> usize {
+        self.connections.get()
+    }
+
+    /// Drains and stops: readiness turns 503 at once while requests are still served for
+    /// `shutdown_drain`; then the listeners close and in-flight requests get up to
+    /// `shutdown_grace` to finish; background tasks stop last.
+    pub async fn shutdown(self) {
+        let server = &self.gateway.config.server;
+        self.gateway.readiness.start_draining();
+        tracing::info!(
+            drain_secs = server.shutdown_drain.as_secs_f64(),
+            "draining: readiness now fails; still serving"
+        );
+        tokio::time::sleep(server.shutdown_drain).await;
+        tracing::info!("closing listeners; waiting for in-flight requests");
+        let _ = self.stop.send(true);
+        for l in self.listeners {
+            let _ = l.await;
+        }
+        for b in self.background {
+            b.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts the gateway on `config`.
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    start_with(config, None).await
+}
+
+/// Starts the gateway, optionally with an injected JWKS fetcher (tests).
+pub async fn start_with(
+    config: Config,
+    jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
+) -> Result<RunningGateway, StartError> {
+    let config = Arc::new(config);
+    let (stop, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
+
+    let jwks = match &config.cognito {
+        Some(c) => Some(build_jwks(&c.jwks, jwks_fetcher)?),
+        None => None,
+    };
+    let verifier = match (&config.cognito, &jwks) {
+        (Some(c), Some(j)) => Some(Verifier::new(
+            c.issuer.clone(),
+            c.app_clients.clone(),
+            c.clock_skew,
+            j.clone(),
+        )),
+        _ => None,
+    };
+    if let (Some(c), Some(j)) = (&config.cognito, &jwks) {
+        background.push(tokio::spawn(
+            j.clone()
+                .run_refresh(c.jwks.refresh_interval, stop_rx.clone()),
+        ));
+    }
+    let upstream = UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?;
+    let gateway = Arc::new(Gateway {
+        routes: RouteTable::new(&config.routes),
+        verifier,
+        upstream,
+        readiness: Readiness::new(jwks),
+        config: config.clone(),
+    });
+
+    let server = &config.server;
+    let settings = ConnSettings::from_config(server);
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let connections = Arc::new(ConnCounter::default());
+    let mut listeners = Vec::new();
+    let bound = |addr: SocketAddr| async move {
+        server::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let mut to_serve = Vec::new();
+    let mut http_addr = None;
+    let mut https_addr = None;
+    let mut admin_addr = None;
+    if let Some(addr) = server.listen {
+        let tcp = bound(addr).await?;
+        http_addr = tcp.local_addr().ok();
+        to_serve.push(Listener {
+            tcp,
+            tls: None,
+            role: Role::Main,
+        });
+    }
+    if let Some(t) = &server.tls {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(t).map_err(StartError::Tls)?);
+        let tcp = bound(t.listen).await?;
+        https_addr = tcp.local_addr().ok();
+        to_serve.push(Listener {
+            tcp,
+            tls: Some(acceptor),
+            role: Role::Main,
+        });
+    }
+    if let Some(a) = &config.admin {
+        let tcp = bound(a.listen).await?;
+        admin_addr = tcp.local_addr().ok();
+        to_serve.push(Listener {
+            tcp,
+            tls: None,
+            role: Role::Admin,
+        });
+    }
+    for l in to_serve {
+        tracing::info!(addr = ?l.tcp.local_addr().ok(), tls = l.tls.is_some(), role = ?l.role, "listening");
+        listeners.push(tokio::spawn(server::serve(
+            l,
+            gateway.clone(),
+            settings.clone(),
+            limit.clone(),
+            connections.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    Ok(RunningGateway {
+        http_addr,
+        https_addr,
+        admin_addr,
+        gateway,
+        stop,
+        listeners,
+        background,
+        connections,
+    })
+}

@@ -1,0 +1,166 @@
+//! The command line: parse arguments, load the configuration, run, map errors to exit codes.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cognito_gate::config::{Config, ConfigErrors, Source, EMBEDDED_DEFAULT};
+
+#[derive(Parser)]
+#[command(name = "cognito-gate", version, about = "In-VPC Cognito gateway: verifies JWTs like an API Gateway Cognito authorizer and forwards to private APIs")]
+struct Cli {
+    /// Configuration file [default: ./config.toml, else the embedded default]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration, print a summary, exit 0 (valid) or 1 (invalid).
+    CheckConfig,
+    /// Explain what the authorizer decides for one token: allow/deny, which check, the claims.
+    /// Exit code 0 = allow, 2 = deny, 1 = error.
+    VerifyToken {
+        /// The route whose policy applies [default: the first jwt route]
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
+        /// The token (raw or "Bearer <token>"), or "-" to read it from stdin
+        token: String,
+    },
+}
+
+const EXIT_CONFIG: u8 = 1;
+const EXIT_DENY: u8 = 2;
+
+fn load(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErrors> {
+    match path {
+        Some(p) => Config::load(p).map(|c| (c, p.display().to_string())),
+        None => {
+            let default = PathBuf::from("config.toml");
+            if default.is_file() {
+                Config::load(&default).map(|c| (c, "config.toml".to_string()))
+            } else {
+                let source = Source {
+                    name: "embedded default config".into(),
+                    base_dir: PathBuf::from("."),
+                };
+                Config::parse(EMBEDDED_DEFAULT, &source).map(|c| (c, source.name))
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config, source) = match load(cli.config.as_ref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command {
+        Some(Command::CheckConfig) => {
+            println!("{source}: OK");
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Some(Command::VerifyToken { route, token }) => verify_token(config, route, token),
+        None => serve(config, &source),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cognito-gate")
+        .build()
+        .expect("tokio runtime")
+}
+
+fn serve(config: Config, source: &str) -> ExitCode {
+    cognito_gate::logging::init(&config.log);
+    tracing::info!(config = source, version = env!("CARGO_PKG_VERSION"), "starting");
+    runtime().block_on(async move {
+        let running = match cognito_gate::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("cognito-gate: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        wait_for_signal().await;
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+}
+
+fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCode {
+    cognito_gate::logging::init(&cognito_gate::config::LogConfig {
+        level: "warn".into(),
+        format: cognito_gate::config::LogFormat::Text,
+    });
+    let token = if token == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            eprintln!("cannot read the token from stdin: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        s.trim().to_string()
+    } else {
+        token
+    };
+    let Some(cognito) = config.cognito.clone() else {
+        eprintln!("cognito: the configuration has no [cognito] section");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let route = match cognito_gate::explain::pick_route(&config, route.as_deref()) {
+        Ok(r) => r.clone(),
+        Err(e) => {
+            eprintln!("--route: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    runtime().block_on(async move {
+        let jwks = match cognito_gate::build_jwks(&cognito.jwks, None) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        if let Some(cognito_gate::jwt::RefreshOutcome::Failed(e)) = jwks.refresh().await {
+            eprintln!("warning: JWKS fetch failed ({e}); using the keys from cognito.jwks.file if any");
+        }
+        let verifier = cognito_gate::jwt::Verifier::new(
+            cognito.issuer.clone(),
+            cognito.app_clients.clone(),
+            cognito.clock_skew,
+            jwks,
+        );
+        let out = cognito_gate::explain::explain(&verifier, &route, &token).await;
+        print!("{}", out.text);
+        if out.allowed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_DENY)
+        }
+    })
+}

@@ -1,0 +1,192 @@
+//! Header hygiene: hop-by-hop removal, client address from a trusted X-Forwarded-For chain,
+//! request ids.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use ipnet::IpNet;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies also drop).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    proxies.iter().any(|n| n.contains(&ip))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the right-most
+/// X-Forwarded-For entry that is not a trusted proxy.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted(peer, proxies) {
+        return peer;
+    }
+    let mut last_trusted = peer;
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for entry in entries.into_iter().rev() {
+        match parse_forwarded_ip(entry.trim()) {
+            Some(ip) if trusted(ip, proxies) => last_trusted = canonical(ip),
+            Some(ip) => return canonical(ip),
+            None => return last_trusted,
+        }
+    }
+    last_trusted
+}
+
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    // "1.2.3.4:5678" or "[::1]:5678"
+    s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host. A trusted peer's X-Forwarded-For is appended to and its
+/// -Proto/-Host are kept; anyone else's are replaced.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    proxies: &[IpNet],
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
+    let peer = canonical(peer);
+    let is_trusted = trusted(peer, proxies);
+    let peer_text = peer.to_string();
+    let xff = if is_trusted {
+        let prior: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            peer_text
+        } else {
+            format!("{}, {peer_text}", prior.join(", "))
+        }
+    } else {
+        peer_text
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !is_trusted || !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
+    if !is_trusted || !headers.contains_key("x-forwarded-host") {
+        match host {
+            Some(h) => {
+                headers.insert("x-forwarded-host", h.clone());
+            }
+            None => {
+                headers.remove("x-forwarded-host");
+            }
+        }
+    }
+}
+
+/// The inbound X-Request-Id if it is sane (1-128 visible, safe characters), else a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get("x-request-id") {
+        let b = v.as_bytes();
+        let sane = !b.is_empty()
+            && b.len() <= 128
+            && b.iter().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+            });
+        if sane {
+            return v.clone();
+        }
+    }
+    let id: u128 = rand::random();
+    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn client_address_from_trusted_chain() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.7".parse().unwrap());
+        let proxies = nets(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_addr(peer, &h, &proxies).to_string(), "203.0.113.9");
+        // An untrusted peer's header is ignored.
+        let peer: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_addr(peer, &h, &proxies).to_string(), "198.51.100.1");
+        // Garbage in the chain stops the walk at the last trusted hop.
+        h.insert("x-forwarded-for", "nonsense, 10.0.0.7".parse().unwrap());
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_addr(peer, &h, &proxies).to_string(), "10.0.0.7");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "x-secret, keep-alive".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc-123".parse().unwrap());
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", "has space".parse().unwrap());
+        assert_eq!(request_id(&h).len(), 32);
+    }
+}

@@ -1,0 +1,10 @@
+//! Forwarding: the route table, header hygiene and claim injection, the upstream client and the
+//! built-in echo upstream.
+
+pub mod echo;
+pub mod headers;
+pub mod routes;
+pub mod upstream;
+
+pub use routes::RouteTable;
+pub use upstream::UpstreamClient;

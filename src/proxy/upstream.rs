@@ -1,0 +1,106 @@
+//! The one pooled upstream client, and sending a prepared request with the route's timeout.
+
+use std::time::Duration;
+
+use http::{Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::{is_too_large, Body};
+use crate::config::{UpstreamConfig, UpstreamTarget};
+use crate::error::{GatewayError, UpstreamError};
+
+#[derive(Clone)]
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+impl UpstreamClient {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
+        let tls = crate::tls::client_config(cfg.ca_file.as_deref())?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .build(connector);
+        Ok(UpstreamClient { client })
+    }
+
+    /// Sends the request; the timeout covers everything up to the response headers.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => Err(GatewayError::Upstream(UpstreamError::Timeout)),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                if is_too_large(&e) {
+                    return Err(GatewayError::BodyTooLarge);
+                }
+                let kind = if e.is_connect() {
+                    UpstreamError::Connect
+                } else {
+                    UpstreamError::Protocol
+                };
+                tracing::warn!(error = %error_chain(&e), kind = kind.kind(), "upstream request failed");
+                Err(GatewayError::Upstream(kind))
+            }
+        }
+    }
+}
+
+/// An error and its sources on one line, for logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// The upstream URI for a request path (already stripped as the route says) and query.
+pub fn upstream_uri(target: &UpstreamTarget, path: &str, query: Option<&str>) -> Option<Uri> {
+    let UpstreamTarget::Url {
+        scheme,
+        authority,
+        base_path,
+    } = target
+    else {
+        return None;
+    };
+    let mut pq = String::with_capacity(base_path.len() + path.len() + 1);
+    pq.push_str(base_path);
+    pq.push_str(path);
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
+}

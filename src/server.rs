@@ -1,0 +1,268 @@
+//! Listeners: accept loops with a connection limit, TLS handshakes, HTTP/1.1 + HTTP/2 (h2c on
+//! plain listeners, ALPN on TLS), header-read and idle timeouts, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::body::Body;
+use crate::config::ServerConfig;
+use crate::error::json_message;
+use crate::pipeline::{health_response, ConnInfo, Gateway};
+
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Routes, auth and forwarding (health and readiness answered first).
+    Main,
+    /// Health, readiness and operational endpoints only.
+    Admin,
+}
+
+/// Connection-level settings shared by every listener.
+#[derive(Clone)]
+pub struct ConnSettings {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl ConnSettings {
+    pub fn from_config(s: &ServerConfig) -> Self {
+        ConnSettings {
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            max_header_bytes: s.max_header_bytes,
+            handshake_timeout: s
+                .tls
+                .as_ref()
+                .map(|t| t.handshake_timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            shutdown_grace: s.shutdown_grace,
+        }
+    }
+}
+
+/// Counts requests in flight on a connection and when the last one finished.
+struct Activity {
+    in_flight: AtomicUsize,
+    last_done: Mutex<Instant>,
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        *self.last_done.lock().expect("activity lock") = Instant::now();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Resolves once the connection has had no request in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                let deadline = *self.last_done.lock().expect("activity lock") + timeout;
+                if Instant::now() >= deadline && self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                tokio::time::sleep_until(deadline).await;
+            } else {
+                tokio::time::sleep(timeout).await;
+            }
+        }
+    }
+}
+
+/// Live connection count across listeners (for metrics and the connection limit).
+#[derive(Default)]
+pub struct ConnCounter(AtomicUsize);
+
+impl ConnCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub role: Role,
+}
+
+/// Accepts until `stop` turns true, then stops accepting, asks every connection to finish its
+/// in-flight requests, and waits up to `shutdown_grace` for them.
+pub async fn serve(
+    listener: Listener,
+    gateway: Arc<Gateway>,
+    settings: ConnSettings,
+    limit: Arc<Semaphore>,
+    connections: Arc<ConnCounter>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(settings.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let tracker = TaskTracker::new();
+    let local = listener.tcp.local_addr().ok();
+
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stopped(&mut stop) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.tcp.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let tls = listener.tls.clone();
+        let settings = settings.clone();
+        let stop = stop.clone();
+        let connections = connections.clone();
+        let role = listener.role;
+        tracker.spawn(async move {
+            connections.0.fetch_add(1, Ordering::Relaxed);
+            let info = ConnInfo {
+                peer,
+                tls: tls.is_some(),
+            };
+            match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            serve_conn(tls_stream, info, role, gateway, &builder, &settings, stop)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(client.addr = %peer, "TLS handshake timed out")
+                        }
+                    }
+                }
+                None => serve_conn(stream, info, role, gateway, &builder, &settings, stop).await,
+            }
+            connections.0.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(settings.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listener = ?local, remaining = tracker.len(),
+            "shutdown_grace expired; closing the remaining connections");
+    }
+}
+
+async fn serve_conn<IO>(
+    io: IO,
+    info: ConnInfo,
+    role: Role,
+    gateway: Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    settings: &ConnSettings,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last_done: Mutex::new(Instant::now()),
+    });
+    let act = activity.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let gateway = gateway.clone();
+        let act = act.clone();
+        async move {
+            act.begin();
+            let resp = match role {
+                Role::Main => gateway.handle(req, info).await,
+                Role::Admin => admin(&gateway, &req),
+            };
+            act.end();
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        _ = activity.idle_for(settings.idle_timeout) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client.addr = %info.peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn admin(gateway: &Gateway, req: &Request<Incoming>) -> hyper::Response<Body> {
+    let s = &gateway.config.server;
+    let path = req.uri().path();
+    health_response(path, "/healthz", "/readyz", &gateway.readiness)
+        .or_else(|| health_response(path, &s.health_path, &s.ready_path, &gateway.readiness))
+        .unwrap_or_else(|| json_message(http::StatusCode::NOT_FOUND, "Not Found"))
+}
+
+/// Resolves once `stop` holds true (at once if it already does).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
