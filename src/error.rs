@@ -151,26 +151,114 @@ mod tests {
     #[test]
     fn every_variant_has_its_status_and_message() {
         let cases: Vec<(GatewayError, u16, &str)> = vec![
-            (GatewayError::Auth(AuthError::Missing, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Malformed("x"), Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Algorithm("HS256".into()), Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Issuer { expected: "a".into(), actual: "b".into() }, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::UnknownKid, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::BadSignature, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Expired { exp: 1, now: 2 }, Challenge::Bearer), 401, MSG_EXPIRED),
-            (GatewayError::Auth(AuthError::NotYetValid { nbf: 2, now: 1 }, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::TokenUse { expected: "id", actual: "access".into() }, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Client { actual: "c".into() }, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Scope { required: vec![], actual: String::new() }, Challenge::Bearer), 401, MSG_UNAUTHORIZED),
-            (GatewayError::Auth(AuthError::Group { required: vec![], actual: vec![] }, Challenge::Bearer), 403, MSG_GROUP_DENIED),
-            (GatewayError::Auth(AuthError::KeysUnavailable, Challenge::Bearer), 503, "Service Unavailable"),
+            (
+                GatewayError::Auth(AuthError::Missing, Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(AuthError::Malformed("x"), Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(AuthError::Algorithm("HS256".into()), Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(
+                    AuthError::Issuer {
+                        expected: "a".into(),
+                        actual: "b".into(),
+                    },
+                    Challenge::Bearer,
+                ),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(AuthError::UnknownKid, Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(AuthError::BadSignature, Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(AuthError::Expired { exp: 1, now: 2 }, Challenge::Bearer),
+                401,
+                MSG_EXPIRED,
+            ),
+            (
+                GatewayError::Auth(AuthError::NotYetValid { nbf: 2, now: 1 }, Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(
+                    AuthError::TokenUse {
+                        expected: "id",
+                        actual: "access".into(),
+                    },
+                    Challenge::Bearer,
+                ),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(AuthError::Client { actual: "c".into() }, Challenge::Bearer),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(
+                    AuthError::Scope {
+                        required: vec![],
+                        actual: String::new(),
+                    },
+                    Challenge::Bearer,
+                ),
+                401,
+                MSG_UNAUTHORIZED,
+            ),
+            (
+                GatewayError::Auth(
+                    AuthError::Group {
+                        required: vec![],
+                        actual: vec![],
+                    },
+                    Challenge::Bearer,
+                ),
+                403,
+                MSG_GROUP_DENIED,
+            ),
+            (
+                GatewayError::Auth(AuthError::KeysUnavailable, Challenge::Bearer),
+                503,
+                "Service Unavailable",
+            ),
             (GatewayError::ClientNotAllowed, 403, "Forbidden"),
             (GatewayError::NoRoute, 404, "Not Found"),
             (GatewayError::BadRequest("x"), 400, "Bad Request"),
             (GatewayError::BodyTooLarge, 413, "Request Entity Too Large"),
-            (GatewayError::Upstream(UpstreamError::Connect), 502, "Bad Gateway"),
-            (GatewayError::Upstream(UpstreamError::Protocol), 502, "Bad Gateway"),
-            (GatewayError::Upstream(UpstreamError::Timeout), 504, "Endpoint request timed out"),
+            (
+                GatewayError::Upstream(UpstreamError::Connect),
+                502,
+                "Bad Gateway",
+            ),
+            (
+                GatewayError::Upstream(UpstreamError::Protocol),
+                502,
+                "Bad Gateway",
+            ),
+            (
+                GatewayError::Upstream(UpstreamError::Timeout),
+                504,
+                "Endpoint request timed out",
+            ),
         ];
         for (err, status, msg) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

@@ -39,7 +39,13 @@ fn policy_text(route: &RouteConfig) -> String {
         TokenUsePolicy::Access => "access",
         TokenUsePolicy::Any => "any",
     };
-    let list = |l: &[String]| if l.is_empty() { "-".to_string() } else { l.join(",") };
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "-".to_string()
+        } else {
+            l.join(",")
+        }
+    };
     format!(
         "{} (token_use={use_}, scopes={}, groups={})",
         route.name,
@@ -71,7 +77,10 @@ pub async fn explain(verifier: &Verifier, route: &RouteConfig, input: &str) -> E
         Ok(t) => t,
         Err(e) => {
             deny(&mut text, e);
-            return Explanation { allowed: false, text };
+            return Explanation {
+                allowed: false,
+                text,
+            };
         }
     };
     let decoded = match decode(token) {
@@ -79,7 +88,10 @@ pub async fn explain(verifier: &Verifier, route: &RouteConfig, input: &str) -> E
         Err(e) => {
             deny(&mut text, e);
             let _ = writeln!(text, "route:    {}", policy_text(route));
-            return Explanation { allowed: false, text };
+            return Explanation {
+                allowed: false,
+                text,
+            };
         }
     };
     let header = Value::Object(decoded.header.clone());
@@ -92,7 +104,11 @@ pub async fn explain(verifier: &Verifier, route: &RouteConfig, input: &str) -> E
     let allowed = match verifier.verify_decoded(decoded, policy, now).await {
         Ok(v) => {
             let _ = writeln!(text, "decision: allow");
-            let _ = writeln!(text, "check:    all checks passed ({} token)", v.token_use.as_str());
+            let _ = writeln!(
+                text,
+                "check:    all checks passed ({} token)",
+                v.token_use.as_str()
+            );
             true
         }
         Err(e) => {

@@ -188,7 +188,8 @@ pub async fn start_with(
         });
     }
     if let Some(t) = &server.tls {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(t).map_err(StartError::Tls)?);
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(tls::server_config(t).map_err(StartError::Tls)?);
         let tcp = bound(t.listen).await?;
         https_addr = tcp.local_addr().ok();
         to_serve.push(Listener {

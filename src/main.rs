@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use cognito_gate::config::{Config, ConfigErrors, Source, EMBEDDED_DEFAULT};
 
 #[derive(Parser)]
-#[command(name = "cognito-gate", version, about = "In-VPC Cognito gateway: verifies JWTs like an API Gateway Cognito authorizer and forwards to private APIs")]
+#[command(
+    name = "cognito-gate",
+    version,
+    about = "In-VPC Cognito gateway: verifies JWTs like an API Gateway Cognito authorizer and forwards to private APIs"
+)]
 struct Cli {
     /// Configuration file [default: ./config.toml, else the embedded default]
     #[arg(long, global = true, value_name = "PATH")]
@@ -85,7 +89,11 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn serve(config: Config, source: &str) -> ExitCode {
     cognito_gate::logging::init(&config.log);
-    tracing::info!(config = source, version = env!("CARGO_PKG_VERSION"), "starting");
+    tracing::info!(
+        config = source,
+        version = env!("CARGO_PKG_VERSION"),
+        "starting"
+    );
     runtime().block_on(async move {
         let running = match cognito_gate::start(config).await {
             Ok(r) => r,
@@ -147,7 +155,9 @@ fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCod
             }
         };
         if let Some(cognito_gate::jwt::RefreshOutcome::Failed(e)) = jwks.refresh().await {
-            eprintln!("warning: JWKS fetch failed ({e}); using the keys from cognito.jwks.file if any");
+            eprintln!(
+                "warning: JWKS fetch failed ({e}); using the keys from cognito.jwks.file if any"
+            );
         }
         let verifier = cognito_gate::jwt::Verifier::new(
             cognito.issuer.clone(),

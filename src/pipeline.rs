@@ -121,15 +121,22 @@ pub fn health_response(
 }
 
 impl Gateway {
-    pub async fn handle(&self, req: Request<hyper::body::Incoming>, conn: ConnInfo) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        conn: ConnInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let server = &self.config.server;
-        if let Some(resp) =
-            health_response(&path, &server.health_path, &server.ready_path, &self.readiness)
-        {
+        if let Some(resp) = health_response(
+            &path,
+            &server.health_path,
+            &server.ready_path,
+            &self.readiness,
+        ) {
             return resp;
         }
         let mut outcome = Outcome::default();
@@ -146,7 +153,11 @@ impl Gateway {
             }
         };
         resp.headers_mut().insert("x-request-id", rid.clone());
-        let route = outcome.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+        let route = outcome
+            .route
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or("");
         tracing::info!(
             target: "cognito_gate::access",
             request_id = rid.to_str().unwrap_or(""),
@@ -174,7 +185,9 @@ impl Gateway {
         let server = &self.config.server;
         let path = req.uri().path();
         if has_dot_segment(path) {
-            return Err(GatewayError::BadRequest("dot segment or encoded slash in path"));
+            return Err(GatewayError::BadRequest(
+                "dot segment or encoded slash in path",
+            ));
         }
         let host = request_host(&req);
         let route = self
@@ -265,9 +278,12 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         remove_hop_by_hop(&mut headers);
-        let original_host = headers
-            .remove(HOST)
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = headers.remove(HOST).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         for name in self.routes.claim_header_names() {
             headers.remove(name);
         }
@@ -326,14 +342,20 @@ impl Gateway {
 
         match &route.upstream {
             UpstreamTarget::Echo => {
-                let mut pq = if path.is_empty() { "/".to_string() } else { path.to_string() };
+                let mut pq = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path.to_string()
+                };
                 if let Some(q) = parts.uri.query() {
                     pq.push('?');
                     pq.push_str(q);
                 }
                 let mut req = Request::new(body);
                 *req.method_mut() = parts.method;
-                *req.uri_mut() = pq.parse().map_err(|_| GatewayError::BadRequest("bad path"))?;
+                *req.uri_mut() = pq
+                    .parse()
+                    .map_err(|_| GatewayError::BadRequest("bad path"))?;
                 *req.headers_mut() = headers;
                 echo::respond(req).await
             }
@@ -348,7 +370,10 @@ impl Gateway {
                 let resp = self.upstream.send(req, route.timeout).await?;
                 let (mut parts, body) = resp.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(parts, body.map_err(Into::into).boxed()))
+                Ok(Response::from_parts(
+                    parts,
+                    body.map_err(Into::into).boxed(),
+                ))
             }
         }
     }

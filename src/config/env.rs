@@ -55,10 +55,8 @@ pub(super) fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 .find('}')
                 .ok_or_else(|| "unterminated ${ in value".to_string())?;
             let name = &body[..end];
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!("invalid environment variable name \"{name}\""));
             }

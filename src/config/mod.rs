@@ -342,9 +342,9 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            let host = r.host.as_deref().unwrap_or("*");
+            let host = r.host.as_deref().unwrap_or("");
             out.push_str(&format!(
-                "  {:<12} {} {}{} -> {} auth={}{}\n",
+                "  {:<12} {:<7} {}{} -> {} auth={}{}\n",
                 r.name,
                 methods,
                 host,
@@ -361,7 +361,10 @@ impl Config {
 fn syntax_error(source: &Source, e: &toml::de::Error) -> String {
     let msg = e.message();
     match e.span() {
-        Some(span) => format!("{}: invalid TOML at byte {}: {msg}", source.name, span.start),
+        Some(span) => format!(
+            "{}: invalid TOML at byte {}: {msg}",
+            source.name, span.start
+        ),
         None => format!("{}: invalid TOML: {msg}", source.name),
     }
 }

@@ -50,7 +50,9 @@ impl Ctx<'_> {
             Err(_) => {
                 self.err(
                     key,
-                    format!("not a duration: {text:?} (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"),
+                    format!(
+                        "not a duration: {text:?} (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"
+                    ),
                 );
                 default
             }
@@ -353,17 +355,19 @@ fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
         cx.err("cognito.clock_skew", "must be at most 5m");
     }
     let j = c.jwks;
-    let url = j.url.as_deref().filter(|u| !u.is_empty()).and_then(|u| {
-        match reqwest::Url::parse(u) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(url)
-            }
-            _ => {
-                cx.err("cognito.jwks.url", format!("not a URL: {u:?}"));
-                None
-            }
-        }
-    });
+    let url =
+        j.url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .and_then(|u| match reqwest::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Some(url)
+                }
+                _ => {
+                    cx.err("cognito.jwks.url", format!("not a URL: {u:?}"));
+                    None
+                }
+            });
     let file = j
         .file
         .as_deref()
@@ -503,7 +507,10 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
     for (j, m) in r.methods.iter().enumerate() {
         match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
             Ok(m) => methods.push(m),
-            Err(_) => cx.err(format!("{key}.methods[{j}]"), format!("not a method: {m:?}")),
+            Err(_) => cx.err(
+                format!("{key}.methods[{j}]"),
+                format!("not a method: {m:?}"),
+            ),
         }
     }
     let upstream = match r.upstream.as_deref() {
@@ -523,10 +530,9 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
             k("auth"),
             "required: any of \"jwt\", \"none\" (tried in order)",
         ),
-        Some(list) if list.is_empty() => cx.err(
-            k("auth"),
-            "must name at least one of \"jwt\", \"none\"",
-        ),
+        Some(list) if list.is_empty() => {
+            cx.err(k("auth"), "must name at least one of \"jwt\", \"none\"")
+        }
         Some(list) => {
             for (j, a) in list.iter().enumerate() {
                 let method = match a.as_str() {
@@ -628,9 +634,10 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
     for (h, claim) in &r.claim_headers {
         let hk = join_key(&k("claim_headers"), h);
         match HeaderName::from_bytes(h.as_bytes()) {
-            Ok(n) if crate::proxy::headers::is_hop_by_hop(&n) || n == http::header::HOST => {
-                cx.err(hk, "this header is managed by the gateway and cannot be set")
-            }
+            Ok(n) if crate::proxy::headers::is_hop_by_hop(&n) || n == http::header::HOST => cx.err(
+                hk,
+                "this header is managed by the gateway and cannot be set",
+            ),
             Ok(n) if n == token_header || n == http::header::AUTHORIZATION => {
                 cx.err(hk, "cannot carry a claim: the token is forwarded in it")
             }

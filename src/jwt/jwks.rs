@@ -239,8 +239,7 @@ impl JwksCache {
             return Some(f.clone());
         }
         let now = Instant::now();
-        if g
-            .last_kid_refetch
+        if g.last_kid_refetch
             .is_some_and(|t| now.duration_since(t) < self.refetch_cooldown)
         {
             return None;
@@ -318,6 +317,11 @@ impl JwksCache {
         if self.fetcher.is_none() {
             return;
         }
+        // Refresh at least twice per max_stale window, so one failed refresh never lets the
+        // keys go stale before the next attempt.
+        let interval = interval
+            .min(self.max_stale / 2)
+            .max(Duration::from_millis(50));
         let mut backoff = INITIAL_BACKOFF;
         loop {
             let outcome = self.refresh().await;
@@ -342,3 +346,125 @@ impl JwksCache {
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"a","alg":"RS256","n":"AQAB","e":"AQAB"}]}"#;
+    const JWKS_AB: &str = r#"{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"},{"kty":"RSA","kid":"b","n":"AQAB","e":"AQAB"}]}"#;
+
+    /// Serves `body` after `delay`, counting calls; `None` fails the fetch.
+    struct Fake {
+        body: Mutex<Option<&'static str>>,
+        delay: Duration,
+        calls: AtomicU64,
+    }
+
+    impl JwksFetcher for Arc<Fake> {
+        fn fetch(&self) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let body = *self.body.lock().unwrap();
+            let delay = self.delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                body.map(|b| b.as_bytes().to_vec())
+                    .ok_or_else(|| "down".to_string())
+            }
+            .boxed()
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn fake(body: Option<&'static str>, delay: Duration) -> Arc<Fake> {
+        Arc::new(Fake {
+            body: Mutex::new(body),
+            delay,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    fn cache(f: &Arc<Fake>, cooldown: Duration, max_stale: Duration) -> Arc<JwksCache> {
+        JwksCache::new(None, Some(Arc::new(f.clone())), cooldown, max_stale)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_unknown_kids_share_one_fetch_and_respect_the_cooldown() {
+        let f = fake(Some(JWKS), Duration::from_millis(100));
+        let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
+        assert!(matches!(
+            c.refresh().await,
+            Some(RefreshOutcome::Updated { keys: 1 })
+        ));
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+
+        let lookups: Vec<_> = (0..50)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.key("zzz").await })
+            })
+            .collect();
+        for l in lookups {
+            assert_eq!(l.await.unwrap().unwrap_err(), KeyLookupError::UnknownKid);
+        }
+        assert_eq!(
+            f.calls.load(Ordering::SeqCst),
+            2,
+            "one refetch for 50 waiters"
+        );
+        assert_eq!(c.key("zzz").await.unwrap_err(), KeyLookupError::UnknownKid);
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2, "cooldown holds");
+
+        // After the cooldown a rotated-in key is found with one more fetch.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        *f.body.lock().unwrap() = Some(JWKS_AB);
+        assert_eq!(c.key("b").await.unwrap().kid, "b");
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        assert!(c.key("a").await.is_ok());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_refreshes_keep_keys_until_max_stale() {
+        let f = fake(Some(JWKS), Duration::ZERO);
+        let c = cache(&f, Duration::from_secs(10), Duration::from_secs(60));
+        assert!(!c.is_usable(), "nothing loaded yet");
+        c.refresh().await;
+        assert!(c.is_usable());
+        *f.body.lock().unwrap() = None;
+        assert!(matches!(c.refresh().await, Some(RefreshOutcome::Failed(_))));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(c.key("a").await.is_ok(), "still within max_stale");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(c.key("a").await.unwrap_err(), KeyLookupError::Unavailable);
+        assert!(!c.is_usable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_refresh_retries_with_backoff_then_settles() {
+        let f = fake(None, Duration::ZERO);
+        let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(c.clone().run_refresh(Duration::from_secs(600), rx));
+        // 250ms, 500ms, 1s, 2s backoff: five attempts within ~4 s.
+        tokio::time::sleep(Duration::from_millis(3900)).await;
+        assert_eq!(f.calls.load(Ordering::SeqCst), 5);
+        *f.body.lock().unwrap() = Some(JWKS);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(c.is_usable());
+        let after = f.calls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(598)).await;
+        assert_eq!(
+            f.calls.load(Ordering::SeqCst),
+            after,
+            "next refresh only after the interval"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(f.calls.load(Ordering::SeqCst), after + 1);
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

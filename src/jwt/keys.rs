@@ -74,7 +74,12 @@ pub fn parse_jwks(body: &[u8], source: &str) -> Result<KeySet, JwksParseError> {
             }
             Err(why) => {
                 skipped += 1;
-                tracing::warn!(jwks.source = source, key.index = i, reason = why, "JWKS key skipped");
+                tracing::warn!(
+                    jwks.source = source,
+                    key.index = i,
+                    reason = why,
+                    "JWKS key skipped"
+                );
             }
         }
     }

@@ -326,6 +326,9 @@ fn expected_use(p: TokenUsePolicy) -> &'static str {
 pub fn token_from_header(value: &[u8]) -> Result<&str, AuthError> {
     let value = std::str::from_utf8(value).map_err(|_| AuthError::Malformed("not ASCII"))?;
     let value = value.trim();
+    if value.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Missing);
+    }
     let token = match value.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
         _ => value,
@@ -343,7 +346,8 @@ pub fn decode(token: &str) -> Result<Decoded<'_>, AuthError> {
         return Err(AuthError::Malformed("token too long"));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(AuthError::Malformed("not three dot-separated parts"));
     };
@@ -389,7 +393,10 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, AuthError> {
+fn str_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, AuthError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -424,7 +431,10 @@ fn groups_claim(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().ok_or(AuthError::Malformed("cognito:groups holds a non-string")))
+            .map(|v| {
+                v.as_str()
+                    .ok_or(AuthError::Malformed("cognito:groups holds a non-string"))
+            })
             .collect(),
         Some(_) => Err(AuthError::Malformed("cognito:groups is not an array")),
     }
@@ -454,7 +464,10 @@ mod tests {
         assert_eq!(token_from_header(b"Bearer abc").unwrap(), "abc");
         assert_eq!(token_from_header(b"bEaReR   abc").unwrap(), "abc");
         assert_eq!(token_from_header(b"abc").unwrap(), "abc");
-        assert_eq!(token_from_header(b"Bearer ").unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            token_from_header(b"Bearer ").unwrap_err(),
+            AuthError::Missing
+        );
         assert!(token_from_header(b"\xff").is_err());
     }
 

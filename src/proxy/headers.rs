@@ -135,7 +135,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         let sane = !b.is_empty()
             && b.len() <= 128
             && b.iter().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+                c.is_ascii_alphanumeric()
+                    || matches!(c, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
             });
         if sane {
             return v.clone();

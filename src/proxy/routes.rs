@@ -45,7 +45,12 @@ impl RouteTable {
     }
 
     /// The route for a request. `host` is the Host without port, lower-cased.
-    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+    ) -> Option<&Arc<RouteConfig>> {
         self.routes.iter().find(|r| {
             prefix_matches(&r.path_prefix, path)
                 && r.host.as_deref().is_none_or(|h| Some(h) == host)

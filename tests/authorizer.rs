@@ -1,0 +1,863 @@
+//! The authorizer over real sockets: every rejection case with its exact status and body, key
+//! rotation, single-flight unknown-kid refetch, stale keys, and readiness at start.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+fn routes(upstream: &str) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "id"
+path_prefix = "/id"
+upstream = "{upstream}"
+auth = ["jwt"]
+
+[[routes]]
+name = "scoped"
+path_prefix = "/scoped"
+upstream = "{upstream}"
+auth = ["jwt"]
+scopes = ["orders/read", "orders/write"]
+
+[[routes]]
+name = "any"
+path_prefix = "/any"
+upstream = "{upstream}"
+auth = ["jwt"]
+token_use = "any"
+scopes = ["orders/read"]
+
+[[routes]]
+name = "finance"
+path_prefix = "/finance"
+upstream = "{upstream}"
+auth = ["jwt"]
+groups = ["finance"]
+
+[[routes]]
+name = "admins"
+path_prefix = "/admins"
+upstream = "{upstream}"
+auth = ["jwt"]
+groups = ["finance", "admins"]
+
+[[routes]]
+name = "custom-header"
+path_prefix = "/custom"
+upstream = "{upstream}"
+auth = ["jwt"]
+token_header = "x-auth-token"
+
+[[routes]]
+name = "optional"
+path_prefix = "/optional"
+upstream = "{upstream}"
+auth = ["jwt", "none"]
+"#
+    )
+}
+
+struct Env {
+    jwks: FakeJwks,
+    gw: cognito_gate::RunningGateway,
+    base: String,
+    k1: TestKey,
+    k2: TestKey,
+    k3: TestKey,
+}
+
+async fn env_with(extra_cognito: &str) -> Env {
+    let k1 = TestKey::load("k1");
+    let k2 = TestKey::load("k2");
+    let k3 = TestKey::load("k3");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\n{}{extra_cognito}\n{}",
+        cognito_section(&jwks.url(), &format!("[\"{CLIENT_ID}\"]")),
+        routes("builtin:echo")
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    Env {
+        jwks,
+        gw,
+        base,
+        k1,
+        k2,
+        k3,
+    }
+}
+
+async fn env() -> Env {
+    env_with("").await
+}
+
+fn b64(v: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(v)
+}
+
+/// A token assembled by hand: any header, any payload, any signature bytes.
+fn raw_token(header: &Value, payload: &Value, sig: &str) -> String {
+    format!(
+        "{}.{}.{sig}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    )
+}
+
+/// HS256 over header.payload with `secret`.
+fn hs256(header: &Value, payload: &Value, secret: &[u8]) -> String {
+    let h = jsonwebtoken::Header {
+        alg: jsonwebtoken::Algorithm::HS256,
+        kid: header["kid"].as_str().map(str::to_string),
+        ..Default::default()
+    };
+    jsonwebtoken::encode(&h, payload, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+}
+
+const UNAUTHORIZED: &str = "Unauthorized";
+const EXPIRED: &str = "The incoming token has expired";
+const GROUP: &str = "User is not authorized to access this resource";
+
+#[tokio::test]
+async fn authorizer_cases_table() {
+    let e = env().await;
+    let c = client();
+    let k1 = &e.k1;
+    let now = now();
+    let id = k1.sign(&id_claims());
+    let access = k1.sign(&access_claims());
+    let rsa_public_pem = {
+        // The RSA public key as an HMAC secret (the classic key-confusion attack).
+        let jwk = &k1.jwk;
+        format!(
+            "{}{}",
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap()
+        )
+        .into_bytes()
+    };
+    let huge = format!(
+        "{}.{}.{}",
+        "a".repeat(21_000),
+        "b".repeat(22_000),
+        "c".repeat(22_000)
+    );
+
+    // (name, path, authorization header, expected status, expected message)
+    let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+        (
+            "valid id token, Bearer",
+            "/id/x",
+            Some(format!("Bearer {id}")),
+            200,
+            "",
+        ),
+        (
+            "valid id token, lower-case bearer",
+            "/id/x",
+            Some(format!("bearer {id}")),
+            200,
+            "",
+        ),
+        ("valid id token, raw", "/id/x", Some(id.clone()), 200, ""),
+        ("missing token", "/id/x", None, 401, UNAUTHORIZED),
+        (
+            "empty bearer",
+            "/id/x",
+            Some("Bearer ".into()),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "basic credentials on a jwt route",
+            "/id/x",
+            Some("Basic dXNlcjpwYXNz".into()),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "alg none, empty signature",
+            "/id/x",
+            Some(raw_token(
+                &json!({"alg":"none","kid":"k1"}),
+                &id_claims(),
+                "",
+            )),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "alg none, some signature",
+            "/id/x",
+            Some(raw_token(
+                &json!({"alg":"none","kid":"k1"}),
+                &id_claims(),
+                "c2ln",
+            )),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "HS256 with the RSA public key as secret",
+            "/id/x",
+            Some(hs256(&json!({"kid":"k1"}), &id_claims(), &rsa_public_pem)),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "RS512 header",
+            "/id/x",
+            Some(raw_token(
+                &json!({"alg":"RS512","kid":"k1"}),
+                &id_claims(),
+                "c2ln",
+            )),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "unknown kid",
+            "/id/x",
+            Some(e.k3.sign(&id_claims())),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "kid with path characters",
+            "/id/x",
+            Some(k1.sign_as("../../../etc/passwd", &id_claims())),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "kid with SQL characters",
+            "/id/x",
+            Some(k1.sign_as("k1' OR '1'='1", &id_claims())),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "no kid",
+            "/id/x",
+            Some(raw_token(&json!({"alg":"RS256"}), &id_claims(), "c2ln")),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "signed by another key under a known kid",
+            "/id/x",
+            Some(e.k3.sign_as("k1", &id_claims())),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "two segments",
+            "/id/x",
+            Some(id.rsplitn(2, '.').nth(1).unwrap().to_string()),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "four segments",
+            "/id/x",
+            Some(format!("{id}.xyz")),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "bad base64",
+            "/id/x",
+            Some("!!!.###.$$$".into()),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "non-JSON header",
+            "/id/x",
+            Some(format!("{}.{}.c2ln", b64(b"nope"), b64(b"{}"))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "non-JSON payload",
+            "/id/x",
+            Some(format!(
+                "{}.{}.c2ln",
+                b64(br#"{"alg":"RS256","kid":"k1"}"#),
+                b64(b"[1,2")
+            )),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "payload is a JSON array",
+            "/id/x",
+            Some(format!(
+                "{}.{}.c2ln",
+                b64(br#"{"alg":"RS256","kid":"k1"}"#),
+                b64(b"[1,2]")
+            )),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "exp as a string",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"exp": (now + 3600).to_string()})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "token_use a number",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"token_use": 1})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "cognito:groups a string",
+            "/admins/x",
+            Some(k1.sign(&with(id_claims(), json!({"cognito:groups": "admins"})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "missing exp",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"exp": null})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "missing token_use",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"token_use": null})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "expired by one second",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"exp": now - 1})))),
+            401,
+            EXPIRED,
+        ),
+        (
+            "expired long ago",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"exp": now - 86400})))),
+            401,
+            EXPIRED,
+        ),
+        (
+            "expired and badly signed",
+            "/id/x",
+            Some(e.k3.sign_as("k1", &with(id_claims(), json!({"exp": now - 10})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "not yet valid (nbf)",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"nbf": now + 600})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "nbf in the past",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"nbf": now - 600})))),
+            200,
+            "",
+        ),
+        (
+            "iss with a trailing slash",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"iss": format!("{ISSUER}/")})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "iss of another pool",
+            "/id/x",
+            Some(k1.sign(&with(
+                id_claims(),
+                json!({"iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other"}),
+            ))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "iss missing",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"iss": null})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "ID token on a scoped route",
+            "/scoped/x",
+            Some(id.clone()),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "access token on an unscoped route",
+            "/id/x",
+            Some(access.clone()),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "access token with a route scope",
+            "/scoped/x",
+            Some(access.clone()),
+            200,
+            "",
+        ),
+        (
+            "access token without a route scope",
+            "/scoped/x",
+            Some(k1.sign(&with(
+                access_claims(),
+                json!({"scope": "aws.cognito.signin.user.admin"}),
+            ))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "access token without scope claim",
+            "/scoped/x",
+            Some(k1.sign(&with(access_claims(), json!({"scope": null})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "scope prefix is not a scope",
+            "/scoped/x",
+            Some(k1.sign(&with(
+                access_claims(),
+                json!({"scope": "orders/readx orders"}),
+            ))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "app client not listed (ID aud)",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"aud": "someoneelse"})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "app client not listed (access client_id)",
+            "/scoped/x",
+            Some(k1.sign(&with(access_claims(), json!({"client_id": "someoneelse"})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "access token carrying aud but wrong client_id",
+            "/scoped/x",
+            Some(k1.sign(&with(
+                access_claims(),
+                json!({"client_id": "x", "aud": CLIENT_ID}),
+            ))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "token_use any: ID token, scopes not checked",
+            "/any/x",
+            Some(id.clone()),
+            200,
+            "",
+        ),
+        (
+            "token_use any: access token with scope",
+            "/any/x",
+            Some(access.clone()),
+            200,
+            "",
+        ),
+        (
+            "token_use any: access token without scope",
+            "/any/x",
+            Some(k1.sign(&with(access_claims(), json!({"scope": "other"})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "token_use neither id nor access",
+            "/any/x",
+            Some(k1.sign(&with(id_claims(), json!({"token_use": "refresh"})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
+            "not in the required group",
+            "/finance/x",
+            Some(id.clone()),
+            403,
+            GROUP,
+        ),
+        (
+            "no groups claim on a group route",
+            "/finance/x",
+            Some(k1.sign(&with(id_claims(), json!({"cognito:groups": null})))),
+            403,
+            GROUP,
+        ),
+        (
+            "in one of the required groups",
+            "/admins/x",
+            Some(id.clone()),
+            200,
+            "",
+        ),
+        (
+            "tampered payload",
+            "/id/x",
+            Some({
+                let mut parts: Vec<String> = id.split('.').map(str::to_string).collect();
+                parts[1] = b64(with(id_claims(), json!({"sub": "someone-else"}))
+                    .to_string()
+                    .as_bytes());
+                parts.join(".")
+            }),
+            401,
+            UNAUTHORIZED,
+        ),
+        ("64 KiB token", "/id/x", Some(huge), 401, UNAUTHORIZED),
+        (
+            "optional jwt: no token passes as anonymous",
+            "/optional/x",
+            None,
+            200,
+            "",
+        ),
+        (
+            "optional jwt: a bad token is still refused",
+            "/optional/x",
+            Some("garbage".into()),
+            401,
+            UNAUTHORIZED,
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    for (name, path, auth, status, message) in &cases {
+        let (got, headers, body) = get(&c, &format!("{}{path}", e.base), auth.as_deref()).await;
+        let mut problems = Vec::new();
+        if got != *status {
+            problems.push(format!("status {got} (want {status})"));
+        }
+        if *status != 200 {
+            if body != json!({ "message": message }) {
+                problems.push(format!("body {body} (want message {message:?})"));
+            }
+            if headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/json") {
+                problems.push("content-type is not application/json".into());
+            }
+        }
+        let challenge = headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        if got == 401 && challenge.as_deref() != Some("Bearer") {
+            problems.push(format!("www-authenticate {challenge:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}",
+        failures.join("\n")
+    );
+    assert!(cases.len() >= 50);
+}
+
+#[tokio::test]
+async fn jku_x5u_and_jwk_headers_are_never_fetched() {
+    let e = env().await;
+    let evil = FakeJwks::start(&[&e.k3]).await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("k3".into());
+    header.jku = Some(evil.url());
+    header.x5u = Some(evil.url());
+    header.jwk = Some(serde_json::from_value(e.k3.jwk.clone()).unwrap());
+    let token = jsonwebtoken::encode(&header, &id_claims(), &e.k3.encoding).unwrap();
+    let (status, _, body) = get(&client(), &format!("{}/id/x", e.base), Some(&token)).await;
+    assert_eq!((status, body), (401, json!({"message": UNAUTHORIZED})));
+    assert_eq!(evil.hits(), 0, "a URL from the token header was fetched");
+}
+
+#[tokio::test]
+async fn custom_token_header_reads_only_that_header() {
+    let e = env().await;
+    let c = client();
+    let id = e.k1.sign(&id_claims());
+    let url = format!("{}/custom/x", e.base);
+    let resp = c
+        .get(&url)
+        .header("x-auth-token", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, _, _) = get(&c, &url, Some(&format!("Bearer {id}"))).await;
+    assert_eq!(
+        status, 401,
+        "the Authorization header is not the configured token header"
+    );
+}
+
+#[tokio::test]
+async fn key_rotation_refetches_once_and_old_kid_stays_valid_until_removed() {
+    let e = env().await;
+    let c = client();
+    let url = format!("{}/id/x", e.base);
+    let old = e.k1.sign(&id_claims());
+    let new = e.k2.sign(&id_claims());
+    let start_hits = e.jwks.hits();
+
+    // The IdP publishes k2 alongside k1; a token signed with k2 triggers one refetch.
+    e.jwks.set_keys(&[&e.k1, &e.k2]);
+    assert_eq!(get(&c, &url, Some(&new)).await.0, 200);
+    assert_eq!(e.jwks.hits(), start_hits + 1);
+    for _ in 0..5 {
+        assert_eq!(get(&c, &url, Some(&new)).await.0, 200);
+        assert_eq!(
+            get(&c, &url, Some(&old)).await.0,
+            200,
+            "old kid still published"
+        );
+    }
+    assert_eq!(e.jwks.hits(), start_hits + 1, "known kids never refetch");
+
+    // k1 is withdrawn; after the next refresh tokens signed with it are refused.
+    e.jwks.set_keys(&[&e.k2]);
+    assert_eq!(
+        get(&c, &url, Some(&old)).await.0,
+        200,
+        "until the next refresh"
+    );
+    let jwks = e.gw.gateway().verifier.as_ref().unwrap().jwks().clone();
+    assert!(matches!(
+        jwks.refresh().await,
+        Some(cognito_gate::jwt::RefreshOutcome::Updated { keys: 1 })
+    ));
+    let (status, _, body) = get(&c, &url, Some(&old)).await;
+    assert_eq!((status, body), (401, json!({"message": UNAUTHORIZED})));
+    assert_eq!(get(&c, &url, Some(&new)).await.0, 200);
+}
+
+#[tokio::test]
+async fn hundred_concurrent_unknown_kid_requests_cause_one_fetch() {
+    let e = env().await;
+    let c = client();
+    let url = Arc::new(format!("{}/id/x", e.base));
+    // Slow the JWKS endpoint down so that the requests overlap the fetch.
+    *e.jwks.delay.lock().unwrap() = Duration::from_millis(300);
+    let before = e.jwks.hits();
+    let token = Arc::new(e.k3.sign(&id_claims()));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (c, url, token) = (c.clone(), url.clone(), token.clone());
+        tasks.push(tokio::spawn(
+            async move { get(&c, &url, Some(&token)).await.0 },
+        ));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    assert_eq!(
+        e.jwks.hits() - before,
+        1,
+        "exactly one JWKS fetch for 100 unknown-kid requests"
+    );
+    // Within the cooldown, more unknown kids cost no fetch at all.
+    for _ in 0..10 {
+        assert_eq!(get(&c, &url, Some(&token)).await.0, 401);
+    }
+    assert_eq!(e.jwks.hits() - before, 1);
+}
+
+#[tokio::test]
+async fn jwks_down_later_serves_cached_keys() {
+    let e = env().await;
+    let c = client();
+    let token = e.k1.sign(&id_claims());
+    e.jwks.set_down(true);
+    let jwks = e.gw.gateway().verifier.as_ref().unwrap().jwks().clone();
+    assert!(matches!(
+        jwks.refresh().await,
+        Some(cognito_gate::jwt::RefreshOutcome::Failed(_))
+    ));
+    assert_eq!(
+        get(&c, &format!("{}/id/x", e.base), Some(&token)).await.0,
+        200
+    );
+    assert_eq!(get(&c, &format!("{}/readyz", e.base), None).await.0, 200);
+    // A garbage document is a failed refresh too: the keys stay.
+    e.jwks.set_down(false);
+    e.jwks.set_keys(&[]);
+    assert!(matches!(
+        jwks.refresh().await,
+        Some(cognito_gate::jwt::RefreshOutcome::Failed(_))
+    ));
+    assert_eq!(
+        get(&c, &format!("{}/id/x", e.base), Some(&token)).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn keys_older_than_max_stale_give_503() {
+    let e = env_with("max_stale = \"300ms\"\n").await;
+    let c = client();
+    let token = e.k1.sign(&id_claims());
+    e.jwks.set_down(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = get(&c, &format!("{}/readyz", e.base), None).await;
+        if status == 503 {
+            assert_eq!(body["status"], "not ready");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, body) = get(&c, &format!("{}/id/x", e.base), Some(&token)).await;
+    assert_eq!(
+        (status, body),
+        (503, json!({"message": "Service Unavailable"}))
+    );
+    // The source answers again: the background refresh brings readiness back.
+    e.jwks.set_down(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while get(&c, &format!("{}/readyz", e.base), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&c, &format!("{}/id/x", e.base), Some(&token)).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn not_ready_until_keys_load() {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    jwks.set_down(true);
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n{}",
+        cognito_section(&jwks.url(), "[]"),
+        routes("builtin:echo")
+    );
+    let gw = cognito_gate::start(config(&toml)).await.unwrap();
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let admin = format!("http://{}", gw.admin_addr.unwrap());
+    let c = client();
+    let token = k1.sign(&id_claims());
+    assert_eq!(get(&c, &format!("{base}/readyz"), None).await.0, 503);
+    assert_eq!(get(&c, &format!("{admin}/readyz"), None).await.0, 503);
+    assert_eq!(
+        get(&c, &format!("{base}/healthz"), None).await.0,
+        200,
+        "liveness does not wait"
+    );
+    let (status, _, body) = get(&c, &format!("{base}/id/x"), Some(&token)).await;
+    assert_eq!(
+        (status, body),
+        (503, json!({"message": "Service Unavailable"}))
+    );
+    jwks.set_down(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while get(&c, &format!("{base}/readyz"), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&c, &format!("{admin}/readyz"), None).await.0, 200);
+    assert_eq!(get(&c, &format!("{base}/id/x"), Some(&token)).await.0, 200);
+    assert!(jwks.hits() >= 2, "retried after the first failure");
+}
+
+#[tokio::test]
+async fn file_seeded_keys_are_ready_at_once_without_a_url() {
+    let k1 = TestKey::load("k1");
+    let dir = std::env::temp_dir().join(format!("cg-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwks.json");
+    std::fs::write(
+        &file,
+        json!({"keys": [k1.jwk, {"kty": "EC", "kid": "ec"}]}).to_string(),
+    )
+    .unwrap();
+    let toml = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[cognito]
+issuer = "{ISSUER}"
+app_clients = []
+[cognito.jwks]
+file = "{}"
+{}"#,
+        file.display(),
+        routes("builtin:echo")
+    );
+    let gw = cognito_gate::start(config(&toml)).await.unwrap();
+    assert!(gw.gateway().readiness.check().is_ok(), "ready at once");
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    assert_eq!(
+        get(&c, &format!("{base}/id/x"), Some(&k1.sign(&id_claims())))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(
+            &c,
+            &format!("{base}/id/x"),
+            Some(&TestKey::load("k2").sign(&id_claims()))
+        )
+        .await
+        .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn clock_skew_tolerates_recently_expired_tokens() {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cognito]\nissuer = \"{ISSUER}\"\napp_clients = []\nclock_skew = \"60s\"\n[cognito.jwks]\nurl = \"{}\"\n{}",
+        jwks.url(),
+        routes("builtin:echo")
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let now = now();
+    let recent = k1.sign(&with(id_claims(), json!({"exp": now - 30})));
+    let old = k1.sign(&with(id_claims(), json!({"exp": now - 90})));
+    assert_eq!(get(&c, &format!("{base}/id/x"), Some(&recent)).await.0, 200);
+    let (status, _, body) = get(&c, &format!("{base}/id/x"), Some(&old)).await;
+    assert_eq!((status, body), (401, json!({"message": EXPIRED})));
+}
