@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod config;
+pub mod conn_guard;
 pub mod error;
 pub mod explain;
 pub mod jwt;

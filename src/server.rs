@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -14,12 +14,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
 use crate::config::ServerConfig;
+use crate::conn_guard::{Activity, Guarded};
 use crate::error::json_message;
 use crate::pipeline::{health_response, ConnInfo, Gateway};
 
@@ -58,38 +58,6 @@ impl ConnSettings {
     }
 }
 
-/// Counts requests in flight on a connection and when the last one finished.
-struct Activity {
-    in_flight: AtomicUsize,
-    last_done: Mutex<Instant>,
-}
-
-impl Activity {
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn end(&self) {
-        *self.last_done.lock().expect("activity lock") = Instant::now();
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Resolves once the connection has had no request in flight for `timeout`.
-    async fn idle_for(&self, timeout: Duration) {
-        loop {
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
-                let deadline = *self.last_done.lock().expect("activity lock") + timeout;
-                if Instant::now() >= deadline && self.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                tokio::time::sleep_until(deadline).await;
-            } else {
-                tokio::time::sleep(timeout).await;
-            }
-        }
-    }
-}
-
 /// Live connection count across listeners (for metrics and the connection limit).
 #[derive(Default)]
 pub struct ConnCounter(AtomicUsize);
@@ -120,7 +88,9 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // The header-read timeout is enforced by conn_guard: hyper's own timer also runs while
+        // a keep-alive connection is idle.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -163,14 +133,20 @@ pub async fn serve(
                 peer,
                 tls: tls.is_some(),
             };
+            let ctx = ConnCtx {
+                info,
+                role,
+                gateway,
+                settings,
+                stop,
+            };
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_conn(tls_stream, info, role, gateway, &builder, &settings, stop)
-                                .await
+                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_conn(tls_stream, h2, ctx, &builder).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed")
@@ -180,7 +156,7 @@ pub async fn serve(
                         }
                     }
                 }
-                None => serve_conn(stream, info, role, gateway, &builder, &settings, stop).await,
+                None => serve_conn(stream, false, ctx, &builder).await,
             }
             connections.0.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -197,21 +173,29 @@ pub async fn serve(
     }
 }
 
-async fn serve_conn<IO>(
-    io: IO,
+/// What one connection's task needs besides its IO.
+struct ConnCtx {
     info: ConnInfo,
     role: Role,
     gateway: Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
-    settings: &ConnSettings,
-    mut stop: watch::Receiver<bool>,
-) where
+    settings: ConnSettings,
+    stop: watch::Receiver<bool>,
+}
+
+/// Serves one connection until it ends, the gateway stops, or conn_guard says to close it.
+async fn serve_conn<IO>(io: IO, h2: bool, ctx: ConnCtx, builder: &auto::Builder<TokioExecutor>)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity {
-        in_flight: AtomicUsize::new(0),
-        last_done: Mutex::new(Instant::now()),
-    });
+    let ConnCtx {
+        info,
+        role,
+        gateway,
+        settings,
+        mut stop,
+    } = ctx;
+    let activity = Activity::new(h2);
+    let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
@@ -234,7 +218,12 @@ async fn serve_conn<IO>(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-        _ = activity.idle_for(settings.idle_timeout) => {
+        why = activity.watch(settings.header_read_timeout, settings.idle_timeout) => {
+            tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
+            if why == "header_read_timeout" {
+                // A client still sending its headers gets no graceful close: drop it.
+                return;
+            }
             conn.as_mut().graceful_shutdown();
             conn.await
         }

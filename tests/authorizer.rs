@@ -262,7 +262,7 @@ async fn authorizer_cases_table() {
         (
             "two segments",
             "/id/x",
-            Some(id.rsplitn(2, '.').nth(1).unwrap().to_string()),
+            Some(id.rsplit_once('.').unwrap().0.to_string()),
             401,
             UNAUTHORIZED,
         ),
