@@ -8,12 +8,56 @@ use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::body::{full, Body};
+use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
+
+/// The status for an exchange failure on a Basic route: the credentials' fault is 401, a
+/// throttled Cognito 429, a timeout 504, anything else about the dependency 503.
+fn exchange_status(e: &ExchangeError) -> StatusCode {
+    match e {
+        ExchangeError::Cognito { kind, .. } => match kind {
+            CognitoErrorKind::NotAuthorized
+            | CognitoErrorKind::UserNotFound
+            | CognitoErrorKind::UserNotConfirmed
+            | CognitoErrorKind::PasswordResetRequired
+            | CognitoErrorKind::CodeMismatch
+            | CognitoErrorKind::ExpiredCode
+            | CognitoErrorKind::InvalidPassword => StatusCode::UNAUTHORIZED,
+            CognitoErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            CognitoErrorKind::InvalidParameter
+            | CognitoErrorKind::ResourceNotFound
+            | CognitoErrorKind::InternalError
+            | CognitoErrorKind::Other => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        ExchangeError::ChallengeRequired(_) => StatusCode::UNAUTHORIZED,
+        ExchangeError::Dependency(DependencyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+        ExchangeError::Dependency(
+            DependencyError::Connect
+            | DependencyError::Forbidden
+            | DependencyError::Throttled
+            | DependencyError::Status(_)
+            | DependencyError::Garbage,
+        ) => StatusCode::SERVICE_UNAVAILABLE,
+        ExchangeError::InvalidTokens(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The standard message for a status the gateway produces itself.
+fn status_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => MSG_UNAUTHORIZED,
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        504 => "Endpoint request timed out",
+        _ => "Bad Gateway",
+    }
+}
 
 /// How a 401 invites the client to authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Challenge {
     Bearer,
+    Basic,
     None,
 }
 
@@ -52,6 +96,15 @@ pub enum GatewayError {
     BodyTooLarge,
     #[error("{0}")]
     Upstream(UpstreamError),
+    /// Basic credentials could not be exchanged for tokens.
+    #[error("credential exchange failed: {0}")]
+    Exchange(ExchangeError),
+    /// Too many failed logins for the username or the client address.
+    #[error("too many failed logins")]
+    TooManyFailures,
+    /// The route's service account holds no valid token.
+    #[error("service account {0:?} holds no valid token")]
+    ServiceTokenUnavailable(String),
 }
 
 pub const MSG_UNAUTHORIZED: &str = "Unauthorized";
@@ -84,6 +137,9 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Exchange(e) => exchange_status(e),
+            GatewayError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::ServiceTokenUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -113,16 +169,28 @@ impl GatewayError {
                 "Bad Gateway"
             }
             GatewayError::Upstream(UpstreamError::Timeout) => "Endpoint request timed out",
+            GatewayError::Exchange(e) => status_message(exchange_status(e)),
+            GatewayError::TooManyFailures => "Too Many Requests",
+            GatewayError::ServiceTokenUnavailable(_) => "Service Unavailable",
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let mut resp = json_message(status, self.message());
-        if let GatewayError::Auth(_, Challenge::Bearer) = self {
-            if status == StatusCode::UNAUTHORIZED {
-                resp.headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let challenge = match &self {
+            GatewayError::Auth(_, c) => *c,
+            GatewayError::Exchange(_) => Challenge::Basic,
+            _ => Challenge::None,
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            let value = match challenge {
+                Challenge::Bearer => Some(HeaderValue::from_static("Bearer")),
+                Challenge::Basic => Some(HeaderValue::from_static("Basic realm=\"cognito-gate\"")),
+                Challenge::None => None,
+            };
+            if let Some(v) = value {
+                resp.headers_mut().insert(WWW_AUTHENTICATE, v);
             }
         }
         resp
@@ -265,8 +333,17 @@ mod tests {
             assert_eq!(err.message(), msg, "{err:?}");
             let resp = err.clone().into_response();
             assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
-            let challenge = resp.headers().get(WWW_AUTHENTICATE).is_some();
-            assert_eq!(challenge, status == 401, "{err:?}");
+            let challenge = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap().to_string());
+            match (&err, status) {
+                (GatewayError::Exchange(_), 401) => {
+                    assert_eq!(challenge.as_deref(), Some("Basic realm=\"cognito-gate\""))
+                }
+                (_, 401) => assert_eq!(challenge.as_deref(), Some("Bearer"), "{err:?}"),
+                _ => assert_eq!(challenge, None, "{err:?}"),
+            }
         }
     }
 }

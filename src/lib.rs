@@ -10,9 +10,11 @@ pub mod body;
 pub mod config;
 pub mod conn_guard;
 pub mod error;
+pub mod exchange;
 pub mod explain;
 pub mod jwt;
 pub mod logging;
+pub mod login_api;
 pub mod pipeline;
 pub mod proxy;
 pub mod server;
@@ -25,6 +27,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::exchange::{CredentialCache, FailureLimiter, PrivateApi, ServiceAccounts};
 use crate::jwt::{HttpJwksFetcher, JwksCache, JwksFetcher, Verifier};
 use crate::pipeline::{Gateway, Readiness};
 use crate::proxy::{RouteTable, UpstreamClient};
@@ -46,6 +49,46 @@ pub enum StartError {
     JwksClient(String),
     #[error("upstream client: {0}")]
     Upstream(String),
+    #[error("private_api: {0}")]
+    PrivateApi(String),
+}
+
+/// The credential-exchange side of the gateway.
+pub struct Exchange {
+    pub api: Arc<PrivateApi>,
+    pub cache: Arc<CredentialCache>,
+    pub services: Arc<ServiceAccounts>,
+    pub limiter: Arc<FailureLimiter>,
+}
+
+/// Builds the exchange from `[private_api]` and `[exchange]`, when both are configured.
+pub fn build_exchange(
+    config: &Config,
+    verifier: &Arc<Verifier>,
+) -> Result<Option<Exchange>, StartError> {
+    let (Some(api_cfg), Some(ex_cfg)) = (&config.private_api, &config.exchange) else {
+        return Ok(None);
+    };
+    let api =
+        Arc::new(PrivateApi::new(api_cfg.clone(), ex_cfg.clone()).map_err(StartError::PrivateApi)?);
+    let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute));
+    let clock = exchange::system_clock();
+    Ok(Some(Exchange {
+        cache: CredentialCache::new(
+            api.clone(),
+            verifier.clone(),
+            limiter.clone(),
+            clock.clone(),
+        ),
+        services: ServiceAccounts::new(
+            &config.service_accounts,
+            api.clone(),
+            verifier.clone(),
+            clock,
+        ),
+        api,
+        limiter,
+    }))
 }
 
 /// Builds the JWKS cache of a configuration: seeded from the file, fetching from the URL.
@@ -142,14 +185,21 @@ pub async fn start_with(
         None => None,
     };
     let verifier = match (&config.cognito, &jwks) {
-        (Some(c), Some(j)) => Some(Verifier::new(
+        (Some(c), Some(j)) => Some(Arc::new(Verifier::new(
             c.issuer.clone(),
             c.app_clients.clone(),
             c.clock_skew,
             j.clone(),
-        )),
+        ))),
         _ => None,
     };
+    let exchange = match &verifier {
+        Some(v) => build_exchange(&config, v)?,
+        None => None,
+    };
+    if let Some(x) = &exchange {
+        background.extend(x.services.spawn(stop_rx.clone()));
+    }
     if let (Some(c), Some(j)) = (&config.cognito, &jwks) {
         background.push(tokio::spawn(
             j.clone()
@@ -161,7 +211,14 @@ pub async fn start_with(
         routes: RouteTable::new(&config.routes),
         verifier,
         upstream,
-        readiness: Readiness::new(jwks),
+        readiness: Readiness::new(
+            jwks,
+            exchange
+                .as_ref()
+                .map(|x| x.services.clone())
+                .filter(|s| !s.is_empty()),
+        ),
+        exchange,
         config: config.clone(),
     });
 

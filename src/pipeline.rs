@@ -14,6 +14,8 @@ use http_body_util::BodyExt;
 use crate::body::{Body, Capped};
 use crate::config::{AuthMethod, Config, ForwardToken, RouteConfig, UpstreamTarget};
 use crate::error::{json_response, Challenge, GatewayError};
+use crate::exchange::{route_token_use, ServiceAccounts, Tokens};
+use crate::jwt::verify::check_route;
 use crate::jwt::verify::{claim_as_string, token_from_header};
 use crate::jwt::{AuthError, JwksCache, RoutePolicy, TokenUse, Verified, Verifier};
 use crate::proxy::headers::{client_addr, remove_hop_by_hop, request_id, set_forwarded};
@@ -31,13 +33,15 @@ pub struct ConnInfo {
 pub struct Readiness {
     draining: AtomicBool,
     jwks: Option<Arc<JwksCache>>,
+    services: Option<Arc<ServiceAccounts>>,
 }
 
 impl Readiness {
-    pub fn new(jwks: Option<Arc<JwksCache>>) -> Self {
+    pub fn new(jwks: Option<Arc<JwksCache>>, services: Option<Arc<ServiceAccounts>>) -> Self {
         Readiness {
             draining: AtomicBool::new(false),
             jwks,
+            services,
         }
     }
 
@@ -59,6 +63,11 @@ impl Readiness {
                 return Err("jwks not loaded or stale");
             }
         }
+        if let Some(s) = &self.services {
+            if !s.all_ready() {
+                return Err("service accounts hold no valid token");
+            }
+        }
         Ok(())
     }
 }
@@ -67,15 +76,25 @@ impl Readiness {
 pub struct Gateway {
     pub config: Arc<Config>,
     pub routes: RouteTable,
-    pub verifier: Option<Verifier>,
+    pub verifier: Option<Arc<Verifier>>,
     pub upstream: UpstreamClient,
     pub readiness: Readiness,
+    pub exchange: Option<crate::Exchange>,
 }
 
 /// The identity a route's auth established.
 enum Identity {
     Anonymous,
-    Jwt { verified: Verified, token: String },
+    Jwt {
+        verified: Verified,
+        token: String,
+    },
+    /// Tokens obtained for Basic credentials or a service account; `checked` is the kind the
+    /// route's policy was checked on.
+    Exchanged {
+        tokens: Arc<Tokens>,
+        checked: TokenUse,
+    },
 }
 
 /// What the access log records about one request.
@@ -183,12 +202,26 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let server = &self.config.server;
-        let path = req.uri().path();
-        if has_dot_segment(path) {
+        if has_dot_segment(req.uri().path()) {
             return Err(GatewayError::BadRequest(
                 "dot segment or encoded slash in path",
             ));
         }
+        let client = client_addr(conn.peer.ip(), req.headers(), &server.trusted_proxies);
+        outcome.client = Some(client);
+        let req = match (&self.config.login_api, &self.exchange) {
+            (Some(login), Some(x)) if req.uri().path().starts_with(&login.path_prefix) => {
+                match crate::login_api::handle(x, &login.path_prefix, req, client).await {
+                    Ok(resp) => {
+                        outcome.decision = "login_api";
+                        return Ok(resp);
+                    }
+                    Err(req) => req,
+                }
+            }
+            _ => req,
+        };
+        let path = req.uri().path();
         let host = request_host(&req);
         let route = self
             .routes
@@ -196,9 +229,6 @@ impl Gateway {
             .ok_or(GatewayError::NoRoute)?
             .clone();
         outcome.route = Some(route.clone());
-
-        let client = client_addr(conn.peer.ip(), req.headers(), &server.trusted_proxies);
-        outcome.client = Some(client);
         if !route.allow_from.is_empty() && !route.allow_from.iter().any(|n| n.contains(&client)) {
             return Err(GatewayError::ClientNotAllowed);
         }
@@ -213,14 +243,16 @@ impl Gateway {
             }
         }
 
-        let identity = self.authorize(&req, &route).await?;
-        match &identity {
-            Identity::Anonymous => outcome.decision = "allow",
-            Identity::Jwt { verified, .. } => {
-                outcome.decision = "allow";
-                outcome.sub = verified.sub().map(str::to_string);
-                outcome.client_id = verified.client_id().map(str::to_string);
-            }
+        let identity = self.authorize(&req, &route, client).await?;
+        outcome.decision = "allow";
+        let verified = match &identity {
+            Identity::Anonymous => None,
+            Identity::Jwt { verified, .. } => Some(verified),
+            Identity::Exchanged { tokens, checked } => Some(tokens.pick(*checked).0),
+        };
+        if let Some(v) = verified {
+            outcome.sub = v.sub().map(str::to_string);
+            outcome.client_id = v.client_id().map(str::to_string);
         }
         self.forward(req, conn, rid, &route, identity).await
     }
@@ -229,7 +261,13 @@ impl Gateway {
         &self,
         req: &Request<hyper::body::Incoming>,
         route: &RouteConfig,
+        client: IpAddr,
     ) -> Result<Identity, GatewayError> {
+        let policy = RoutePolicy {
+            token_use: route.token_use,
+            scopes: &route.scopes,
+            groups: &route.groups,
+        };
         for method in &route.auth {
             match method {
                 AuthMethod::None => return Ok(Identity::Anonymous),
@@ -243,11 +281,6 @@ impl Gateway {
                         .as_ref()
                         .ok_or(deny(AuthError::KeysUnavailable))?;
                     let token = token_from_header(value.as_bytes()).map_err(deny)?;
-                    let policy = RoutePolicy {
-                        token_use: route.token_use,
-                        scopes: &route.scopes,
-                        groups: &route.groups,
-                    };
                     let verified = verifier
                         .verify(token, policy, now_secs())
                         .await
@@ -257,11 +290,50 @@ impl Gateway {
                         token: token.to_string(),
                     });
                 }
+                AuthMethod::Basic => {
+                    let Some(value) = req.headers().get(AUTHORIZATION) else {
+                        continue;
+                    };
+                    let deny = |e| GatewayError::Auth(e, Challenge::Basic);
+                    let (username, password) = parse_basic(value.as_bytes()).map_err(deny)?;
+                    let cache = self
+                        .exchange
+                        .as_ref()
+                        .map(|x| &x.cache)
+                        .ok_or(deny(AuthError::KeysUnavailable))?;
+                    let tokens = cache
+                        .tokens(&username, &password, client)
+                        .await
+                        .map_err(|e| match e {
+                            crate::exchange::cache::CredentialError::Exchange(e) => {
+                                GatewayError::Exchange(e)
+                            }
+                            crate::exchange::cache::CredentialError::TooManyFailures => {
+                                GatewayError::TooManyFailures
+                            }
+                        })?;
+                    let checked = route_token_use(route.token_use);
+                    check_route(tokens.pick(checked).0, policy).map_err(deny)?;
+                    return Ok(Identity::Exchanged { tokens, checked });
+                }
+                AuthMethod::Service => {
+                    let name = route.service_account.as_deref().unwrap_or("");
+                    let tokens = self
+                        .exchange
+                        .as_ref()
+                        .and_then(|x| x.services.tokens(name))
+                        .ok_or_else(|| GatewayError::ServiceTokenUnavailable(name.to_string()))?;
+                    let checked = route_token_use(route.token_use);
+                    check_route(tokens.pick(checked).0, policy)
+                        .map_err(|e| GatewayError::Auth(e, Challenge::None))?;
+                    return Ok(Identity::Exchanged { tokens, checked });
+                }
             }
         }
         let challenge = match route.auth.first() {
             Some(AuthMethod::Jwt) => Challenge::Bearer,
-            Some(AuthMethod::None) | None => Challenge::None,
+            Some(AuthMethod::Basic) => Challenge::Basic,
+            Some(AuthMethod::Service | AuthMethod::None) | None => Challenge::None,
         };
         Err(GatewayError::Auth(AuthError::Missing, challenge))
     }
@@ -296,16 +368,32 @@ impl Gateway {
             original_host.as_ref(),
         );
         headers.insert("x-request-id", rid.clone());
-        if let Identity::Jwt { verified, token } = &identity {
+        let forwarded: Option<(&Verified, Option<&str>)> = match &identity {
+            Identity::Anonymous => None,
+            Identity::Jwt { verified, token } => {
+                let send = match route.forward_token {
+                    ForwardToken::Verified => true,
+                    ForwardToken::Id => verified.token_use == TokenUse::Id,
+                    ForwardToken::Access => verified.token_use == TokenUse::Access,
+                    ForwardToken::None => false,
+                };
+                Some((verified, send.then_some(token.as_str())))
+            }
+            Identity::Exchanged { tokens, checked } => {
+                let send = match route.forward_token {
+                    ForwardToken::Verified => Some(*checked),
+                    ForwardToken::Id => Some(TokenUse::Id),
+                    ForwardToken::Access => Some(TokenUse::Access),
+                    ForwardToken::None => None,
+                };
+                let (verified, _) = tokens.pick(*checked);
+                Some((verified, send.map(|u| tokens.pick(u).1)))
+            }
+        };
+        if let Some((verified, token)) = forwarded {
             headers.remove(&route.token_header);
-            let forward = match route.forward_token {
-                ForwardToken::Verified => true,
-                ForwardToken::Id => verified.token_use == TokenUse::Id,
-                ForwardToken::Access => verified.token_use == TokenUse::Access,
-                ForwardToken::None => false,
-            };
             headers.remove(AUTHORIZATION);
-            if forward {
+            if let Some(token) = token {
                 let value = if route.forward_token_scheme.is_empty() {
                     HeaderValue::from_str(token)
                 } else {
@@ -377,6 +465,28 @@ impl Gateway {
             }
         }
     }
+}
+
+/// `Basic base64(user:password)` (RFC 7617, UTF-8).
+fn parse_basic(value: &[u8]) -> Result<(String, String), AuthError> {
+    use base64::Engine;
+    let value = std::str::from_utf8(value).map_err(|_| AuthError::Malformed("not ASCII"))?;
+    let value = value.trim();
+    let encoded = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest.trim(),
+        _ => return Err(AuthError::Malformed("not Basic credentials")),
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| AuthError::Malformed("Basic credentials are not base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed("not UTF-8"))?;
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or(AuthError::Malformed("Basic credentials without ':'"))?;
+    if user.is_empty() || pass.is_empty() || user.len() > 256 || pass.len() > 1024 {
+        return Err(AuthError::Malformed("Basic credentials out of bounds"));
+    }
+    Ok((user.to_string(), pass.to_string()))
 }
 
 /// The Host without port, lower-cased (HTTP/2: the `:authority`).

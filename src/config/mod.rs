@@ -3,6 +3,7 @@
 //! that the request path uses without re-parsing anything.
 
 mod env;
+mod exchange;
 mod raw;
 mod validate;
 
@@ -68,6 +69,140 @@ pub struct Config {
     pub cognito: Option<CognitoConfig>,
     pub upstream: UpstreamConfig,
     pub routes: Vec<RouteConfig>,
+    pub private_api: Option<PrivateApiConfig>,
+    pub exchange: Option<ExchangeConfig>,
+    pub service_accounts: Vec<ServiceAccountConfig>,
+    pub login_api: Option<LoginApiConfig>,
+    pub dev_idp: Option<DevIdpConfig>,
+}
+
+/// A secret value (password, client secret): never printed by Debug or Display.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the private API is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiStyle {
+    /// `POST {base_url}{path}` with Cognito's JSON body, one resource per action (the API
+    /// Gateway proxy pattern).
+    ApiGateway,
+    /// `POST {base_url}/` with `X-Amz-Target` (JSON 1.1): a Cognito VPC endpoint or emulator.
+    CognitoIdp,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiPaths {
+    pub admin_initiate_auth: String,
+    pub admin_respond_to_auth_challenge: String,
+    pub initiate_auth: String,
+    pub respond_to_auth_challenge: String,
+    pub get_tokens_from_refresh_token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrivateApiConfig {
+    pub base_url: reqwest::Url,
+    pub style: ApiStyle,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub paths: ApiPaths,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFlow {
+    AdminUserPassword,
+    AdminNoSrp,
+    UserPassword,
+}
+
+impl AuthFlow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFlow::AdminUserPassword => "ADMIN_USER_PASSWORD_AUTH",
+            AuthFlow::AdminNoSrp => "ADMIN_NO_SRP_AUTH",
+            AuthFlow::UserPassword => "USER_PASSWORD_AUTH",
+        }
+    }
+
+    /// Admin flows go through AdminInitiateAuth / AdminRespondToAuthChallenge.
+    pub fn is_admin(self) -> bool {
+        match self {
+            AuthFlow::AdminUserPassword | AuthFlow::AdminNoSrp => true,
+            AuthFlow::UserPassword => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshFlow {
+    RefreshTokenAuth,
+    GetTokensFromRefreshToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExchangeConfig {
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub user_pool_id: String,
+    pub auth_flow: AuthFlow,
+    pub refresh_flow: RefreshFlow,
+    pub refresh_before: Duration,
+    pub cache_capacity: u64,
+    pub failure_ttl: Duration,
+    pub max_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceAccountConfig {
+    pub name: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginApiConfig {
+    pub path_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevIdpConfig {
+    pub listen: SocketAddr,
+    pub token_lifetime: Duration,
+    pub signing_keys: Option<PathBuf>,
+    pub users: Vec<DevUser>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevUser {
+    pub username: String,
+    pub password: Secret,
+    pub groups: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+    pub force_new_password: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +279,8 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
     Jwt,
+    Basic,
+    Service,
     None,
 }
 
@@ -151,6 +288,8 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Jwt => "jwt",
+            AuthMethod::Basic => "basic",
+            AuthMethod::Service => "service",
             AuthMethod::None => "none",
         }
     }
@@ -204,6 +343,8 @@ pub struct RouteConfig {
     pub forward_token: ForwardToken,
     pub forward_token_scheme: String,
     pub claim_headers: Vec<(HeaderName, String)>,
+    /// The service account whose token `auth = ["service"]` forwards.
+    pub service_account: Option<String>,
 }
 
 /// Where a configuration came from: relative paths inside it are resolved against `base_dir`.

@@ -14,6 +14,11 @@ pub struct RawConfig {
     pub cognito: Option<RawCognito>,
     pub upstream: RawUpstream,
     pub routes: Vec<RawRoute>,
+    pub private_api: Option<RawPrivateApi>,
+    pub exchange: Option<RawExchange>,
+    pub service_accounts: BTreeMap<String, RawServiceAccount>,
+    pub login_api: Option<RawLoginApi>,
+    pub dev_idp: Option<RawDevIdp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,4 +114,72 @@ pub struct RawRoute {
     pub forward_token: Option<String>,
     pub forward_token_scheme: Option<String>,
     pub claim_headers: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPrivateApi {
+    pub base_url: Option<String>,
+    pub style: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub ca_file: Option<String>,
+    pub timeout: Option<String>,
+    pub paths: RawApiPaths,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawApiPaths {
+    pub admin_initiate_auth: Option<String>,
+    pub admin_respond_to_auth_challenge: Option<String>,
+    pub initiate_auth: Option<String>,
+    pub respond_to_auth_challenge: Option<String>,
+    pub get_tokens_from_refresh_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawExchange {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub user_pool_id: Option<String>,
+    pub auth_flow: Option<String>,
+    pub refresh_flow: Option<String>,
+    pub refresh_before: Option<String>,
+    pub cache_capacity: Option<i64>,
+    pub failure_ttl: Option<String>,
+    pub max_failures_per_minute: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawServiceAccount {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLoginApi {
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawDevIdp {
+    pub listen: Option<String>,
+    pub token_lifetime: Option<String>,
+    pub signing_keys: Option<String>,
+    pub users: Vec<RawDevUser>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawDevUser {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub groups: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub force_new_password: bool,
 }

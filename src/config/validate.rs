@@ -30,20 +30,25 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     source: &'a Source,
     errors: &'a mut Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.into(),
             message: message.into(),
         });
     }
 
-    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text.trim()) {
             Ok(d) => d,
@@ -59,7 +64,12 @@ impl Ctx<'_> {
         }
     }
 
-    fn positive_duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn positive_duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         let d = self.duration(key, value, default);
         if d.is_zero() {
             self.err(key, "must be greater than zero");
@@ -68,7 +78,7 @@ impl Ctx<'_> {
         d
     }
 
-    fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+    pub(super) fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
         match value.trim().parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -81,7 +91,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn path(&mut self, key: &str, value: &str, must_exist: bool) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, key: &str, value: &str, must_exist: bool) -> Option<PathBuf> {
         if value.is_empty() {
             return None;
         }
@@ -98,7 +108,7 @@ impl Ctx<'_> {
         Some(p)
     }
 
-    fn count(&mut self, key: &str, value: Option<i64>, default: u64, min: u64) -> u64 {
+    pub(super) fn count(&mut self, key: &str, value: Option<i64>, default: u64, min: u64) -> u64 {
         match value {
             None => default,
             Some(v) if v >= min as i64 => v as u64,
@@ -109,7 +119,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn cidrs(&mut self, key: &str, values: &[String]) -> Vec<IpNet> {
+    pub(super) fn cidrs(&mut self, key: &str, values: &[String]) -> Vec<IpNet> {
         let mut out = Vec::new();
         for (i, v) in values.iter().enumerate() {
             let parsed = v
@@ -126,7 +136,7 @@ impl Ctx<'_> {
         out
     }
 
-    fn headers(
+    pub(super) fn headers(
         &mut self,
         key: &str,
         map: &std::collections::BTreeMap<String, String>,
@@ -166,9 +176,57 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         },
     });
     let log = log(&mut cx, raw.log);
+    let pool_from_cognito = raw.cognito.as_ref().and_then(|c| {
+        c.user_pool_id.clone().or_else(|| {
+            c.issuer
+                .as_deref()
+                .and_then(|i| i.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_string)
+        })
+    });
     let cognito = raw.cognito.map(|c| cognito(&mut cx, c));
     let upstream = upstream(&mut cx, raw.upstream);
-    let routes = routes(&mut cx, raw.routes, cognito.is_some());
+    let private_api = raw
+        .private_api
+        .map(|p| super::exchange::private_api(&mut cx, p));
+    let exchange = raw.exchange.map(|e| {
+        super::exchange::exchange(
+            &mut cx,
+            e,
+            pool_from_cognito,
+            private_api.as_ref().map(|p| p.style),
+        )
+    });
+    if exchange.is_some() && private_api.is_none() && raw.dev_idp.is_none() {
+        cx.err("private_api", "required when [exchange] is present");
+    }
+    if let (Some(e), Some(p)) = (&exchange, &private_api) {
+        if p.style == ApiStyle::CognitoIdp && e.auth_flow.is_admin() {
+            // Admin flows need IAM-signed calls, which a Cognito endpoint only takes signed.
+            tracing::debug!("admin auth flow over the cognito-idp style");
+        }
+    }
+    let service_accounts = super::exchange::service_accounts(&mut cx, raw.service_accounts);
+    let login_api = raw
+        .login_api
+        .map(|l| super::exchange::login_api(&mut cx, l));
+    let dev_idp = raw.dev_idp.map(|d| super::exchange::dev_idp(&mut cx, d));
+    let needs_exchange = !service_accounts.is_empty() || login_api.is_some();
+    if needs_exchange && exchange.is_none() {
+        cx.err(
+            "exchange",
+            "required when [service_accounts] or [login_api] are configured",
+        );
+    }
+    if dev_idp.is_some() && exchange.is_none() {
+        cx.err("exchange", "required when [dev_idp] is present (its client_id and client_secret are the dev IdP's app client)");
+    }
+    let known = RouteContext {
+        has_cognito: cognito.is_some(),
+        has_exchange: exchange.is_some(),
+        service_accounts: service_accounts.iter().map(|a| a.name.clone()).collect(),
+    };
+    let routes = routes(&mut cx, raw.routes, &known);
     Config {
         server,
         admin,
@@ -176,7 +234,19 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         cognito,
         upstream,
         routes,
+        private_api,
+        exchange,
+        service_accounts,
+        login_api,
+        dev_idp,
     }
+}
+
+/// What routes may refer to.
+struct RouteContext {
+    has_cognito: bool,
+    has_exchange: bool,
+    service_accounts: Vec<String>,
 }
 
 fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
@@ -440,12 +510,12 @@ fn upstream(cx: &mut Ctx, u: RawUpstream) -> UpstreamConfig {
     }
 }
 
-fn routes(cx: &mut Ctx, raw: Vec<RawRoute>, has_cognito: bool) -> Vec<RouteConfig> {
+fn routes(cx: &mut Ctx, raw: Vec<RawRoute>, known: &RouteContext) -> Vec<RouteConfig> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
         let key = format!("routes[{i}]");
-        let route = route(cx, &key, r, has_cognito);
+        let route = route(cx, &key, r, known);
         if !names.insert(route.name.clone()) {
             cx.err(
                 format!("{key}.name"),
@@ -457,7 +527,7 @@ fn routes(cx: &mut Ctx, raw: Vec<RawRoute>, has_cognito: bool) -> Vec<RouteConfi
     out
 }
 
-fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig {
+fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteConfig {
     let k = |field: &str| format!("{key}.{field}");
     let name = match r.name {
         Some(n)
@@ -538,17 +608,12 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
                 let method = match a.as_str() {
                     "jwt" => AuthMethod::Jwt,
                     "none" => AuthMethod::None,
-                    "basic" | "service" => {
-                        cx.err(
-                            format!("{key}.auth[{j}]"),
-                            format!("{a:?} needs the credential exchange, which this build does not include"),
-                        );
-                        continue;
-                    }
+                    "basic" => AuthMethod::Basic,
+                    "service" => AuthMethod::Service,
                     other => {
                         cx.err(
                             format!("{key}.auth[{j}]"),
-                            format!("unknown auth method {other:?} (use \"jwt\" or \"none\")"),
+                            format!("unknown auth method {other:?} (use \"jwt\", \"basic\", \"service\" or \"none\")"),
                         );
                         continue;
                     }
@@ -562,9 +627,42 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
         }
     }
     let has_jwt = auth.contains(&AuthMethod::Jwt);
-    if has_jwt && !has_cognito {
-        cx.err(k("auth"), "\"jwt\" needs a [cognito] section");
+    let exchanges = auth.contains(&AuthMethod::Basic) || auth.contains(&AuthMethod::Service);
+    if (has_jwt || exchanges) && !known.has_cognito {
+        cx.err(
+            k("auth"),
+            "\"jwt\", \"basic\" and \"service\" need a [cognito] section (tokens are verified)",
+        );
     }
+    if exchanges && !known.has_exchange {
+        cx.err(
+            k("auth"),
+            "\"basic\" and \"service\" need the [exchange] and [private_api] sections",
+        );
+    }
+    let service_account = match (&r.service_account, auth.contains(&AuthMethod::Service)) {
+        (Some(name), true) => {
+            if !known.service_accounts.contains(name) {
+                cx.err(
+                    k("service_account"),
+                    format!("no [service_accounts.{name}] is configured"),
+                );
+            }
+            Some(name.clone())
+        }
+        (None, true) => {
+            cx.err(
+                k("service_account"),
+                "required when auth includes \"service\"",
+            );
+            None
+        }
+        (Some(_), false) => {
+            cx.err(k("service_account"), "only used with auth \"service\"");
+            None
+        }
+        (None, false) => None,
+    };
     let token_header = match r.token_header.as_deref() {
         None => http::header::AUTHORIZATION,
         Some(h) => HeaderName::from_bytes(h.as_bytes()).unwrap_or_else(|_| {
@@ -610,7 +708,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
             ForwardToken::Verified
         }
     };
-    if has_jwt {
+    if has_jwt && !exchanges {
         let never = match (forward_token, token_use) {
             (ForwardToken::Id, TokenUsePolicy::Access) => Some("id"),
             (ForwardToken::Access, TokenUsePolicy::Id) => Some("access"),
@@ -646,10 +744,13 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
             Err(_) => cx.err(hk, format!("not a header name: {h:?}")),
         }
     }
-    if !has_jwt && (!r.scopes.is_empty() || !r.groups.is_empty() || !claim_headers.is_empty()) {
+    if !has_jwt
+        && !exchanges
+        && (!r.scopes.is_empty() || !r.groups.is_empty() || !claim_headers.is_empty())
+    {
         cx.err(
             k("auth"),
-            "scopes, groups and claim_headers need \"jwt\" in auth",
+            "scopes, groups and claim_headers need \"jwt\", \"basic\" or \"service\" in auth",
         );
     }
     RouteConfig {
@@ -670,6 +771,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, has_cognito: bool) -> RouteConfig
         forward_token,
         forward_token_scheme,
         claim_headers,
+        service_account,
     }
 }
 

@@ -124,6 +124,10 @@ pub struct Verified {
     pub token_use: TokenUse,
     pub exp: i64,
     pub claims: Map<String, Value>,
+    /// `cognito:groups`, type-checked.
+    pub groups: Vec<String>,
+    /// The space-separated `scope` claim ("" when absent).
+    pub scope: String,
 }
 
 impl Verified {
@@ -248,17 +252,6 @@ impl Verifier {
                 })
             }
         };
-        let accepted = match policy.token_use {
-            TokenUsePolicy::Id => kind == TokenUse::Id,
-            TokenUsePolicy::Access => kind == TokenUse::Access,
-            TokenUsePolicy::Any => true,
-        };
-        if !accepted {
-            return Err(AuthError::TokenUse {
-                expected: expected_use(policy.token_use),
-                actual: kind.as_str().to_string(),
-            });
-        }
 
         if !self.app_clients.is_empty() {
             let matched = match kind {
@@ -283,36 +276,55 @@ impl Verifier {
                 });
             }
         }
-
-        if kind == TokenUse::Access && !policy.scopes.is_empty() {
-            let have = scope.unwrap_or("");
-            if !have
-                .split(' ')
-                .any(|s| !s.is_empty() && policy.scopes.iter().any(|r| r == s))
-            {
-                return Err(AuthError::Scope {
-                    required: policy.scopes.to_vec(),
-                    actual: have.to_string(),
-                });
-            }
-        }
-
-        if !policy.groups.is_empty() && !groups.iter().any(|g| policy.groups.iter().any(|r| r == g))
-        {
-            return Err(AuthError::Group {
-                required: policy.groups.to_vec(),
-                actual: groups.iter().map(|g| g.to_string()).collect(),
-            });
-        }
-
-        Ok(Verified {
+        let verified = Verified {
             token_use: kind,
             exp,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            scope: scope.unwrap_or("").to_string(),
+            claims: Map::new(),
+        };
+        check_route(&verified, policy)?;
+        Ok(Verified {
             claims: decoded.claims,
+            ..verified
         })
     }
 }
 
+/// The route's part of the authorizer: token kind, scopes (access tokens) and groups. Pool-wide
+/// checks (signature, issuer, expiry, app client) are `Verifier::verify`'s.
+pub fn check_route(v: &Verified, policy: RoutePolicy<'_>) -> Result<(), AuthError> {
+    let accepted = match policy.token_use {
+        TokenUsePolicy::Id => v.token_use == TokenUse::Id,
+        TokenUsePolicy::Access => v.token_use == TokenUse::Access,
+        TokenUsePolicy::Any => true,
+    };
+    if !accepted {
+        return Err(AuthError::TokenUse {
+            expected: expected_use(policy.token_use),
+            actual: v.token_use.as_str().to_string(),
+        });
+    }
+    if v.token_use == TokenUse::Access && !policy.scopes.is_empty() {
+        let found = v
+            .scope
+            .split(' ')
+            .any(|s| !s.is_empty() && policy.scopes.iter().any(|r| r == s));
+        if !found {
+            return Err(AuthError::Scope {
+                required: policy.scopes.to_vec(),
+                actual: v.scope.clone(),
+            });
+        }
+    }
+    if !policy.groups.is_empty() && !v.groups.iter().any(|g| policy.groups.contains(g)) {
+        return Err(AuthError::Group {
+            required: policy.groups.to_vec(),
+            actual: v.groups.clone(),
+        });
+    }
+    Ok(())
+}
 fn expected_use(p: TokenUsePolicy) -> &'static str {
     match p {
         TokenUsePolicy::Id => "id",

@@ -1,0 +1,294 @@
+//! Validation of the credential-exchange sections: `[private_api]`, `[exchange]`,
+//! `[service_accounts.*]`, `[login_api]` and `[dev_idp]`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw::*;
+use super::validate::Ctx;
+use super::*;
+
+pub const DEFAULT_PRIVATE_API_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_FAILURES_PER_MINUTE: u32 = 10;
+pub const DEFAULT_DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+fn api_path(cx: &mut Ctx, key: &str, v: Option<String>, default: &str) -> String {
+    let p = v.unwrap_or_else(|| default.to_string());
+    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+        cx.err(key, format!("must be a path starting with \"/\": {p:?}"));
+        return default.to_string();
+    }
+    p
+}
+
+pub(super) fn private_api(cx: &mut Ctx, p: RawPrivateApi) -> PrivateApiConfig {
+    let base_url = match p.base_url.as_deref() {
+        Some(u) => match reqwest::Url::parse(u) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.query().is_none() =>
+            {
+                url
+            }
+            _ => {
+                cx.err("private_api.base_url", format!("not a URL: {u:?}"));
+                placeholder_url()
+            }
+        },
+        None => {
+            cx.err("private_api.base_url", "required");
+            placeholder_url()
+        }
+    };
+    let style = match p.style.as_deref() {
+        None | Some("apigateway") => ApiStyle::ApiGateway,
+        Some("cognito-idp") => ApiStyle::CognitoIdp,
+        Some(other) => {
+            cx.err(
+                "private_api.style",
+                format!("must be \"apigateway\" or \"cognito-idp\", got {other:?}"),
+            );
+            ApiStyle::ApiGateway
+        }
+    };
+    let paths = ApiPaths {
+        admin_initiate_auth: api_path(
+            cx,
+            "private_api.paths.admin_initiate_auth",
+            p.paths.admin_initiate_auth,
+            "/admin-initiate-auth",
+        ),
+        admin_respond_to_auth_challenge: api_path(
+            cx,
+            "private_api.paths.admin_respond_to_auth_challenge",
+            p.paths.admin_respond_to_auth_challenge,
+            "/admin-respond-to-auth-challenge",
+        ),
+        initiate_auth: api_path(
+            cx,
+            "private_api.paths.initiate_auth",
+            p.paths.initiate_auth,
+            "/initiate-auth",
+        ),
+        respond_to_auth_challenge: api_path(
+            cx,
+            "private_api.paths.respond_to_auth_challenge",
+            p.paths.respond_to_auth_challenge,
+            "/respond-to-auth-challenge",
+        ),
+        get_tokens_from_refresh_token: api_path(
+            cx,
+            "private_api.paths.get_tokens_from_refresh_token",
+            p.paths.get_tokens_from_refresh_token,
+            "/get-tokens-from-refresh-token",
+        ),
+    };
+    PrivateApiConfig {
+        base_url,
+        style,
+        headers: cx.headers("private_api.headers", &p.headers),
+        ca_file: p
+            .ca_file
+            .as_deref()
+            .and_then(|f| cx.path("private_api.ca_file", f, true)),
+        timeout: cx.positive_duration(
+            "private_api.timeout",
+            p.timeout.as_deref(),
+            DEFAULT_PRIVATE_API_TIMEOUT,
+        ),
+        paths,
+    }
+}
+
+fn placeholder_url() -> reqwest::Url {
+    reqwest::Url::parse("http://invalid.invalid/").expect("valid placeholder")
+}
+
+/// `pool_from_cognito`: the pool id named by `[cognito]` (its user_pool_id, or the last path
+/// segment of its issuer), used when `[exchange]` names none.
+pub(super) fn exchange(
+    cx: &mut Ctx,
+    e: RawExchange,
+    pool_from_cognito: Option<String>,
+    style: Option<ApiStyle>,
+) -> ExchangeConfig {
+    let client_id = match e.client_id {
+        Some(c) if !c.is_empty() => c,
+        _ => {
+            cx.err("exchange.client_id", "required");
+            String::new()
+        }
+    };
+    let client_secret = e.client_secret.filter(|s| !s.is_empty()).map(Secret::new);
+    let user_pool_id = match e.user_pool_id.or(pool_from_cognito) {
+        Some(p) if !p.is_empty() => p,
+        _ => {
+            cx.err(
+                "exchange.user_pool_id",
+                "required when [cognito] names no user_pool_id",
+            );
+            String::new()
+        }
+    };
+    let auth_flow = match e.auth_flow.as_deref() {
+        None => match style {
+            Some(ApiStyle::CognitoIdp) => AuthFlow::UserPassword,
+            _ => AuthFlow::AdminUserPassword,
+        },
+        Some("ADMIN_USER_PASSWORD_AUTH") => AuthFlow::AdminUserPassword,
+        Some("ADMIN_NO_SRP_AUTH") => AuthFlow::AdminNoSrp,
+        Some("USER_PASSWORD_AUTH") => AuthFlow::UserPassword,
+        Some(other) => {
+            cx.err(
+                "exchange.auth_flow",
+                format!("must be ADMIN_USER_PASSWORD_AUTH, ADMIN_NO_SRP_AUTH or USER_PASSWORD_AUTH, got {other:?}"),
+            );
+            AuthFlow::AdminUserPassword
+        }
+    };
+    let refresh_flow = match e.refresh_flow.as_deref() {
+        None | Some("REFRESH_TOKEN_AUTH") => RefreshFlow::RefreshTokenAuth,
+        Some("GetTokensFromRefreshToken") => RefreshFlow::GetTokensFromRefreshToken,
+        Some(other) => {
+            cx.err(
+                "exchange.refresh_flow",
+                format!("must be REFRESH_TOKEN_AUTH or GetTokensFromRefreshToken, got {other:?}"),
+            );
+            RefreshFlow::RefreshTokenAuth
+        }
+    };
+    let max_failures = cx.count(
+        "exchange.max_failures_per_minute",
+        e.max_failures_per_minute,
+        DEFAULT_MAX_FAILURES_PER_MINUTE as u64,
+        1,
+    );
+    ExchangeConfig {
+        client_id,
+        client_secret,
+        user_pool_id,
+        auth_flow,
+        refresh_flow,
+        refresh_before: cx.duration(
+            "exchange.refresh_before",
+            e.refresh_before.as_deref(),
+            DEFAULT_REFRESH_BEFORE,
+        ),
+        cache_capacity: cx.count(
+            "exchange.cache_capacity",
+            e.cache_capacity,
+            DEFAULT_CACHE_CAPACITY,
+            1,
+        ),
+        failure_ttl: cx.duration(
+            "exchange.failure_ttl",
+            e.failure_ttl.as_deref(),
+            DEFAULT_FAILURE_TTL,
+        ),
+        max_failures_per_minute: max_failures.min(u32::MAX as u64) as u32,
+    }
+}
+
+pub(super) fn service_accounts(
+    cx: &mut Ctx,
+    raw: BTreeMap<String, RawServiceAccount>,
+) -> Vec<ServiceAccountConfig> {
+    let mut out = Vec::new();
+    for (name, a) in raw {
+        let key = join_key("service_accounts", &name);
+        let username = match a.username {
+            Some(u) if !u.is_empty() => u,
+            _ => {
+                cx.err(format!("{key}.username"), "required");
+                String::new()
+            }
+        };
+        let password = match a.password {
+            Some(p) if !p.is_empty() => Secret::new(p),
+            _ => {
+                cx.err(format!("{key}.password"), "required");
+                Secret::new("")
+            }
+        };
+        out.push(ServiceAccountConfig {
+            name,
+            username,
+            password,
+        });
+    }
+    out
+}
+
+pub(super) fn login_api(cx: &mut Ctx, l: RawLoginApi) -> LoginApiConfig {
+    let p = l.path_prefix.unwrap_or_else(|| "/auth".into());
+    let p = if p.starts_with('/') && p.len() > 1 && !p.contains(['?', '#', ' ']) {
+        p.trim_end_matches('/').to_string()
+    } else {
+        cx.err(
+            "login_api.path_prefix",
+            format!("must be a path such as \"/auth\": {p:?}"),
+        );
+        "/auth".into()
+    };
+    LoginApiConfig { path_prefix: p }
+}
+
+pub(super) fn dev_idp(cx: &mut Ctx, d: RawDevIdp) -> DevIdpConfig {
+    let listen = match d.listen.as_deref() {
+        Some(l) => cx
+            .addr("dev_idp.listen", l)
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+        None => {
+            cx.err("dev_idp.listen", "required");
+            ([127, 0, 0, 1], 0).into()
+        }
+    };
+    let mut users = Vec::new();
+    for (i, u) in d.users.into_iter().enumerate() {
+        let key = format!("dev_idp.users[{i}]");
+        let username = match u.username {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                cx.err(format!("{key}.username"), "required");
+                String::new()
+            }
+        };
+        let password = match u.password {
+            Some(p) if !p.is_empty() => Secret::new(p),
+            _ => {
+                cx.err(format!("{key}.password"), "required");
+                Secret::new("")
+            }
+        };
+        if users.iter().any(|x: &DevUser| x.username == username) {
+            cx.err(
+                format!("{key}.username"),
+                format!("duplicate user {username:?}"),
+            );
+        }
+        users.push(DevUser {
+            username,
+            password,
+            groups: u.groups,
+            attributes: u.attributes.into_iter().collect(),
+            force_new_password: u.force_new_password,
+        });
+    }
+    DevIdpConfig {
+        listen,
+        token_lifetime: cx.positive_duration(
+            "dev_idp.token_lifetime",
+            d.token_lifetime.as_deref(),
+            DEFAULT_DEV_TOKEN_LIFETIME,
+        ),
+        signing_keys: d
+            .signing_keys
+            .as_deref()
+            .and_then(|f| cx.path("dev_idp.signing_keys", f, true)),
+        users,
+    }
+}

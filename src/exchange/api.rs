@@ -1,0 +1,453 @@
+//! The private API client: Cognito actions through an API Gateway private API (one resource per
+//! action) or a Cognito-compatible endpoint (`X-Amz-Target`). Responses are classified by their
+//! content, not their status: API Gateway's default integration response turns Cognito errors
+//! into HTTP 200 with `__type` in the body.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::error::{DependencyError, ExchangeError};
+use super::secret_hash::secret_hash;
+use crate::config::{ApiStyle, ExchangeConfig, PrivateApiConfig, RefreshFlow};
+
+/// Tokens returned by Cognito. Debug never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSet {
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A challenge Cognito wants answered before it issues tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub name: String,
+    pub session: Option<String>,
+    pub parameters: Map<String, Value>,
+}
+
+impl fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Challenge")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthResult {
+    Tokens(TokenSet),
+    Challenge(Challenge),
+}
+
+impl AuthResult {
+    /// The Cognito-shaped JSON answer (what InitiateAuth returns).
+    pub fn to_cognito_json(&self) -> Value {
+        match self {
+            AuthResult::Tokens(t) => {
+                let mut result = json!({
+                    "IdToken": t.id_token,
+                    "AccessToken": t.access_token,
+                    "ExpiresIn": t.expires_in,
+                    "TokenType": "Bearer",
+                });
+                if let Some(r) = &t.refresh_token {
+                    result["RefreshToken"] = Value::String(r.clone());
+                }
+                json!({ "AuthenticationResult": result, "ChallengeParameters": {} })
+            }
+            AuthResult::Challenge(c) => {
+                let mut v = json!({
+                    "ChallengeName": c.name,
+                    "ChallengeParameters": c.parameters,
+                });
+                if let Some(s) = &c.session {
+                    v["Session"] = Value::String(s.clone());
+                }
+                v
+            }
+        }
+    }
+}
+
+/// The Cognito actions the gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    AdminInitiateAuth,
+    AdminRespondToAuthChallenge,
+    InitiateAuth,
+    RespondToAuthChallenge,
+    GetTokensFromRefreshToken,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::AdminInitiateAuth => "AdminInitiateAuth",
+            Action::AdminRespondToAuthChallenge => "AdminRespondToAuthChallenge",
+            Action::InitiateAuth => "InitiateAuth",
+            Action::RespondToAuthChallenge => "RespondToAuthChallenge",
+            Action::GetTokensFromRefreshToken => "GetTokensFromRefreshToken",
+        }
+    }
+}
+
+/// Upper bound on a private API response body.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+pub struct PrivateApi {
+    client: reqwest::Client,
+    api: PrivateApiConfig,
+    exchange: ExchangeConfig,
+}
+
+impl PrivateApi {
+    pub fn new(api: PrivateApiConfig, exchange: ExchangeConfig) -> Result<Self, String> {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &api.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(api.timeout)
+            .connect_timeout(api.timeout)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .user_agent(concat!("cognito-gate/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &api.ca_file {
+            for cert in crate::tls::load_reqwest_roots(ca)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the private API client: {e}"))?;
+        Ok(PrivateApi {
+            client,
+            api,
+            exchange,
+        })
+    }
+
+    pub fn exchange_config(&self) -> &ExchangeConfig {
+        &self.exchange
+    }
+
+    fn hash(&self, username: &str) -> Option<String> {
+        self.exchange
+            .client_secret
+            .as_ref()
+            .map(|s| secret_hash(s.expose(), username, &self.exchange.client_id))
+    }
+
+    /// Logs in with a username and password using the configured auth flow.
+    pub async fn login(&self, username: &str, password: &str) -> Result<AuthResult, ExchangeError> {
+        let mut params = json!({ "USERNAME": username, "PASSWORD": password });
+        if let Some(h) = self.hash(username) {
+            params["SECRET_HASH"] = Value::String(h);
+        }
+        let flow = self.exchange.auth_flow;
+        let mut body = json!({
+            "AuthFlow": flow.as_str(),
+            "ClientId": self.exchange.client_id,
+            "AuthParameters": params,
+        });
+        let action = if flow.is_admin() {
+            body["UserPoolId"] = Value::String(self.exchange.user_pool_id.clone());
+            Action::AdminInitiateAuth
+        } else {
+            Action::InitiateAuth
+        };
+        self.call(action, body).await
+    }
+
+    /// New tokens for a refresh token. `username` must be the canonical user name
+    /// (`cognito:username`), which SECRET_HASH needs; aliases do not work there.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        username: &str,
+    ) -> Result<AuthResult, ExchangeError> {
+        match self.exchange.refresh_flow {
+            RefreshFlow::RefreshTokenAuth => {
+                let mut params = json!({ "REFRESH_TOKEN": refresh_token });
+                if let Some(h) = self.hash(username) {
+                    params["SECRET_HASH"] = Value::String(h);
+                }
+                let body = json!({
+                    "AuthFlow": "REFRESH_TOKEN_AUTH",
+                    "ClientId": self.exchange.client_id,
+                    "AuthParameters": params,
+                });
+                self.call(Action::InitiateAuth, body).await
+            }
+            RefreshFlow::GetTokensFromRefreshToken => {
+                let mut body = json!({
+                    "ClientId": self.exchange.client_id,
+                    "RefreshToken": refresh_token,
+                });
+                if let Some(s) = &self.exchange.client_secret {
+                    body["ClientSecret"] = Value::String(s.expose().to_string());
+                }
+                self.call(Action::GetTokensFromRefreshToken, body).await
+            }
+        }
+    }
+
+    /// Answers a challenge (NEW_PASSWORD_REQUIRED, MFA codes...). `responses` are the
+    /// challenge-specific fields; USERNAME and SECRET_HASH are added here.
+    pub async fn respond(
+        &self,
+        challenge_name: &str,
+        session: &str,
+        username: &str,
+        responses: &Map<String, Value>,
+    ) -> Result<AuthResult, ExchangeError> {
+        let mut r = responses.clone();
+        r.insert("USERNAME".into(), Value::String(username.to_string()));
+        if let Some(h) = self.hash(username) {
+            r.insert("SECRET_HASH".into(), Value::String(h));
+        }
+        let mut body = json!({
+            "ChallengeName": challenge_name,
+            "ClientId": self.exchange.client_id,
+            "Session": session,
+            "ChallengeResponses": r,
+        });
+        let action = if self.exchange.auth_flow.is_admin() {
+            body["UserPoolId"] = Value::String(self.exchange.user_pool_id.clone());
+            Action::AdminRespondToAuthChallenge
+        } else {
+            Action::RespondToAuthChallenge
+        };
+        self.call(action, body).await
+    }
+
+    fn request(&self, action: Action, body: &Value) -> reqwest::RequestBuilder {
+        let payload = serde_json::to_vec(body).expect("JSON value serialises");
+        match self.api.style {
+            ApiStyle::ApiGateway => {
+                let p = &self.api.paths;
+                let path = match action {
+                    Action::AdminInitiateAuth => &p.admin_initiate_auth,
+                    Action::AdminRespondToAuthChallenge => &p.admin_respond_to_auth_challenge,
+                    Action::InitiateAuth => &p.initiate_auth,
+                    Action::RespondToAuthChallenge => &p.respond_to_auth_challenge,
+                    Action::GetTokensFromRefreshToken => &p.get_tokens_from_refresh_token,
+                };
+                let base = self.api.base_url.as_str().trim_end_matches('/');
+                self.client
+                    .post(format!("{base}{path}"))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(payload)
+            }
+            ApiStyle::CognitoIdp => self
+                .client
+                .post(self.api.base_url.clone())
+                .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+                .header(
+                    "x-amz-target",
+                    format!("AWSCognitoIdentityProviderService.{}", action.name()),
+                )
+                .body(payload),
+        }
+    }
+
+    /// One call: sends, reads a bounded body, classifies.
+    pub async fn call(&self, action: Action, body: Value) -> Result<AuthResult, ExchangeError> {
+        let started = std::time::Instant::now();
+        let result = self.call_inner(action, &body).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &result {
+            Ok(r) => tracing::debug!(
+                action = action.name(),
+                latency_ms = ms,
+                challenge = matches!(r, AuthResult::Challenge(_)),
+                "private API call"
+            ),
+            Err(ExchangeError::Dependency(d)) => tracing::warn!(action = action.name(),
+                latency_ms = ms, error = %d, "private API unavailable"),
+            Err(e) => tracing::info!(action = action.name(), latency_ms = ms, error = %e,
+                "private API call refused"),
+        }
+        result
+    }
+
+    async fn call_inner(&self, action: Action, body: &Value) -> Result<AuthResult, ExchangeError> {
+        let resp = self.request(action, body).send().await.map_err(|e| {
+            ExchangeError::Dependency(if e.is_timeout() {
+                DependencyError::Timeout
+            } else if e.is_connect() {
+                DependencyError::Connect
+            } else {
+                DependencyError::Garbage
+            })
+        })?;
+        let status = resp.status().as_u16();
+        let error_type = resp
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = read_bounded(resp).await?;
+        classify(status, error_type.as_deref(), &bytes)
+    }
+}
+
+async fn read_bounded(mut resp: reqwest::Response) -> Result<Bytes, ExchangeError> {
+    let mut buf = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(ExchangeError::Dependency(DependencyError::Garbage));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Err(e) if e.is_timeout() => {
+                return Err(ExchangeError::Dependency(DependencyError::Timeout))
+            }
+            Err(_) => return Err(ExchangeError::Dependency(DependencyError::Garbage)),
+        }
+    }
+}
+
+fn status_error(status: u16) -> ExchangeError {
+    ExchangeError::Dependency(match status {
+        403 => DependencyError::Forbidden,
+        429 => DependencyError::Throttled,
+        s if s >= 500 => DependencyError::Status(s),
+        _ => DependencyError::Garbage,
+    })
+}
+
+/// Classifies a private API response by its content.
+pub fn classify(
+    status: u16,
+    error_type: Option<&str>,
+    body: &[u8],
+) -> Result<AuthResult, ExchangeError> {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return Err(match error_type {
+            Some(t) => ExchangeError::cognito(t),
+            None if (200..300).contains(&status) => {
+                ExchangeError::Dependency(DependencyError::Garbage)
+            }
+            None => status_error(status),
+        });
+    };
+    if let Some(Value::Object(r)) = obj.get("AuthenticationResult") {
+        let id = r.get("IdToken").and_then(Value::as_str);
+        let access = r.get("AccessToken").and_then(Value::as_str);
+        let (Some(id), Some(access)) = (id, access) else {
+            return Err(ExchangeError::Dependency(DependencyError::Garbage));
+        };
+        return Ok(AuthResult::Tokens(TokenSet {
+            id_token: id.to_string(),
+            access_token: access.to_string(),
+            refresh_token: r
+                .get("RefreshToken")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            expires_in: r.get("ExpiresIn").and_then(Value::as_u64).unwrap_or(3600),
+        }));
+    }
+    if let Some(Value::String(name)) = obj.get("ChallengeName") {
+        return Ok(AuthResult::Challenge(Challenge {
+            name: name.clone(),
+            session: obj
+                .get("Session")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            parameters: obj
+                .get("ChallengeParameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        }));
+    }
+    if let Some(Value::String(t)) = obj.get("__type") {
+        return Err(ExchangeError::cognito(t));
+    }
+    if let Some(t) = error_type {
+        return Err(ExchangeError::cognito(t));
+    }
+    Err(if (200..300).contains(&status) {
+        ExchangeError::Dependency(DependencyError::Garbage)
+    } else {
+        status_error(status)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::error::CognitoErrorKind;
+
+    #[test]
+    fn classifies_by_content() {
+        let ok = br#"{"AuthenticationResult":{"IdToken":"i","AccessToken":"a","RefreshToken":"r","ExpiresIn":60,"TokenType":"Bearer"},"ChallengeParameters":{}}"#;
+        assert!(matches!(classify(200, None, ok), Ok(AuthResult::Tokens(t)) if t.expires_in == 60));
+        let ch =
+            br#"{"ChallengeName":"NEW_PASSWORD_REQUIRED","Session":"s","ChallengeParameters":{}}"#;
+        assert!(
+            matches!(classify(200, None, ch), Ok(AuthResult::Challenge(c)) if c.name == "NEW_PASSWORD_REQUIRED")
+        );
+        let err200 =
+            br#"{"__type":"NotAuthorizedException","message":"Incorrect username or password."}"#;
+        assert!(matches!(
+            classify(200, None, err200),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::NotAuthorized,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(400, Some("UserNotFoundException:x"), b"{}"),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::UserNotFound,
+                ..
+            })
+        ));
+        assert_eq!(
+            classify(403, None, br#"{"message":"Forbidden"}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Forbidden)
+        );
+        assert_eq!(
+            classify(429, None, br#"{"message":"Too Many Requests"}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Throttled)
+        );
+        assert_eq!(
+            classify(500, None, b"<html>boom</html>").unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Status(500))
+        );
+        assert_eq!(
+            classify(200, None, b"<html>").unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Garbage)
+        );
+        assert_eq!(
+            classify(200, None, br#"{"AuthenticationResult":{"IdToken":1}}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Garbage)
+        );
+        assert_eq!(
+            classify(502, None, br#"{"message":"Internal server error"}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Status(502))
+        );
+    }
+}

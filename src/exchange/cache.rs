@@ -1,0 +1,239 @@
+//! The Basic credential cache: (username, password) -> verified Cognito tokens. One login per
+//! credential, shared by concurrent requests; tokens refreshed `refresh_before` their expiry with
+//! the refresh token (full login again if that fails); wrong credentials answered from a
+//! negative cache for `failure_ttl`; bounded capacity. The key is a keyed hash of the
+//! credentials: passwords are never stored.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hmac::{Hmac, Mac};
+use moka::future::Cache;
+use sha2::Sha256;
+
+use super::api::{AuthResult, PrivateApi};
+use super::error::ExchangeError;
+use super::limit::FailureLimiter;
+use super::{verify_tokens, Clock, Tokens};
+use crate::jwt::Verifier;
+
+/// A full login with the password is forced at least this often, so that a changed or revoked
+/// password stops working even while the refresh token would still be accepted.
+const MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
+
+type Key = [u8; 32];
+
+/// One credential's tokens.
+struct Session {
+    tokens: ArcSwap<Tokens>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why Basic credentials could not be turned into tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("{0}")]
+    Exchange(ExchangeError),
+    #[error("too many failed logins for this username or client address")]
+    TooManyFailures,
+}
+
+/// Counters for tests and metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub logins: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub hits: AtomicU64,
+    pub negative_hits: AtomicU64,
+}
+
+pub struct CredentialCache {
+    api: Arc<PrivateApi>,
+    verifier: Arc<Verifier>,
+    clock: Clock,
+    key: [u8; 32],
+    sessions: Cache<Key, Arc<Session>>,
+    failures: Cache<Key, ExchangeError>,
+    limiter: Arc<FailureLimiter>,
+    refresh_before: i64,
+    pub stats: CacheStats,
+}
+
+impl CredentialCache {
+    pub fn new(
+        api: Arc<PrivateApi>,
+        verifier: Arc<Verifier>,
+        limiter: Arc<FailureLimiter>,
+        clock: Clock,
+    ) -> Arc<Self> {
+        let cfg = api.exchange_config().clone();
+        Arc::new(CredentialCache {
+            sessions: Cache::builder()
+                .max_capacity(cfg.cache_capacity)
+                .time_to_live(MAX_SESSION_AGE)
+                .build(),
+            failures: Cache::builder()
+                .max_capacity(cfg.cache_capacity)
+                .time_to_live(cfg.failure_ttl.max(Duration::from_millis(1)))
+                .build(),
+            api,
+            verifier,
+            clock,
+            key: rand::random(),
+            limiter,
+            refresh_before: cfg.refresh_before.as_secs() as i64,
+            stats: CacheStats::default(),
+        })
+    }
+
+    fn key(&self, username: &str, password: &str) -> Key {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
+        mac.update(&(username.len() as u64).to_be_bytes());
+        mac.update(username.as_bytes());
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Valid tokens for these credentials: from the cache, refreshed, or from one login shared
+    /// by every concurrent request with the same credentials.
+    pub async fn tokens(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Arc<Tokens>, CredentialError> {
+        let key = self.key(username, password);
+        if let Some(session) = self.sessions.get(&key).await {
+            return self.fresh(&key, &session).await;
+        }
+        if let Some(err) = self.failures.get(&key).await {
+            self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+            return Err(CredentialError::Exchange(err));
+        }
+        if self.limiter.is_limited(username, client) {
+            return Err(CredentialError::TooManyFailures);
+        }
+        let this = self.clone();
+        let result = self
+            .sessions
+            .try_get_with(key, async move {
+                let tokens = this.login(username, password).await?;
+                Ok::<_, ExchangeError>(Arc::new(Session {
+                    tokens: ArcSwap::from_pointee(tokens),
+                    refreshing: Arc::new(tokio::sync::Mutex::new(())),
+                }))
+            })
+            .await;
+        match result {
+            Ok(session) => Ok(session.tokens.load_full()),
+            Err(e) => {
+                let e = (*e).clone();
+                if e.is_credential_failure() {
+                    // Only the first waiter of a shared login records it (the others find it in
+                    // the negative cache on their next attempt).
+                    if self.failures.get(&key).await.is_none() {
+                        self.failures.insert(key, e.clone()).await;
+                        self.limiter.record_failure(username, client);
+                    }
+                }
+                Err(CredentialError::Exchange(e))
+            }
+        }
+    }
+
+    async fn login(&self, username: &str, password: &str) -> Result<Tokens, ExchangeError> {
+        self.stats.logins.fetch_add(1, Ordering::Relaxed);
+        match self.api.login(username, password).await? {
+            AuthResult::Tokens(set) => {
+                verify_tokens(&self.verifier, set, username, (self.clock)()).await
+            }
+            AuthResult::Challenge(c) => {
+                tracing::info!(challenge = %c.name,
+                    "login needs a challenge answered; Basic credentials cannot do that");
+                Err(ExchangeError::ChallengeRequired(c.name))
+            }
+        }
+    }
+
+    /// The session's tokens, refreshed first when they are due.
+    async fn fresh(
+        self: &Arc<Self>,
+        key: &Key,
+        session: &Arc<Session>,
+    ) -> Result<Arc<Tokens>, CredentialError> {
+        let now = (self.clock)();
+        let current = session.tokens.load_full();
+        if now < current.expires_at() - self.refresh_before {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(current);
+        }
+        if now < current.expires_at() {
+            // Due but still valid: one request refreshes in the background, all go on.
+            if let Ok(guard) = session.refreshing.clone().try_lock_owned() {
+                let this = self.clone();
+                let session = session.clone();
+                let key = *key;
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    this.refresh(&key, &session).await;
+                });
+            }
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(current);
+        }
+        // Expired: wait for one refresh, never forward an expired token.
+        let _guard = session.refreshing.lock().await;
+        let current = session.tokens.load_full();
+        if (self.clock)() < current.expires_at() {
+            return Ok(current);
+        }
+        if self.refresh(key, session).await {
+            Ok(session.tokens.load_full())
+        } else {
+            Err(CredentialError::Exchange(ExchangeError::InvalidTokens(
+                "tokens expired and could not be renewed".into(),
+            )))
+        }
+    }
+
+    /// Renews a session's tokens with its refresh token. On failure the session is dropped, so
+    /// that the next request logs in with the password again. Returns whether it succeeded.
+    async fn refresh(&self, key: &Key, session: &Session) -> bool {
+        let current = session.tokens.load_full();
+        let Some(refresh_token) = current.set.refresh_token.clone() else {
+            self.sessions.invalidate(key).await;
+            return false;
+        };
+        self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        let result = match self.api.refresh(&refresh_token, &current.username).await {
+            Ok(AuthResult::Tokens(mut set)) => {
+                if set.refresh_token.is_none() {
+                    set.refresh_token = Some(refresh_token);
+                }
+                verify_tokens(&self.verifier, set, &current.username, (self.clock)()).await
+            }
+            Ok(AuthResult::Challenge(c)) => Err(ExchangeError::ChallengeRequired(c.name)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(tokens) => {
+                session.tokens.store(Arc::new(tokens));
+                true
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "token refresh failed; the next request logs in again");
+                self.sessions.invalidate(key).await;
+                false
+            }
+        }
+    }
+
+    /// Entries currently cached (approximate; for tests and metrics).
+    pub async fn len(&self) -> u64 {
+        self.sessions.run_pending_tasks().await;
+        self.sessions.entry_count()
+    }
+}

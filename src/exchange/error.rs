@@ -1,0 +1,164 @@
+//! What can go wrong when exchanging credentials: Cognito said no (a typed Cognito error), or the
+//! private API could not be used (a dependency error, with a hint for operators).
+
+/// Cognito's error types that change what the client sees. Others keep their name in `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CognitoErrorKind {
+    NotAuthorized,
+    UserNotFound,
+    UserNotConfirmed,
+    PasswordResetRequired,
+    TooManyRequests,
+    InvalidParameter,
+    CodeMismatch,
+    ExpiredCode,
+    InvalidPassword,
+    ResourceNotFound,
+    InternalError,
+    Other,
+}
+
+impl CognitoErrorKind {
+    pub fn from_type(name: &str) -> Self {
+        match name {
+            "NotAuthorizedException" => CognitoErrorKind::NotAuthorized,
+            "UserNotFoundException" => CognitoErrorKind::UserNotFound,
+            "UserNotConfirmedException" => CognitoErrorKind::UserNotConfirmed,
+            "PasswordResetRequiredException" => CognitoErrorKind::PasswordResetRequired,
+            "TooManyRequestsException" | "LimitExceededException" => {
+                CognitoErrorKind::TooManyRequests
+            }
+            "InvalidParameterException" => CognitoErrorKind::InvalidParameter,
+            "CodeMismatchException" => CognitoErrorKind::CodeMismatch,
+            "ExpiredCodeException" => CognitoErrorKind::ExpiredCode,
+            "InvalidPasswordException" => CognitoErrorKind::InvalidPassword,
+            "ResourceNotFoundException" => CognitoErrorKind::ResourceNotFound,
+            "InternalErrorException" => CognitoErrorKind::InternalError,
+            _ => CognitoErrorKind::Other,
+        }
+    }
+
+    /// Wrong credentials (or an unknown user, which must look the same to clients).
+    pub fn is_bad_credentials(self) -> bool {
+        matches!(
+            self,
+            CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound
+        )
+    }
+}
+
+/// Normalises an error type: `com.amazonaws...#NotAuthorizedException:http://...` becomes
+/// `NotAuthorizedException`.
+pub fn normalise_type(raw: &str) -> &str {
+    let after_hash = raw.rsplit('#').next().unwrap_or(raw);
+    after_hash.split(':').next().unwrap_or(after_hash).trim()
+}
+
+/// Why the private API could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DependencyError {
+    #[error("private API timed out")]
+    Timeout,
+    #[error("private API unreachable (connection failed)")]
+    Connect,
+    #[error("private API refused the request (HTTP 403): check its resource policy and the x-apigw-api-id header")]
+    Forbidden,
+    #[error("private API throttled the request (HTTP 429)")]
+    Throttled,
+    #[error("private API failed (HTTP {0})")]
+    Status(u16),
+    #[error("private API answered with a body that is not a Cognito response")]
+    Garbage,
+}
+
+impl DependencyError {
+    pub fn kind(self) -> &'static str {
+        match self {
+            DependencyError::Timeout => "timeout",
+            DependencyError::Connect => "connect",
+            DependencyError::Forbidden => "forbidden",
+            DependencyError::Throttled => "throttled",
+            DependencyError::Status(_) => "status",
+            DependencyError::Garbage => "garbage",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// Cognito answered with an error (`__type`). The message is kept for logs only.
+    #[error("Cognito error {type_name}")]
+    Cognito {
+        kind: CognitoErrorKind,
+        type_name: String,
+    },
+    #[error("{0}")]
+    Dependency(DependencyError),
+    /// Cognito wants a challenge answered (NEW_PASSWORD_REQUIRED, MFA) where none can be.
+    #[error("Cognito requires the {0} challenge")]
+    ChallengeRequired(String),
+    /// Tokens came back but did not pass verification.
+    #[error("tokens from the private API failed verification: {0}")]
+    InvalidTokens(String),
+}
+
+impl ExchangeError {
+    pub fn cognito(type_name: &str) -> Self {
+        let name = normalise_type(type_name);
+        ExchangeError::Cognito {
+            kind: CognitoErrorKind::from_type(name),
+            type_name: name.to_string(),
+        }
+    }
+
+    /// Failures that say something about the credentials (cached negatively, counted against
+    /// the failure limit), as opposed to the dependency failing.
+    pub fn is_credential_failure(&self) -> bool {
+        match self {
+            ExchangeError::Cognito { kind, .. } => matches!(
+                kind,
+                CognitoErrorKind::NotAuthorized
+                    | CognitoErrorKind::UserNotFound
+                    | CognitoErrorKind::UserNotConfirmed
+                    | CognitoErrorKind::PasswordResetRequired
+            ),
+            ExchangeError::ChallengeRequired(_) => true,
+            ExchangeError::Dependency(_) | ExchangeError::InvalidTokens(_) => false,
+        }
+    }
+
+    /// A bounded label for metrics and logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ExchangeError::Cognito { kind, .. } if kind.is_bad_credentials() => "rejected",
+            ExchangeError::Cognito { .. } => "cognito_error",
+            ExchangeError::Dependency(d) => d.kind(),
+            ExchangeError::ChallengeRequired(_) => "challenge",
+            ExchangeError::InvalidTokens(_) => "invalid_tokens",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_normalised() {
+        assert_eq!(
+            normalise_type("com.amazonaws.cognito#NotAuthorizedException:http://internal"),
+            "NotAuthorizedException"
+        );
+        assert_eq!(
+            normalise_type("UserNotFoundException"),
+            "UserNotFoundException"
+        );
+        assert_eq!(
+            ExchangeError::cognito("x#TooManyRequestsException"),
+            ExchangeError::Cognito {
+                kind: CognitoErrorKind::TooManyRequests,
+                type_name: "TooManyRequestsException".into()
+            }
+        );
+    }
+}
