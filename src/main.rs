@@ -34,10 +34,20 @@ enum Command {
         /// The token (raw or "Bearer <token>"), or "-" to read it from stdin
         token: String,
     },
+    /// Log in through the private API and print the Cognito-shaped result. The password is read
+    /// from stdin (a no-echo prompt on a terminal). Exit code 0 = tokens, 3 = a challenge must be
+    /// answered (printed), 2 = wrong username or password, 4 = the private API is unavailable,
+    /// 1 = configuration error.
+    Login {
+        #[arg(long, value_name = "U")]
+        username: String,
+    },
 }
 
 const EXIT_CONFIG: u8 = 1;
 const EXIT_DENY: u8 = 2;
+const EXIT_CHALLENGE: u8 = 3;
+const EXIT_UNAVAILABLE: u8 = 4;
 
 fn load(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErrors> {
     match path {
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::VerifyToken { route, token }) => verify_token(config, route, token),
+        Some(Command::Login { username }) => login(config, &username),
         None => serve(config, &source),
     }
 }
@@ -171,6 +182,77 @@ fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCod
             ExitCode::SUCCESS
         } else {
             ExitCode::from(EXIT_DENY)
+        }
+    })
+}
+
+fn read_password() -> std::io::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ")
+    } else {
+        let mut s = String::new();
+        std::io::stdin().read_line(&mut s)?;
+        Ok(s.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
+
+fn login(config: Config, username: &str) -> ExitCode {
+    use cognito_gate::exchange::{AuthResult, CognitoErrorKind, ExchangeError, PrivateApi};
+    cognito_gate::logging::init(&cognito_gate::config::LogConfig {
+        level: "error".into(),
+        format: cognito_gate::config::LogFormat::Text,
+    });
+    let (Some(api_cfg), Some(ex_cfg)) = (config.private_api.clone(), config.exchange.clone()) else {
+        eprintln!("private_api, exchange: login needs the [private_api] and [exchange] sections");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let password = match read_password() {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => {
+            eprintln!("no password given on stdin");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("cannot read the password: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let api = match PrivateApi::new(api_cfg, ex_cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("private_api: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    runtime().block_on(async move {
+        match api.login(username, &password).await {
+            Ok(result) => {
+                let json = serde_json::to_string_pretty(&result.to_cognito_json())
+                    .unwrap_or_default();
+                println!("{json}");
+                match result {
+                    AuthResult::Tokens(_) => ExitCode::SUCCESS,
+                    AuthResult::Challenge(c) => {
+                        eprintln!("login: Cognito requires the {} challenge", c.name);
+                        ExitCode::from(EXIT_CHALLENGE)
+                    }
+                }
+            }
+            Err(ExchangeError::Cognito { kind, type_name })
+                if matches!(kind, CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound) =>
+            {
+                eprintln!("login failed: incorrect username or password ({type_name})");
+                ExitCode::from(EXIT_DENY)
+            }
+            Err(ExchangeError::Cognito { type_name, .. }) => {
+                eprintln!("login failed: Cognito answered {type_name}");
+                ExitCode::from(EXIT_DENY)
+            }
+            Err(e) => {
+                eprintln!("login failed: {e}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
         }
     })
 }

@@ -456,6 +456,35 @@ impl Config {
             }
             out.push_str(&format!("jwks          {}\n", src.join(" + ")));
         }
+        if let Some(p) = &self.private_api {
+            let style = match p.style {
+                ApiStyle::ApiGateway => "apigateway",
+                ApiStyle::CognitoIdp => "cognito-idp",
+            };
+            out.push_str(&format!("private api   {} ({style})\n", p.base_url));
+        }
+        if let Some(e) = &self.exchange {
+            let secret = if e.client_secret.is_some() { ", SECRET_HASH" } else { "" };
+            out.push_str(&format!(
+                "exchange      client {} pool {} flow {}{secret}\n",
+                e.client_id,
+                e.user_pool_id,
+                e.auth_flow.as_str()
+            ));
+        }
+        for a in &self.service_accounts {
+            out.push_str(&format!("service acct  {} (user {})\n", a.name, a.username));
+        }
+        if let Some(l) = &self.login_api {
+            out.push_str(&format!("login api     {}/login, /refresh, /challenge\n", l.path_prefix));
+        }
+        if let Some(d) = &self.dev_idp {
+            out.push_str(&format!(
+                "dev idp       http://{} ({} users; development only)\n",
+                d.listen,
+                d.users.len()
+            ));
+        }
         out.push_str(&format!("routes        {}\n", self.routes.len()));
         for r in &self.routes {
             let upstream = match &r.upstream {
