@@ -15,6 +15,7 @@ pub mod explain;
 pub mod jwt;
 pub mod logging;
 pub mod login_api;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod server;
@@ -65,12 +66,16 @@ pub struct Exchange {
 pub fn build_exchange(
     config: &Config,
     verifier: &Arc<Verifier>,
+    metrics: &Arc<metrics::Metrics>,
 ) -> Result<Option<Exchange>, StartError> {
     let (Some(api_cfg), Some(ex_cfg)) = (&config.private_api, &config.exchange) else {
         return Ok(None);
     };
-    let api =
-        Arc::new(PrivateApi::new(api_cfg.clone(), ex_cfg.clone()).map_err(StartError::PrivateApi)?);
+    let api = Arc::new(
+        PrivateApi::new(api_cfg.clone(), ex_cfg.clone())
+            .map_err(StartError::PrivateApi)?
+            .with_metrics(metrics.clone()),
+    );
     let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute));
     let clock = exchange::system_clock();
     Ok(Some(Exchange {
@@ -193,8 +198,21 @@ pub async fn start_with(
         ))),
         _ => None,
     };
+    let metrics = Arc::new(metrics::Metrics::new());
+    if let Some(j) = &jwks {
+        let m = metrics.clone();
+        j.set_observer(Box::new(move |outcome| {
+            let outcome = match outcome {
+                jwt::RefreshOutcome::Updated { .. } => "success",
+                jwt::RefreshOutcome::Failed(_) => "failure",
+            };
+            m.jwks_refresh
+                .get_or_create(&metrics::OutcomeLabel { outcome })
+                .inc();
+        }));
+    }
     let exchange = match &verifier {
-        Some(v) => build_exchange(&config, v)?,
+        Some(v) => build_exchange(&config, v, &metrics)?,
         None => None,
     };
     if let Some(x) = &exchange {
@@ -219,6 +237,7 @@ pub async fn start_with(
                 .filter(|s| !s.is_empty()),
         ),
         exchange,
+        metrics,
         config: config.clone(),
     });
 

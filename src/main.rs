@@ -203,7 +203,8 @@ fn login(config: Config, username: &str) -> ExitCode {
         level: "error".into(),
         format: cognito_gate::config::LogFormat::Text,
     });
-    let (Some(api_cfg), Some(ex_cfg)) = (config.private_api.clone(), config.exchange.clone()) else {
+    let (Some(api_cfg), Some(ex_cfg)) = (config.private_api.clone(), config.exchange.clone())
+    else {
         eprintln!("private_api, exchange: login needs the [private_api] and [exchange] sections");
         return ExitCode::from(EXIT_CONFIG);
     };
@@ -228,8 +229,8 @@ fn login(config: Config, username: &str) -> ExitCode {
     runtime().block_on(async move {
         match api.login(username, &password).await {
             Ok(result) => {
-                let json = serde_json::to_string_pretty(&result.to_cognito_json())
-                    .unwrap_or_default();
+                let json =
+                    serde_json::to_string_pretty(&result.to_cognito_json()).unwrap_or_default();
                 println!("{json}");
                 match result {
                     AuthResult::Tokens(_) => ExitCode::SUCCESS,
@@ -240,7 +241,10 @@ fn login(config: Config, username: &str) -> ExitCode {
                 }
             }
             Err(ExchangeError::Cognito { kind, type_name })
-                if matches!(kind, CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound) =>
+                if matches!(
+                    kind,
+                    CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound
+                ) =>
             {
                 eprintln!("login failed: incorrect username or password ({type_name})");
                 ExitCode::from(EXIT_DENY)

@@ -18,6 +18,7 @@ use crate::exchange::{route_token_use, ServiceAccounts, Tokens};
 use crate::jwt::verify::check_route;
 use crate::jwt::verify::{claim_as_string, token_from_header};
 use crate::jwt::{AuthError, JwksCache, RoutePolicy, TokenUse, Verified, Verifier};
+use crate::metrics::{AuthLabels, RouteKind, RouteLabel, RouteStatus};
 use crate::proxy::headers::{client_addr, remove_hop_by_hop, request_id, set_forwarded};
 use crate::proxy::routes::has_dot_segment;
 use crate::proxy::{echo, upstream, RouteTable, UpstreamClient};
@@ -80,6 +81,7 @@ pub struct Gateway {
     pub upstream: UpstreamClient,
     pub readiness: Readiness,
     pub exchange: Option<crate::Exchange>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The identity a route's auth established.
@@ -94,6 +96,7 @@ enum Identity {
     Exchanged {
         tokens: Arc<Tokens>,
         checked: TokenUse,
+        via: &'static str,
     },
 }
 
@@ -101,6 +104,8 @@ enum Identity {
 #[derive(Default)]
 struct Outcome {
     route: Option<Arc<RouteConfig>>,
+    /// The auth method that allowed the request.
+    method: &'static str,
     decision: &'static str,
     reason: &'static str,
     sub: Option<String>,
@@ -163,10 +168,42 @@ impl Gateway {
         let mut resp = match result {
             Ok(resp) => resp,
             Err(err) => {
-                if let GatewayError::Auth(e, _) = &err {
-                    outcome.decision = "deny";
-                    outcome.reason = e.reason();
-                    tracing::debug!(request_id = ?rid, reason = e.reason(), detail = %e, "request denied");
+                match &err {
+                    GatewayError::Auth(e, _) => {
+                        outcome.decision = "deny";
+                        outcome.reason = e.reason();
+                        tracing::debug!(request_id = ?rid, reason = e.reason(), detail = %e, "request denied");
+                    }
+                    GatewayError::Exchange(e) => {
+                        outcome.decision = "deny";
+                        outcome.reason = e.outcome();
+                    }
+                    GatewayError::TooManyFailures => {
+                        outcome.decision = "deny";
+                        outcome.reason = "rate_limited";
+                    }
+                    GatewayError::ServiceTokenUnavailable(_) => {
+                        outcome.decision = "deny";
+                        outcome.reason = "service_token_unavailable";
+                    }
+                    GatewayError::ClientNotAllowed => {
+                        outcome.decision = "deny";
+                        outcome.reason = "allow_from";
+                    }
+                    GatewayError::Upstream(u) => {
+                        if let Some(r) = &outcome.route {
+                            self.metrics
+                                .upstream_errors
+                                .get_or_create(&RouteKind {
+                                    route: r.name.clone(),
+                                    kind: u.kind(),
+                                })
+                                .inc();
+                        }
+                    }
+                    GatewayError::NoRoute
+                    | GatewayError::BadRequest(_)
+                    | GatewayError::BodyTooLarge => {}
                 }
                 err.into_response()
             }
@@ -177,6 +214,7 @@ impl Gateway {
             .as_ref()
             .map(|r| r.name.as_str())
             .unwrap_or("");
+        self.record(&outcome, route, resp.status().as_u16(), started);
         tracing::info!(
             target: "cognito_gate::access",
             request_id = rid.to_str().unwrap_or(""),
@@ -192,6 +230,36 @@ impl Gateway {
             client_id = outcome.client_id.as_deref().unwrap_or(""),
         );
         resp
+    }
+
+    fn record(&self, outcome: &Outcome, route: &str, status: u16, started: Instant) {
+        let m = &self.metrics;
+        let route = if route.is_empty() { "-" } else { route };
+        m.requests
+            .get_or_create(&RouteStatus {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        m.request_duration
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if !outcome.decision.is_empty() && outcome.route.is_some() {
+            let reason = if outcome.decision == "allow" {
+                outcome.method
+            } else {
+                outcome.reason
+            };
+            m.auth_decisions
+                .get_or_create(&AuthLabels {
+                    route: route.to_string(),
+                    decision: outcome.decision,
+                    reason,
+                })
+                .inc();
+        }
     }
 
     async fn process(
@@ -245,10 +313,17 @@ impl Gateway {
 
         let identity = self.authorize(&req, &route, client).await?;
         outcome.decision = "allow";
+        outcome.method = match &identity {
+            Identity::Anonymous => "none",
+            Identity::Jwt { .. } => "jwt",
+            Identity::Exchanged { via, .. } => via,
+        };
         let verified = match &identity {
             Identity::Anonymous => None,
             Identity::Jwt { verified, .. } => Some(verified),
-            Identity::Exchanged { tokens, checked } => Some(tokens.pick(*checked).0),
+            Identity::Exchanged {
+                tokens, checked, ..
+            } => Some(tokens.pick(*checked).0),
         };
         if let Some(v) = verified {
             outcome.sub = v.sub().map(str::to_string);
@@ -314,7 +389,11 @@ impl Gateway {
                         })?;
                     let checked = route_token_use(route.token_use);
                     check_route(tokens.pick(checked).0, policy).map_err(deny)?;
-                    return Ok(Identity::Exchanged { tokens, checked });
+                    return Ok(Identity::Exchanged {
+                        tokens,
+                        checked,
+                        via: "basic",
+                    });
                 }
                 AuthMethod::Service => {
                     let name = route.service_account.as_deref().unwrap_or("");
@@ -326,7 +405,11 @@ impl Gateway {
                     let checked = route_token_use(route.token_use);
                     check_route(tokens.pick(checked).0, policy)
                         .map_err(|e| GatewayError::Auth(e, Challenge::None))?;
-                    return Ok(Identity::Exchanged { tokens, checked });
+                    return Ok(Identity::Exchanged {
+                        tokens,
+                        checked,
+                        via: "service",
+                    });
                 }
             }
         }
@@ -379,7 +462,9 @@ impl Gateway {
                 };
                 Some((verified, send.then_some(token.as_str())))
             }
-            Identity::Exchanged { tokens, checked } => {
+            Identity::Exchanged {
+                tokens, checked, ..
+            } => {
                 let send = match route.forward_token {
                     ForwardToken::Verified => Some(*checked),
                     ForwardToken::Id => Some(TokenUse::Id),

@@ -129,6 +129,8 @@ pub async fn serve(
         let role = listener.role;
         tracker.spawn(async move {
             connections.0.fetch_add(1, Ordering::Relaxed);
+            gateway.metrics.connections_active.inc();
+            let metrics = gateway.metrics.clone();
             let info = ConnInfo {
                 peer,
                 tls: tls.is_some(),
@@ -159,6 +161,7 @@ pub async fn serve(
                 None => serve_conn(stream, false, ctx, &builder).await,
             }
             connections.0.fetch_sub(1, Ordering::Relaxed);
+            metrics.connections_active.dec();
             drop(permit);
         });
     }
@@ -236,6 +239,20 @@ where
 fn admin(gateway: &Gateway, req: &Request<Incoming>) -> hyper::Response<Body> {
     let s = &gateway.config.server;
     let path = req.uri().path();
+    if path == "/metrics" {
+        let m = &gateway.metrics;
+        if let Some(age) = gateway.verifier.as_ref().and_then(|v| v.jwks().age()) {
+            m.jwks_age.set(age.as_secs_f64());
+        }
+        let mut resp = hyper::Response::new(crate::body::full(m.encode()));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        return resp;
+    }
     health_response(path, "/healthz", "/readyz", &gateway.readiness)
         .or_else(|| health_response(path, &s.health_path, &s.ready_path, &gateway.readiness))
         .unwrap_or_else(|| json_message(http::StatusCode::NOT_FOUND, "Not Found"))

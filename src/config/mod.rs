@@ -464,7 +464,11 @@ impl Config {
             out.push_str(&format!("private api   {} ({style})\n", p.base_url));
         }
         if let Some(e) = &self.exchange {
-            let secret = if e.client_secret.is_some() { ", SECRET_HASH" } else { "" };
+            let secret = if e.client_secret.is_some() {
+                ", SECRET_HASH"
+            } else {
+                ""
+            };
             out.push_str(&format!(
                 "exchange      client {} pool {} flow {}{secret}\n",
                 e.client_id,
@@ -476,7 +480,10 @@ impl Config {
             out.push_str(&format!("service acct  {} (user {})\n", a.name, a.username));
         }
         if let Some(l) = &self.login_api {
-            out.push_str(&format!("login api     {}/login, /refresh, /challenge\n", l.path_prefix));
+            out.push_str(&format!(
+                "login api     {}/login, /refresh, /challenge\n",
+                l.path_prefix
+            ));
         }
         if let Some(d) = &self.dev_idp {
             out.push_str(&format!(

@@ -114,6 +114,7 @@ pub struct PrivateApi {
     client: reqwest::Client,
     api: PrivateApiConfig,
     exchange: ExchangeConfig,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl PrivateApi {
@@ -141,7 +142,18 @@ impl PrivateApi {
             client,
             api,
             exchange,
+            metrics: None,
         })
+    }
+
+    /// Records every call in `cognito_gate_token_exchange_*`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn metrics(&self) -> Option<&std::sync::Arc<crate::metrics::Metrics>> {
+        self.metrics.as_ref()
     }
 
     pub fn exchange_config(&self) -> &ExchangeConfig {
@@ -272,7 +284,30 @@ impl PrivateApi {
     pub async fn call(&self, action: Action, body: Value) -> Result<AuthResult, ExchangeError> {
         let started = std::time::Instant::now();
         let result = self.call_inner(action, &body).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        let ms = elapsed * 1000.0;
+        if let Some(m) = &self.metrics {
+            let kind = match action {
+                Action::AdminInitiateAuth | Action::InitiateAuth => {
+                    if body.get("AuthFlow").and_then(Value::as_str) == Some("REFRESH_TOKEN_AUTH") {
+                        "refresh"
+                    } else {
+                        "login"
+                    }
+                }
+                Action::GetTokensFromRefreshToken => "refresh",
+                Action::AdminRespondToAuthChallenge | Action::RespondToAuthChallenge => "challenge",
+            };
+            let outcome = match &result {
+                Ok(AuthResult::Tokens(_)) => "success",
+                Ok(AuthResult::Challenge(_)) => "challenge",
+                Err(e) => e.outcome(),
+            };
+            m.token_exchange
+                .get_or_create(&crate::metrics::ExchangeLabels { kind, outcome })
+                .inc();
+            m.token_exchange_duration.observe(elapsed);
+        }
         match &result {
             Ok(r) => tracing::debug!(
                 action = action.name(),

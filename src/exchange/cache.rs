@@ -89,6 +89,14 @@ impl CredentialCache {
         })
     }
 
+    fn count(&self, result: &'static str) {
+        if let Some(m) = self.api.metrics() {
+            m.token_cache
+                .get_or_create(&crate::metrics::ResultLabel { result })
+                .inc();
+        }
+    }
+
     fn key(&self, username: &str, password: &str) -> Key {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         mac.update(&(username.len() as u64).to_be_bytes());
@@ -111,11 +119,14 @@ impl CredentialCache {
         }
         if let Some(err) = self.failures.get(&key).await {
             self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+            self.count("negative");
             return Err(CredentialError::Exchange(err));
         }
         if self.limiter.is_limited(username, client) {
+            self.count("rate_limited");
             return Err(CredentialError::TooManyFailures);
         }
+        self.count("miss");
         let this = self.clone();
         let result = self
             .sessions
@@ -168,6 +179,7 @@ impl CredentialCache {
         let current = session.tokens.load_full();
         if now < current.expires_at() - self.refresh_before {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.count("hit");
             return Ok(current);
         }
         if now < current.expires_at() {
@@ -208,6 +220,7 @@ impl CredentialCache {
             return false;
         };
         self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.count("refresh");
         let result = match self.api.refresh(&refresh_token, &current.username).await {
             Ok(AuthResult::Tokens(mut set)) => {
                 if set.refresh_token.is_none() {

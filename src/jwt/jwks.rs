@@ -139,7 +139,11 @@ pub struct JwksCache {
     max_stale: Duration,
     inflight: Mutex<Inflight>,
     fetches: std::sync::atomic::AtomicU64,
+    observer: std::sync::OnceLock<RefreshObserver>,
 }
+
+/// Called with the outcome of every fetch (metrics).
+pub type RefreshObserver = Box<dyn Fn(&RefreshOutcome) + Send + Sync>;
 
 impl JwksCache {
     /// A cache seeded with `seed` (from a file) that fetches from `fetcher` when there is one.
@@ -169,7 +173,13 @@ impl JwksCache {
             max_stale,
             inflight: Mutex::new(Inflight::default()),
             fetches: Default::default(),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the observer of fetch outcomes (once; later calls are ignored).
+    pub fn set_observer(&self, observer: RefreshObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// The current snapshot (cheap; never blocks).
@@ -293,6 +303,9 @@ impl JwksCache {
                     RefreshOutcome::Failed(e)
                 }
             };
+            if let Some(observe) = this.observer.get() {
+                observe(&outcome);
+            }
             this.inflight.lock().expect("jwks inflight lock").current = None;
             outcome
         });

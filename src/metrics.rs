@@ -1,0 +1,226 @@
+//! Prometheus metrics with the names in DESIGN §5. Labels are bounded: route names come from the
+//! configuration, reasons and outcomes from closed enums — never paths, users or tokens.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub route: String,
+    pub decision: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteKind {
+    pub route: String,
+    pub kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub request_duration: Family<RouteLabel, Histogram>,
+    pub auth_decisions: Family<AuthLabels, Counter>,
+    pub jwks_refresh: Family<OutcomeLabel, Counter>,
+    pub jwks_age: Gauge<f64, AtomicU64>,
+    pub token_exchange: Family<ExchangeLabels, Counter>,
+    pub token_exchange_duration: Histogram,
+    pub token_cache: Family<ResultLabel, Counter>,
+    pub upstream_errors: Family<RouteKind, Counter>,
+    pub connections_active: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cognito_gate");
+        let requests = Family::<RouteStatus, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        let request_duration = Family::<RouteLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request headers to response headers, by route",
+            request_duration.clone(),
+        );
+        let auth_decisions = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_decisions",
+            "Authorization decisions by route, decision and reason",
+            auth_decisions.clone(),
+        );
+        let jwks_refresh = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "jwks_refresh",
+            "JWKS fetches by outcome",
+            jwks_refresh.clone(),
+        );
+        let jwks_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "jwks_age_seconds",
+            "Seconds since the signing keys were last loaded",
+            jwks_age.clone(),
+        );
+        let token_exchange = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "token_exchange",
+            "Calls to the private API by kind and outcome",
+            token_exchange.clone(),
+        );
+        let token_exchange_duration = latency_histogram();
+        registry.register(
+            "token_exchange_duration_seconds",
+            "Latency of calls to the private API",
+            token_exchange_duration.clone(),
+        );
+        let token_cache = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "token_cache",
+            "Basic credential cache lookups by result",
+            token_cache.clone(),
+        );
+        let upstream_errors = Family::<RouteKind, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by route and kind",
+            upstream_errors.clone(),
+        );
+        let connections_active = Gauge::default();
+        registry.register(
+            "connections_active",
+            "Client connections currently open",
+            connections_active.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            auth_decisions,
+            jwks_refresh,
+            jwks_age,
+            token_exchange,
+            token_exchange_duration,
+            token_cache,
+            upstream_errors,
+            connections_active,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_design() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RouteStatus {
+                route: "orders".into(),
+                status: 200,
+            })
+            .inc();
+        m.request_duration
+            .get_or_create(&RouteLabel {
+                route: "orders".into(),
+            })
+            .observe(0.001);
+        m.auth_decisions
+            .get_or_create(&AuthLabels {
+                route: "orders".into(),
+                decision: "deny",
+                reason: "expired",
+            })
+            .inc();
+        m.jwks_refresh
+            .get_or_create(&OutcomeLabel { outcome: "success" })
+            .inc();
+        m.token_exchange
+            .get_or_create(&ExchangeLabels {
+                kind: "login",
+                outcome: "success",
+            })
+            .inc();
+        m.token_cache
+            .get_or_create(&ResultLabel { result: "hit" })
+            .inc();
+        m.upstream_errors
+            .get_or_create(&RouteKind {
+                route: "orders".into(),
+                kind: "timeout",
+            })
+            .inc();
+        let text = m.encode();
+        for name in [
+            "cognito_gate_requests_total{route=\"orders\",status=\"200\"} 1",
+            "cognito_gate_request_duration_seconds_bucket",
+            "cognito_gate_auth_decisions_total{route=\"orders\",decision=\"deny\",reason=\"expired\"} 1",
+            "cognito_gate_jwks_refresh_total{outcome=\"success\"} 1",
+            "cognito_gate_jwks_age_seconds",
+            "cognito_gate_token_exchange_total{kind=\"login\",outcome=\"success\"} 1",
+            "cognito_gate_token_exchange_duration_seconds_count",
+            "cognito_gate_token_cache_total{result=\"hit\"} 1",
+            "cognito_gate_upstream_errors_total{route=\"orders\",kind=\"timeout\"} 1",
+            "cognito_gate_connections_active",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}
