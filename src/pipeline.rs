@@ -88,7 +88,7 @@ pub struct Gateway {
 enum Identity {
     Anonymous,
     Jwt {
-        verified: Verified,
+        verified: Arc<Verified>,
         token: String,
     },
     /// Tokens obtained for Basic credentials or a service account; `checked` is the kind the
@@ -319,8 +319,8 @@ impl Gateway {
             Identity::Exchanged { via, .. } => via,
         };
         let verified = match &identity {
-            Identity::Anonymous => None,
-            Identity::Jwt { verified, .. } => Some(verified),
+            Identity::Anonymous => None::<&Verified>,
+            Identity::Jwt { verified, .. } => Some(&**verified),
             Identity::Exchanged {
                 tokens, checked, ..
             } => Some(tokens.pick(*checked).0),

@@ -37,8 +37,8 @@ pub fn system_clock() -> Clock {
 #[derive(Debug, Clone)]
 pub struct Tokens {
     pub set: TokenSet,
-    pub id: Verified,
-    pub access: Verified,
+    pub id: Arc<Verified>,
+    pub access: Arc<Verified>,
     /// The canonical user name (`cognito:username`), which refresh needs for SECRET_HASH.
     pub username: String,
 }

@@ -204,6 +204,12 @@ impl JwksCache {
         }
     }
 
+    /// The key is in the current, usable key set (no fetch).
+    pub fn has_usable_key(&self, kid: &str) -> bool {
+        let snap = self.snapshot.load();
+        snap.keys.get(kid).is_some() && self.usable(&snap)
+    }
+
     /// Seconds since the keys were last loaded, if ever.
     pub fn age(&self) -> Option<Duration> {
         self.snapshot.load().loaded_at.map(|at| at.elapsed())

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 use super::jwks::{JwksCache, KeyLookupError};
 use crate::config::TokenUsePolicy;
@@ -158,12 +159,25 @@ pub struct Decoded<'t> {
     signature: &'t str,
 }
 
+/// A token that passed the pool-wide checks, remembered until it expires or its key leaves the
+/// JWKS, so that a token is verified once and not on every request.
+struct CachedToken {
+    verified: Arc<Verified>,
+    kid: String,
+}
+
+/// How many verified tokens are remembered (each entry is a digest and the claims).
+pub const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
+
 /// The pool-wide part of the authorizer: issuer, app clients, clock skew and keys.
 pub struct Verifier {
     issuer: String,
     app_clients: Vec<String>,
     clock_skew: i64,
     jwks: Arc<JwksCache>,
+    /// SHA-256 of the token -> its verified claims. A cryptographic digest, so no crafted token
+    /// can collide with a verified one.
+    verified: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
 }
 
 impl Verifier {
@@ -178,6 +192,10 @@ impl Verifier {
             app_clients,
             clock_skew: clock_skew.as_secs() as i64,
             jwks,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
         }
     }
 
@@ -186,18 +204,60 @@ impl Verifier {
     }
 
     /// Verifies `token` (the raw JWT, without a scheme) against the pool and the route's policy.
-    /// `now` is seconds since the Unix epoch.
+    /// `now` is seconds since the Unix epoch. A token verified before is answered from the cache
+    /// while it is unexpired and its key is still in the JWKS; the route's checks always run.
     pub async fn verify(
         &self,
         token: &str,
         policy: RoutePolicy<'_>,
         now: i64,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<Arc<Verified>, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Malformed("token too long"));
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.verified.get(&digest) {
+            let exp = hit.verified.exp;
+            if now >= exp.saturating_add(self.clock_skew) {
+                self.verified.invalidate(&digest);
+                return Err(AuthError::Expired { exp, now });
+            }
+            if self.jwks.has_usable_key(&hit.kid) {
+                check_route(&hit.verified, policy)?;
+                return Ok(hit.verified.clone());
+            }
+            // The key was withdrawn (or the keys went stale): verify from scratch.
+            self.verified.invalidate(&digest);
+        }
         let decoded = decode(token)?;
-        self.verify_decoded(decoded, policy, now).await
+        let kid = decoded.kid.clone();
+        let verified = Arc::new(self.verify_pool(decoded, policy, now).await?);
+        self.verified.insert(
+            digest,
+            Arc::new(CachedToken {
+                verified: verified.clone(),
+                kid,
+            }),
+        );
+        check_route(&verified, policy)?;
+        Ok(verified)
     }
 
+    /// Verifies a decoded token: the pool-wide checks, then the route's.
     pub async fn verify_decoded(
+        &self,
+        decoded: Decoded<'_>,
+        policy: RoutePolicy<'_>,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let v = self.verify_pool(decoded, policy, now).await?;
+        check_route(&v, policy)?;
+        Ok(v)
+    }
+
+    /// Structure, issuer, key, signature, expiry, token kind and app client. `policy` only names
+    /// the expected kind in errors.
+    async fn verify_pool(
         &self,
         decoded: Decoded<'_>,
         policy: RoutePolicy<'_>,
@@ -283,7 +343,6 @@ impl Verifier {
             scope: scope.unwrap_or("").to_string(),
             claims: Map::new(),
         };
-        check_route(&verified, policy)?;
         Ok(Verified {
             claims: decoded.claims,
             ..verified
@@ -502,5 +561,119 @@ mod tests {
             decode(&format!("{h}.{p}.c")).unwrap_err(),
             AuthError::Algorithm("none".into())
         );
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::jwt::jwks::JwksFetcher;
+    use crate::jwt::keys::parse_jwks;
+    use futures_util::future::{BoxFuture, FutureExt};
+
+    const ISS: &str = "https://issuer.example/pool";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// Always serves a JWKS holding only k2.
+    struct OnlyK2;
+    impl JwksFetcher for OnlyK2 {
+        fn fetch(&self) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+            let jwk = String::from_utf8(fixture("rsa-k2.jwk.json")).unwrap();
+            async move { Ok(format!("{{\"keys\":[{jwk}]}}").into_bytes()) }.boxed()
+        }
+        fn describe(&self) -> String {
+            "only-k2".into()
+        }
+    }
+
+    fn sign(claims: &Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("rsa-k1.pem")).unwrap();
+        let mut h = jsonwebtoken::Header::new(Algorithm::RS256);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, claims, &key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_stops_at_expiry_and_when_its_key_leaves_the_jwks() {
+        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
+        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let jwks = JwksCache::new(
+            Some(seed),
+            Some(Arc::new(OnlyK2)),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        );
+        let v = Verifier::new(ISS.into(), vec![], Duration::ZERO, jwks.clone());
+        let policy = RoutePolicy {
+            token_use: TokenUsePolicy::Id,
+            scopes: &[],
+            groups: &[],
+        };
+        let exp = 2_000_000_000;
+        let token =
+            sign(&serde_json::json!({"iss": ISS, "token_use": "id", "exp": exp, "sub": "s"}));
+
+        assert!(v.verify(&token, policy, exp - 10).await.is_ok());
+        assert!(
+            v.verify(&token, policy, exp - 1).await.is_ok(),
+            "from the cache"
+        );
+        assert_eq!(
+            v.verify(&token, policy, exp).await.unwrap_err(),
+            AuthError::Expired { exp, now: exp },
+            "the second it expires"
+        );
+
+        // Verified again, then k1 is withdrawn: the cached entry no longer counts.
+        assert!(v.verify(&token, policy, exp - 10).await.is_ok());
+        jwks.refresh().await;
+        assert_eq!(
+            v.verify(&token, policy, exp - 10).await.unwrap_err(),
+            AuthError::UnknownKid
+        );
+    }
+
+    #[tokio::test]
+    async fn route_checks_run_on_cached_tokens() {
+        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
+        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
+        let v = Verifier::new(ISS.into(), vec![], Duration::ZERO, jwks);
+        let token = sign(
+            &serde_json::json!({"iss": ISS, "token_use": "id", "exp": 2_000_000_000i64,
+            "cognito:groups": ["a"]}),
+        );
+        let open = RoutePolicy {
+            token_use: TokenUsePolicy::Id,
+            scopes: &[],
+            groups: &[],
+        };
+        let need_b = ["b".to_string()];
+        let group_b = RoutePolicy {
+            token_use: TokenUsePolicy::Id,
+            scopes: &[],
+            groups: &need_b,
+        };
+        let access = RoutePolicy {
+            token_use: TokenUsePolicy::Access,
+            scopes: &[],
+            groups: &[],
+        };
+        assert!(v.verify(&token, open, 1).await.is_ok());
+        assert!(matches!(
+            v.verify(&token, group_b, 1).await,
+            Err(AuthError::Group { .. })
+        ));
+        assert!(matches!(
+            v.verify(&token, access, 1).await,
+            Err(AuthError::TokenUse { .. })
+        ));
     }
 }
