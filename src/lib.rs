@@ -9,6 +9,7 @@
 pub mod body;
 pub mod config;
 pub mod conn_guard;
+pub mod dev_idp;
 pub mod error;
 pub mod exchange;
 pub mod explain;
@@ -52,6 +53,8 @@ pub enum StartError {
     Upstream(String),
     #[error("private_api: {0}")]
     PrivateApi(String),
+    #[error("{0}")]
+    DevIdp(String),
 }
 
 /// The credential-exchange side of the gateway.
@@ -131,6 +134,8 @@ pub struct RunningGateway {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// Where the embedded dev IdP listens, when `[dev_idp]` is configured.
+    pub dev_idp_addr: Option<SocketAddr>,
     gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
@@ -178,12 +183,22 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
 
 /// Starts the gateway, optionally with an injected JWKS fetcher (tests).
 pub async fn start_with(
-    config: Config,
+    mut config: Config,
     jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
 ) -> Result<RunningGateway, StartError> {
-    let config = Arc::new(config);
     let (stop, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+    let mut listeners = Vec::new();
+
+    // The dev IdP comes first: the JWKS fetch and the service-account logins below call it.
+    let dev_idp_addr = match start_dev_idp(&mut config, stop_rx.clone()).await? {
+        Some(running) => {
+            listeners.push(running.task);
+            Some(running.addr)
+        }
+        None => None,
+    };
+    let config = Arc::new(config);
 
     let jwks = match &config.cognito {
         Some(c) => Some(build_jwks(&c.jwks, jwks_fetcher)?),
@@ -245,7 +260,6 @@ pub async fn start_with(
     let settings = ConnSettings::from_config(server);
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let connections = Arc::new(ConnCounter::default());
-    let mut listeners = Vec::new();
     let bound = |addr: SocketAddr| async move {
         server::bind(addr)
             .await
@@ -299,10 +313,62 @@ pub async fn start_with(
         http_addr,
         https_addr,
         admin_addr,
+        dev_idp_addr,
         gateway,
         stop,
         listeners,
         background,
         connections,
     })
+}
+
+/// Starts the embedded dev IdP when `[dev_idp]` is configured, and points the configuration at
+/// it: `[private_api]` defaults to its `/dev` stage, and URLs naming its configured listen
+/// address with port 0 (`private_api.base_url`, `cognito.jwks.url`) get the port it bound.
+async fn start_dev_idp(
+    config: &mut Config,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<dev_idp::RunningDevIdp>, StartError> {
+    let (Some(cfg), Some(exchange)) = (&config.dev_idp, &config.exchange) else {
+        return Ok(None);
+    };
+    let listen = cfg.listen;
+    let issuer = match &config.cognito {
+        Some(c) => c.issuer.clone(),
+        None => format!("http://{listen}/{}", exchange.user_pool_id),
+    };
+    let running = dev_idp::start(cfg, exchange, issuer, stop)
+        .await
+        .map_err(|e| match e {
+            dev_idp::DevIdpStartError::Bind { addr, source } => StartError::Bind { addr, source },
+            other => StartError::DevIdp(other.to_string()),
+        })?;
+    let bound = running.addr;
+    let follow = |url: &mut reqwest::Url| {
+        let names_listen = url.port() == Some(0)
+            && url.host_str().map(|h| h.trim_matches(['[', ']']))
+                == Some(listen.ip().to_string().as_str());
+        if listen.port() == 0 && names_listen {
+            let _ = url.set_port(Some(bound.port()));
+        }
+    };
+    match &mut config.private_api {
+        Some(api) => follow(&mut api.base_url),
+        None => {
+            let base_url = reqwest::Url::parse(&format!("http://{bound}{}", dev_idp::STAGE_PREFIX))
+                .map_err(|e| StartError::DevIdp(format!("dev IdP URL: {e}")))?;
+            config.private_api = Some(config::PrivateApiConfig {
+                base_url,
+                style: config::ApiStyle::ApiGateway,
+                headers: Vec::new(),
+                ca_file: None,
+                timeout: config::DEFAULT_PRIVATE_API_TIMEOUT,
+                paths: config::ApiPaths::default(),
+            });
+        }
+    }
+    if let Some(url) = config.cognito.as_mut().and_then(|c| c.jwks.url.as_mut()) {
+        follow(url);
+    }
+    Ok(Some(running))
 }

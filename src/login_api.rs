@@ -87,13 +87,16 @@ pub async fn handle(
     })
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response<Body>> {
-    serde_json::from_slice(body).map_err(|_| {
-        json_message(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: expected a JSON object with the documented fields",
-        )
-    })
+/// The body as `T`, or `None` when it is not the documented JSON object.
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Option<T> {
+    serde_json::from_slice(body).ok()
+}
+
+fn bad_body() -> Response<Body> {
+    json_message(
+        StatusCode::BAD_REQUEST,
+        "Bad Request: expected a JSON object with the documented fields",
+    )
 }
 
 fn valid_username(u: &str) -> bool {
@@ -101,9 +104,8 @@ fn valid_username(u: &str) -> bool {
 }
 
 async fn login(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
-    let b: LoginBody = match parse(body) {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let Some(b) = parse::<LoginBody>(body) else {
+        return bad_body();
     };
     if !valid_username(&b.username) || b.password.is_empty() || b.password.len() > 1024 {
         return json_message(StatusCode::BAD_REQUEST, "Bad Request");
@@ -122,9 +124,8 @@ async fn login(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
 }
 
 async fn refresh(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
-    let b: RefreshBody = match parse(body) {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let Some(b) = parse::<RefreshBody>(body) else {
+        return bad_body();
     };
     if !valid_username(&b.username) || b.refresh_token.is_empty() {
         return json_message(StatusCode::BAD_REQUEST, "Bad Request");
@@ -137,9 +138,8 @@ async fn refresh(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
 }
 
 async fn challenge(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
-    let b: ChallengeBody = match parse(body) {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let Some(b) = parse::<ChallengeBody>(body) else {
+        return bad_body();
     };
     if !valid_username(&b.username) || b.challenge_name.is_empty() || b.session.is_empty() {
         return json_message(StatusCode::BAD_REQUEST, "Bad Request");

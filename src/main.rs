@@ -240,12 +240,10 @@ fn login(config: Config, username: &str) -> ExitCode {
                     }
                 }
             }
-            Err(ExchangeError::Cognito { kind, type_name })
-                if matches!(
-                    kind,
-                    CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound
-                ) =>
-            {
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound,
+                type_name,
+            }) => {
                 eprintln!("login failed: incorrect username or password ({type_name})");
                 ExitCode::from(EXIT_DENY)
             }

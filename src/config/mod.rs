@@ -7,6 +7,8 @@ mod exchange;
 mod raw;
 mod validate;
 
+pub use exchange::DEFAULT_PRIVATE_API_TIMEOUT;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,6 +122,19 @@ pub struct ApiPaths {
     pub initiate_auth: String,
     pub respond_to_auth_challenge: String,
     pub get_tokens_from_refresh_token: String,
+}
+
+impl Default for ApiPaths {
+    /// The resource paths of DESIGN §3 (`[private_api.paths]` defaults).
+    fn default() -> Self {
+        ApiPaths {
+            admin_initiate_auth: "/admin-initiate-auth".into(),
+            admin_respond_to_auth_challenge: "/admin-respond-to-auth-challenge".into(),
+            initiate_auth: "/initiate-auth".into(),
+            respond_to_auth_challenge: "/respond-to-auth-challenge".into(),
+            get_tokens_from_refresh_token: "/get-tokens-from-refresh-token".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -143,10 +143,10 @@ impl CredentialCache {
             Err(e) => {
                 let e = (*e).clone();
                 if e.is_credential_failure() {
-                    // Only the first waiter of a shared login records it (the others find it in
-                    // the negative cache on their next attempt).
-                    if self.failures.get(&key).await.is_none() {
-                        self.failures.insert(key, e.clone()).await;
+                    // Every waiter of the shared login sees the error; only the one that puts
+                    // it in the negative cache counts it against the limits.
+                    let entry = self.failures.entry(key).or_insert(e.clone()).await;
+                    if entry.is_fresh() {
                         self.limiter.record_failure(username, client);
                     }
                 }
@@ -244,8 +244,8 @@ impl CredentialCache {
         }
     }
 
-    /// Entries currently cached (approximate; for tests and metrics).
-    pub async fn len(&self) -> u64 {
+    /// Credentials currently cached (approximate; for tests and metrics).
+    pub async fn cached_credentials(&self) -> u64 {
         self.sessions.run_pending_tasks().await;
         self.sessions.entry_count()
     }
