@@ -1,0 +1,411 @@
+//! Forwarding, TLS and lifecycle over real sockets: header hygiene and claim injection, upstream
+//! failures, body limits, TLS with ALPN and client certificates, drain with a request in flight.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn jwt_env_toml(jwks: &FakeJwks, upstream: &str, extra_server: &str, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\n{extra_server}\n{}\n{routes}\n[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"{upstream}/base\"\nauth = [\"jwt\"]\nstrip_prefix = true\nupstream_headers = {{ \"x-apigw-api-id\" = \"abc123\" }}\nclaim_headers = {{ \"x-cognito-sub\" = \"sub\", \"x-cognito-groups\" = \"cognito:groups\" }}\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"{upstream}\"\nauth = [\"none\"]\n",
+        cognito_section(&jwks.url(), "[]")
+    )
+}
+
+async fn body_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+#[tokio::test]
+async fn forwards_with_clean_headers_claims_and_the_verified_token() {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let up = EchoUpstream::start().await;
+    let gw = start_ready(config(&jwt_env_toml(&jwks, &up.url(), "", ""))).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let token = k1.sign(&id_claims());
+    let c = client();
+    let resp = c
+        .get(format!("{base}/api/orders/7?x=1&y=2"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-cognito-sub", "spoofed")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-request-id", "abc-123")
+        .header("connection", "x-secret")
+        .header("x-secret", "hop")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let (status, seen) = body_json(resp).await;
+    assert_eq!(status, 200);
+    let h = &seen["headers"];
+    assert_eq!(
+        seen["uri"], "/base/orders/7?x=1&y=2",
+        "strip_prefix and base path"
+    );
+    assert_eq!(h["authorization"], format!("Bearer {token}"));
+    assert_eq!(h["x-cognito-sub"], "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
+    assert_eq!(h["x-cognito-groups"], "admins,ops", "arrays comma-joined");
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "an untrusted peer's XFF is replaced"
+    );
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-request-id"], "abc-123");
+    assert_eq!(h["x-apigw-api-id"], "abc123");
+    assert_eq!(
+        h["host"],
+        up.addr.to_string(),
+        "Host is the upstream's authority"
+    );
+    assert!(h.get("x-secret").is_none() && h.get("proxy-authorization").is_none());
+    assert!(h["x-forwarded-host"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+
+    // Claim headers are stripped on every route, including unauthenticated ones.
+    let resp = c
+        .get(format!("{base}/open/x"))
+        .header("x-cognito-sub", "spoofed")
+        .header("x-request-id", "has spaces in it")
+        .send()
+        .await
+        .unwrap();
+    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(rid.len(), 32, "an insane request id is replaced");
+    let (_, seen) = body_json(resp).await;
+    assert!(seen["headers"].get("x-cognito-sub").is_none());
+    assert_eq!(seen["headers"]["x-request-id"], rid);
+}
+
+#[tokio::test]
+async fn trusted_proxies_and_allow_from() {
+    let up = EchoUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[[routes]]\nname = \"inside\"\npath_prefix = \"/inside\"\nupstream = \"{u}\"\nauth = [\"none\"]\nallow_from = [\"10.1.0.0/16\"]\n",
+        u = up.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let resp = c
+        .get(format!("{base}/inside/x"))
+        .header("x-forwarded-for", "10.1.2.3, 127.0.0.5")
+        .send()
+        .await
+        .unwrap();
+    let (status, seen) = body_json(resp).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"],
+        "10.1.2.3, 127.0.0.5, 127.0.0.1"
+    );
+    let resp = c
+        .get(format!("{base}/inside/x"))
+        .header("x-forwarded-for", "192.0.2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(resp).await,
+        (403, json!({"message": "Forbidden"}))
+    );
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn upstream_failures_map_to_502_and_504() {
+    let refused = closed_port().await;
+    let (garbage, _) = raw_upstream(b"garbage\r\n\r\n").await;
+    let (silent, _) = raw_upstream(b"").await;
+    let up = EchoUpstream::start().await;
+    let route = |name: &str, addr: String, timeout: &str| {
+        format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nupstream = \"{addr}\"\nauth = [\"none\"]\nstrip_prefix = true\ntimeout = \"{timeout}\"\n")
+    };
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1000\n{}{}{}{}",
+        route("refused", format!("http://{refused}"), "5s"),
+        route("garbage", format!("http://{garbage}"), "5s"),
+        route("silent", format!("http://{silent}"), "5s"),
+        route("slow", up.url(), "200ms"),
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let bad_gateway = json!({"message": "Bad Gateway"});
+    for path in ["/refused/x", "/garbage/x", "/silent/x"] {
+        let (s, b) = body_json(c.get(format!("{base}{path}")).send().await.unwrap()).await;
+        assert_eq!((s, &b), (502, &bad_gateway), "{path}");
+    }
+    let started = std::time::Instant::now();
+    let (s, b) = body_json(
+        c.get(format!("{base}/slow/slow/3000"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b),
+        (504, json!({"message": "Endpoint request timed out"}))
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Upstream statuses pass through untouched.
+    let resp = c
+        .get(format!("{base}/slow/status/418"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 418);
+    // Bodies: within the limit they arrive intact; above it 413 and the upstream is not hit.
+    let resp = c
+        .post(format!("{base}/slow/x"))
+        .body("a".repeat(900))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_json(resp).await.1["body_bytes"], 900);
+    let hits = up.hits();
+    let resp = c
+        .post(format!("{base}/slow/x"))
+        .body("a".repeat(2000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(resp).await,
+        (413, json!({"message": "Request Entity Too Large"}))
+    );
+    assert_eq!(up.hits(), hits);
+    // Metrics saw the upstream errors by kind.
+    let text = gw.gateway().metrics.encode();
+    assert!(
+        text.contains("cognito_gate_upstream_errors_total{route=\"refused\",kind=\"connect\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("cognito_gate_upstream_errors_total{route=\"slow\",kind=\"timeout\"} 1"));
+}
+
+#[tokio::test]
+async fn dot_segments_and_slowloris_are_cut_off() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let addr = gw.http_addr.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /open/../admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains(r#"{"message":"Bad Request"}"#));
+
+    // A client that sends half a request line is disconnected after header_read_timeout.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /open/x HT").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection not closed");
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+
+    // An idle keep-alive connection outlives header_read_timeout.
+    let c = client();
+    assert_eq!(
+        c.get(format!("http://{addr}/open/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        c.get(format!("http://{addr}/open/2"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+struct Pki {
+    dir: std::path::PathBuf,
+    ca_pem: String,
+    client_pem: String,
+}
+
+fn pki(name: &str) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("cg-tls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["client".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    Pki {
+        dir,
+        ca_pem: ca.pem(),
+        client_pem: format!("{}{}", client.pem(), client_key.serialize_pem()),
+    }
+}
+
+#[tokio::test]
+async fn tls_with_alpn_and_client_certificates() {
+    let p = pki("mtls");
+    let tls = |client_ca: bool| {
+        format!(
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n{ca}\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n",
+            d = p.dir.display(),
+            ca = if client_ca { format!("client_ca = \"{}/ca.crt\"", p.dir.display()) } else { String::new() }
+        )
+    };
+    let root = reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap();
+
+    // Server TLS: HTTP/1.1 and h2 by ALPN; X-Forwarded-Proto is https.
+    let gw = start_ready(config(&tls(false))).await;
+    assert!(
+        gw.http_addr.is_none(),
+        "no plain listener when only TLS is configured"
+    );
+    let url = format!("https://localhost:{}/open/x", gw.https_addr.unwrap().port());
+    for h2 in [false, true] {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .resolve("localhost", gw.https_addr.unwrap());
+        b = if h2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        };
+        let resp = b.build().unwrap().get(&url).send().await.unwrap();
+        assert_eq!(
+            resp.version(),
+            if h2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            }
+        );
+        let (status, seen) = body_json(resp).await;
+        assert_eq!(status, 200);
+        assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    }
+
+    // mTLS: no certificate -> handshake refused; a CA-signed one -> 200.
+    let gw = start_ready(config(&tls(true))).await;
+    let url = format!("https://localhost:{}/open/x", gw.https_addr.unwrap().port());
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(root.clone())
+        .resolve("localhost", gw.https_addr.unwrap())
+        .build()
+        .unwrap();
+    assert!(anonymous.get(&url).send().await.is_err());
+    let with_cert = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .identity(reqwest::Identity::from_pem(p.client_pem.as_bytes()).unwrap())
+        .resolve("localhost", gw.https_addr.unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(with_cert.get(&url).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn drain_fails_readiness_then_finishes_in_flight_requests() {
+    let up = EchoUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"500ms\"\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"up\"\npath_prefix = \"/\"\nupstream = \"{}\"\nauth = [\"none\"]\n",
+        up.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let admin = format!("http://{}", gw.admin_addr.unwrap());
+    let c = client();
+    let slow = {
+        let c = c.clone();
+        let url = format!("{base}/slow/1500");
+        tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+    };
+    // Wait until the slow request is in flight at the upstream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while up.hits() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let gateway = gw.gateway().clone();
+    let shutdown = tokio::spawn(gw.shutdown());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while gateway.readiness.check().is_ok() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Draining: readiness fails, everything else is still served.
+    assert_eq!(get(&c, &format!("{base}/readyz"), None).await.0, 503);
+    assert_eq!(get(&c, &format!("{admin}/readyz"), None).await.0, 503);
+    assert_eq!(get(&c, &format!("{base}/healthz"), None).await.0, 200);
+    assert_eq!(get(&c, &format!("{base}/status/200"), None).await.0, 200);
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        200,
+        "the in-flight request completes"
+    );
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(gateway_addr(&base))
+            .await
+            .is_err(),
+        "listener closed"
+    );
+}
+
+fn gateway_addr(base: &str) -> std::net::SocketAddr {
+    base.trim_start_matches("http://").parse().unwrap()
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_through_one_pooled_client() {
+    let up = EchoUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"up\"\npath_prefix = \"/\"\nupstream = \"{}\"\nauth = [\"none\"]\n",
+        up.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let url = Arc::new(format!("http://{}/x", gw.http_addr.unwrap()));
+    let c = client();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.get(url.as_str()).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(up.hits(), 200);
+}
