@@ -217,9 +217,13 @@ fn spawn(
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .expect("the gateway logs its listener");
+        let Ok(line) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway never logged its listener");
+        };
         if let Some(i) = line.find("listening addr=Some(") {
             let rest = &line[i + "listening addr=Some(".len()..];
             let addr = rest[..rest.find(')').unwrap()].to_string();
