@@ -32,6 +32,8 @@ pub struct Activity {
     /// HTTP/2 connections carry frames between requests; the header timer does not apply.
     h2: AtomicBool,
     bytes_read: AtomicU64,
+    /// Wakes the watchdog when the bytes of a new request start arriving.
+    wake: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -43,6 +45,7 @@ impl Activity {
             pending_since_ms: AtomicU64::new(0),
             h2: AtomicBool::new(h2),
             bytes_read: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -74,9 +77,13 @@ impl Activity {
         }
         if self.in_flight.load(Ordering::SeqCst) == 0 {
             let now = self.now_ms() + 1;
-            let _ =
-                self.pending_since_ms
-                    .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+            let started = self
+                .pending_since_ms
+                .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if started {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -109,8 +116,11 @@ impl Activity {
                     deadline
                 }
             };
-            tokio::time::sleep_until(self.start + Duration::from_millis(next_check.max(now + 1)))
-                .await;
+            let until = self.start + Duration::from_millis(next_check.max(now + 1));
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = self.wake.notified() => {}
+            }
         }
     }
 }
@@ -217,5 +227,31 @@ mod tests {
             .await
             .is_err());
         assert_eq!(w.await, "idle_timeout");
+    }
+}
+
+#[cfg(test)]
+mod wake_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_arriving_on_an_idle_connection_start_the_header_timer() {
+        let a = Activity::new(false);
+        let watcher = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.watch(Duration::from_secs(10), Duration::from_secs(60))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        a.on_read(b"GET / HT");
+        let started = Instant::now();
+        assert_eq!(watcher.await.unwrap(), "header_read_timeout");
+        assert!(
+            started.elapsed() <= Duration::from_secs(11),
+            "not the idle deadline: {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -115,7 +115,10 @@ impl CredentialCache {
     ) -> Result<Arc<Tokens>, CredentialError> {
         let key = self.key(username, password);
         if let Some(session) = self.sessions.get(&key).await {
-            return self.fresh(&key, &session).await;
+            if let Some(tokens) = self.fresh(&key, &session).await {
+                return Ok(tokens);
+            }
+            // Expired and the refresh failed: the session is gone; log in again below.
         }
         if let Some(err) = self.failures.get(&key).await {
             self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
@@ -169,18 +172,15 @@ impl CredentialCache {
         }
     }
 
-    /// The session's tokens, refreshed first when they are due.
-    async fn fresh(
-        self: &Arc<Self>,
-        key: &Key,
-        session: &Arc<Session>,
-    ) -> Result<Arc<Tokens>, CredentialError> {
+    /// The session's tokens, refreshed first when they are due; `None` when they expired and
+    /// could not be renewed (the session is then dropped).
+    async fn fresh(self: &Arc<Self>, key: &Key, session: &Arc<Session>) -> Option<Arc<Tokens>> {
         let now = (self.clock)();
         let current = session.tokens.load_full();
         if now < current.expires_at() - self.refresh_before {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             self.count("hit");
-            return Ok(current);
+            return Some(current);
         }
         if now < current.expires_at() {
             // Due but still valid: one request refreshes in the background, all go on.
@@ -194,20 +194,19 @@ impl CredentialCache {
                 });
             }
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(current);
+            self.count("hit");
+            return Some(current);
         }
         // Expired: wait for one refresh, never forward an expired token.
         let _guard = session.refreshing.lock().await;
         let current = session.tokens.load_full();
         if (self.clock)() < current.expires_at() {
-            return Ok(current);
+            return Some(current);
         }
         if self.refresh(key, session).await {
-            Ok(session.tokens.load_full())
+            Some(session.tokens.load_full())
         } else {
-            Err(CredentialError::Exchange(ExchangeError::InvalidTokens(
-                "tokens expired and could not be renewed".into(),
-            )))
+            None
         }
     }
 
