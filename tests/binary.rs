@@ -368,3 +368,82 @@ fn busy_port_is_a_clear_error() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[tokio::test]
+async fn no_password_secret_or_token_in_the_log_of_the_exchange() {
+    let dir = temp_dir("exchange-log");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let mut text = shipped.clone();
+    for port in ["8080", "8443", "9901", "4577"] {
+        text = text.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:0");
+    }
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/");
+    text = text.replace("\"certs/", &format!("\"{certs}"));
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let (mut child, rx, addr) = spawn(&cfg, &[("RUST_LOG", "trace")]);
+    let c = client();
+    let base = format!("http://{addr}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while get(&c, &format!("{base}/readyz"), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok = c
+        .get(format!("{base}/legacy/x"))
+        .basic_auth("test-user", Some("P@ssword01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let forwarded: serde_json::Value = ok.json().await.unwrap();
+    let bad = c
+        .get(format!("{base}/legacy/x"))
+        .basic_auth("test-user", Some("Wr0ng-P@ss"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let login = c
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"username": "test-user", "password": "P@ssword01"}))
+        .send()
+        .await
+        .unwrap();
+    let tokens: serde_json::Value = login.json().await.unwrap();
+    assert_eq!(get(&c, &format!("{base}/batch/x"), None).await.0, 200);
+    sigterm(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = rx.try_iter().collect::<Vec<_>>().join("\n");
+    assert!(log.contains("cognito_gate::access"));
+    let mut secrets = vec![
+        "P@ssword01".to_string(),
+        "Wr0ng-P@ss".to_string(),
+        "svc-batch-P@ss1".to_string(),
+        "dev-client-secret".to_string(),
+        "dGVzdC11c2VyOlBAc3N3b3JkMDE".to_string(), // base64("test-user:P@ssword01")
+    ];
+    let bearer = forwarded["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("Bearer ");
+    let result = &tokens["AuthenticationResult"];
+    for t in [
+        bearer,
+        result["IdToken"].as_str().unwrap(),
+        result["AccessToken"].as_str().unwrap(),
+    ] {
+        secrets.extend(t.split('.').filter(|p| p.len() > 16).map(str::to_string));
+    }
+    secrets.push(result["RefreshToken"].as_str().unwrap().to_string());
+    for s in &secrets {
+        assert!(
+            !log.contains(s.as_str()),
+            "a secret or token reached the log"
+        );
+    }
+}
