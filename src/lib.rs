@@ -25,6 +25,8 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -58,6 +60,7 @@ pub enum StartError {
 }
 
 /// The credential-exchange side of the gateway.
+#[derive(Clone)]
 pub struct Exchange {
     pub api: Arc<PrivateApi>,
     pub cache: Arc<CredentialCache>,
@@ -136,16 +139,39 @@ pub struct RunningGateway {
     pub admin_addr: Option<SocketAddr>,
     /// Where the embedded dev IdP listens, when `[dev_idp]` is configured.
     pub dev_idp_addr: Option<SocketAddr>,
-    gateway: Arc<Gateway>,
+    current: Arc<ArcSwap<Gateway>>,
+    tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
-    background: Vec<JoinHandle<()>>,
+    /// Background tasks with the address of the component they keep (JWKS cache or service
+    /// accounts), so a reload that replaces a component stops its task.
+    background: std::sync::Mutex<Vec<(usize, JoinHandle<()>)>>,
     connections: Arc<ConnCounter>,
 }
 
+/// What a reload changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub keys_rebuilt: bool,
+    pub exchange_rebuilt: bool,
+    pub tls_reloaded: bool,
+    /// Settings that only a restart applies (listen addresses, connection limits, dev IdP).
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Why a reload was refused; the running configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the gateway is draining")]
+    Draining,
+    #[error("{0}")]
+    Build(#[from] StartError),
+}
+
 impl RunningGateway {
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    /// The gateway serving new requests now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current.load_full()
     }
 
     /// Connections currently open on all listeners.
@@ -153,12 +179,87 @@ impl RunningGateway {
         self.connections.get()
     }
 
+    /// Applies a new configuration without dropping a request: routes, auth settings, upstreams
+    /// and the exchange are rebuilt (components whose configuration did not change are kept,
+    /// with their caches), TLS certificates and a JWKS file are re-read, and new requests use
+    /// the new configuration while in-flight ones finish on the one they started with.
+    pub async fn reload(&self, mut config: Config) -> Result<ReloadSummary, ReloadError> {
+        let old = self.current.load_full();
+        if old.readiness.is_draining() {
+            return Err(ReloadError::Draining);
+        }
+        if let Some(addr) = self.dev_idp_addr {
+            point_at_dev_idp(&mut config, addr).map_err(StartError::DevIdp)?;
+        }
+        let mut summary = ReloadSummary::default();
+        let (o, n) = (&old.config.server, &config.server);
+        if o.listen != n.listen
+            || o.tls.as_ref().map(|t| t.listen) != n.tls.as_ref().map(|t| t.listen)
+        {
+            summary.needs_restart.push("server.listen");
+        }
+        if o.max_connections != n.max_connections
+            || o.header_read_timeout != n.header_read_timeout
+            || o.idle_timeout != n.idle_timeout
+            || o.max_header_bytes != n.max_header_bytes
+        {
+            summary.needs_restart.push("server connection settings");
+        }
+        if old.config.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen) {
+            summary.needs_restart.push("admin.listen");
+        }
+        if old.config.dev_idp.is_some() != config.dev_idp.is_some() {
+            summary.needs_restart.push("dev_idp");
+        }
+        let new_tls = match (&self.tls, &config.server.tls) {
+            (Some(slot), Some(t)) => {
+                let acceptor = tls::server_config(t).map_err(StartError::Tls)?;
+                Some((slot, tokio_rustls::TlsAcceptor::from(acceptor)))
+            }
+            _ => None,
+        };
+        let (stop_rx, built) = {
+            let rx = self.stop.subscribe();
+            (
+                rx.clone(),
+                build_gateway(Arc::new(config), Some(&old), None, rx)?,
+            )
+        };
+        drop(stop_rx);
+        let Built { gateway, tasks } = built;
+        summary.keys_rebuilt = !same_arc(
+            old.verifier.as_ref().map(|v| v.jwks()),
+            gateway.verifier.as_ref().map(|v| v.jwks()),
+        );
+        summary.exchange_rebuilt = !same_arc(
+            old.exchange.as_ref().map(|x| &x.api),
+            gateway.exchange.as_ref().map(|x| &x.api),
+        );
+        if let Some((slot, acceptor)) = new_tls {
+            slot.store(Arc::new(acceptor));
+            summary.tls_reloaded = true;
+        }
+        self.current.store(gateway.clone());
+        let mut background = self.background.lock().expect("background lock");
+        background.extend(tasks);
+        let live = live_components(&gateway);
+        background.retain(|(owner, task)| {
+            let keep = live.contains(owner);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        Ok(summary)
+    }
+
     /// Drains and stops: readiness turns 503 at once while requests are still served for
     /// `shutdown_drain`; then the listeners close and in-flight requests get up to
     /// `shutdown_grace` to finish; background tasks stop last.
     pub async fn shutdown(self) {
-        let server = &self.gateway.config.server;
-        self.gateway.readiness.start_draining();
+        let gateway = self.current.load_full();
+        let server = &gateway.config.server;
+        gateway.readiness.start_draining();
         tracing::info!(
             drain_secs = server.shutdown_drain.as_secs_f64(),
             "draining: readiness now fails; still serving"
@@ -169,11 +270,140 @@ impl RunningGateway {
         for l in self.listeners {
             let _ = l.await;
         }
-        for b in self.background {
+        for (_, b) in self.background.into_inner().expect("background lock") {
             b.abort();
         }
         tracing::info!("stopped");
     }
+}
+
+fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn owner<T>(a: &Arc<T>) -> usize {
+    Arc::as_ptr(a) as *const () as usize
+}
+
+/// The components of a gateway whose background tasks must keep running.
+fn live_components(g: &Gateway) -> Vec<usize> {
+    let mut v = Vec::new();
+    if let Some(verifier) = &g.verifier {
+        v.push(owner(verifier.jwks()));
+    }
+    if let Some(x) = &g.exchange {
+        v.push(owner(&x.services));
+    }
+    v
+}
+
+struct Built {
+    gateway: Arc<Gateway>,
+    tasks: Vec<(usize, JoinHandle<()>)>,
+}
+
+/// Builds the request-path state for `config`, keeping the JWKS cache, the exchange and the
+/// upstream client of `previous` when their configuration is unchanged.
+fn build_gateway(
+    config: Arc<Config>,
+    previous: Option<&Gateway>,
+    jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<Built, StartError> {
+    let mut tasks = Vec::new();
+    let metrics = previous
+        .map(|p| p.metrics.clone())
+        .unwrap_or_else(|| Arc::new(metrics::Metrics::new()));
+
+    let keep_keys = previous.filter(|p| p.config.cognito == config.cognito);
+    let verifier = match (keep_keys, &config.cognito) {
+        (Some(p), Some(c)) => {
+            let v = p.verifier.clone();
+            if let (Some(v), Some(file)) = (&v, &c.jwks.file) {
+                // SIGHUP re-reads the JWKS file; with a url the fetched keys stay in force.
+                if c.jwks.url.is_none() {
+                    let body = std::fs::read(file)
+                        .map_err(|e| StartError::JwksFile(format!("{}: {e}", file.display())))?;
+                    let keys = jwt::parse_jwks(&body, &file.display().to_string())
+                        .map_err(|e| StartError::JwksFile(format!("{}: {e}", file.display())))?;
+                    v.jwks().replace_keys(keys);
+                }
+            }
+            v
+        }
+        (_, Some(c)) => {
+            let jwks = build_jwks(&c.jwks, jwks_fetcher)?;
+            let m = metrics.clone();
+            jwks.set_observer(Box::new(move |outcome| {
+                let outcome = match outcome {
+                    jwt::RefreshOutcome::Updated { .. } => "success",
+                    jwt::RefreshOutcome::Failed(_) => "failure",
+                };
+                m.jwks_refresh
+                    .get_or_create(&metrics::OutcomeLabel { outcome })
+                    .inc();
+            }));
+            tasks.push((
+                owner(&jwks),
+                tokio::spawn(
+                    jwks.clone()
+                        .run_refresh(c.jwks.refresh_interval, stop_rx.clone()),
+                ),
+            ));
+            Some(Arc::new(Verifier::new(
+                c.issuer.clone(),
+                c.app_clients.clone(),
+                c.clock_skew,
+                jwks,
+            )))
+        }
+        (_, None) => None,
+    };
+
+    let keep_exchange = previous.filter(|p| {
+        same_arc(p.verifier.as_ref(), verifier.as_ref())
+            && p.config.private_api == config.private_api
+            && p.config.exchange == config.exchange
+            && p.config.service_accounts == config.service_accounts
+    });
+    let exchange = match (keep_exchange, &verifier) {
+        (Some(p), _) => p.exchange.clone(),
+        (None, Some(v)) => {
+            let x = build_exchange(&config, v, &metrics)?;
+            if let Some(x) = &x {
+                for t in x.services.spawn(stop_rx.clone()) {
+                    tasks.push((owner(&x.services), t));
+                }
+            }
+            x
+        }
+        (None, None) => None,
+    };
+
+    let upstream = match previous.filter(|p| p.config.upstream == config.upstream) {
+        Some(p) => p.upstream.clone(),
+        None => UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?,
+    };
+    let gateway = Arc::new(Gateway {
+        routes: RouteTable::new(&config.routes),
+        readiness: Readiness::new(
+            verifier.as_ref().map(|v| v.jwks().clone()),
+            exchange
+                .as_ref()
+                .map(|x| x.services.clone())
+                .filter(|s| !s.is_empty()),
+        ),
+        verifier,
+        upstream,
+        exchange,
+        metrics,
+        config,
+    });
+    Ok(Built { gateway, tasks })
 }
 
 /// Starts the gateway on `config`.
@@ -187,7 +417,6 @@ pub async fn start_with(
     jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
 ) -> Result<RunningGateway, StartError> {
     let (stop, stop_rx) = watch::channel(false);
-    let mut background = Vec::new();
     let mut listeners = Vec::new();
 
     // The dev IdP comes first: the JWKS fetch and the service-account logins below call it.
@@ -199,62 +428,9 @@ pub async fn start_with(
         None => None,
     };
     let config = Arc::new(config);
-
-    let jwks = match &config.cognito {
-        Some(c) => Some(build_jwks(&c.jwks, jwks_fetcher)?),
-        None => None,
-    };
-    let verifier = match (&config.cognito, &jwks) {
-        (Some(c), Some(j)) => Some(Arc::new(Verifier::new(
-            c.issuer.clone(),
-            c.app_clients.clone(),
-            c.clock_skew,
-            j.clone(),
-        ))),
-        _ => None,
-    };
-    let metrics = Arc::new(metrics::Metrics::new());
-    if let Some(j) = &jwks {
-        let m = metrics.clone();
-        j.set_observer(Box::new(move |outcome| {
-            let outcome = match outcome {
-                jwt::RefreshOutcome::Updated { .. } => "success",
-                jwt::RefreshOutcome::Failed(_) => "failure",
-            };
-            m.jwks_refresh
-                .get_or_create(&metrics::OutcomeLabel { outcome })
-                .inc();
-        }));
-    }
-    let exchange = match &verifier {
-        Some(v) => build_exchange(&config, v, &metrics)?,
-        None => None,
-    };
-    if let Some(x) = &exchange {
-        background.extend(x.services.spawn(stop_rx.clone()));
-    }
-    if let (Some(c), Some(j)) = (&config.cognito, &jwks) {
-        background.push(tokio::spawn(
-            j.clone()
-                .run_refresh(c.jwks.refresh_interval, stop_rx.clone()),
-        ));
-    }
-    let upstream = UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?;
-    let gateway = Arc::new(Gateway {
-        routes: RouteTable::new(&config.routes),
-        verifier,
-        upstream,
-        readiness: Readiness::new(
-            jwks,
-            exchange
-                .as_ref()
-                .map(|x| x.services.clone())
-                .filter(|s| !s.is_empty()),
-        ),
-        exchange,
-        metrics,
-        config: config.clone(),
-    });
+    let Built { gateway, tasks } =
+        build_gateway(config.clone(), None, jwks_fetcher, stop_rx.clone())?;
+    let current = Arc::new(ArcSwap::new(gateway));
 
     let server = &config.server;
     let settings = ConnSettings::from_config(server);
@@ -269,6 +445,7 @@ pub async fn start_with(
     let mut http_addr = None;
     let mut https_addr = None;
     let mut admin_addr = None;
+    let mut tls_slot = None;
     if let Some(addr) = server.listen {
         let tcp = bound(addr).await?;
         http_addr = tcp.local_addr().ok();
@@ -281,11 +458,13 @@ pub async fn start_with(
     if let Some(t) = &server.tls {
         let acceptor =
             tokio_rustls::TlsAcceptor::from(tls::server_config(t).map_err(StartError::Tls)?);
+        let slot = Arc::new(ArcSwap::from_pointee(acceptor));
+        tls_slot = Some(slot.clone());
         let tcp = bound(t.listen).await?;
         https_addr = tcp.local_addr().ok();
         to_serve.push(Listener {
             tcp,
-            tls: Some(acceptor),
+            tls: Some(slot),
             role: Role::Main,
         });
     }
@@ -302,7 +481,7 @@ pub async fn start_with(
         tracing::info!(addr = ?l.tcp.local_addr().ok(), tls = l.tls.is_some(), role = ?l.role, "listening");
         listeners.push(tokio::spawn(server::serve(
             l,
-            gateway.clone(),
+            current.clone(),
             settings.clone(),
             limit.clone(),
             connections.clone(),
@@ -314,12 +493,49 @@ pub async fn start_with(
         https_addr,
         admin_addr,
         dev_idp_addr,
-        gateway,
+        current,
+        tls: tls_slot,
         stop,
         listeners,
-        background,
+        background: std::sync::Mutex::new(tasks),
         connections,
     })
+}
+
+/// Points a configuration at the running dev IdP bound on `bound`: `[private_api]` defaults to
+/// its `/dev` stage, and URLs naming its configured listen address with port 0
+/// (`private_api.base_url`, `cognito.jwks.url`) get the port it bound.
+fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), String> {
+    let Some(listen) = config.dev_idp.as_ref().map(|d| d.listen) else {
+        return Ok(());
+    };
+    let follow = |url: &mut reqwest::Url| {
+        let names_listen = url.port() == Some(0)
+            && url.host_str().map(|h| h.trim_matches(['[', ']']))
+                == Some(listen.ip().to_string().as_str());
+        if listen.port() == 0 && names_listen {
+            let _ = url.set_port(Some(bound.port()));
+        }
+    };
+    match &mut config.private_api {
+        Some(api) => follow(&mut api.base_url),
+        None => {
+            let base_url = reqwest::Url::parse(&format!("http://{bound}{}", dev_idp::STAGE_PREFIX))
+                .map_err(|e| e.to_string())?;
+            config.private_api = Some(config::PrivateApiConfig {
+                base_url,
+                style: config::ApiStyle::ApiGateway,
+                headers: Vec::new(),
+                ca_file: None,
+                timeout: config::DEFAULT_PRIVATE_API_TIMEOUT,
+                paths: config::ApiPaths::default(),
+            });
+        }
+    }
+    if let Some(url) = config.cognito.as_mut().and_then(|c| c.jwks.url.as_mut()) {
+        follow(url);
+    }
+    Ok(())
 }
 
 /// Starts the embedded dev IdP when `[dev_idp]` is configured, and points the configuration at
@@ -343,32 +559,7 @@ async fn start_dev_idp(
             dev_idp::DevIdpStartError::Bind { addr, source } => StartError::Bind { addr, source },
             other => StartError::DevIdp(other.to_string()),
         })?;
-    let bound = running.addr;
-    let follow = |url: &mut reqwest::Url| {
-        let names_listen = url.port() == Some(0)
-            && url.host_str().map(|h| h.trim_matches(['[', ']']))
-                == Some(listen.ip().to_string().as_str());
-        if listen.port() == 0 && names_listen {
-            let _ = url.set_port(Some(bound.port()));
-        }
-    };
-    match &mut config.private_api {
-        Some(api) => follow(&mut api.base_url),
-        None => {
-            let base_url = reqwest::Url::parse(&format!("http://{bound}{}", dev_idp::STAGE_PREFIX))
-                .map_err(|e| StartError::DevIdp(format!("dev IdP URL: {e}")))?;
-            config.private_api = Some(config::PrivateApiConfig {
-                base_url,
-                style: config::ApiStyle::ApiGateway,
-                headers: Vec::new(),
-                ca_file: None,
-                timeout: config::DEFAULT_PRIVATE_API_TIMEOUT,
-                paths: config::ApiPaths::default(),
-            });
-        }
-    }
-    if let Some(url) = config.cognito.as_mut().and_then(|c| c.jwks.url.as_mut()) {
-        follow(url);
-    }
+    point_at_dev_idp(config, running.addr)
+        .map_err(|e| StartError::DevIdp(format!("dev IdP URL: {e}")))?;
     Ok(Some(running))
 }

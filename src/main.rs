@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         }
         Some(Command::VerifyToken { route, token }) => verify_token(config, route, token),
         Some(Command::Login { username }) => login(config, &username),
-        None => serve(config, &source),
+        None => serve(config, &source, cli.config.clone()),
     }
 }
 
@@ -98,7 +98,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn serve(config: Config, source: &str) -> ExitCode {
+fn serve(config: Config, source: &str, path: Option<PathBuf>) -> ExitCode {
     cognito_gate::logging::init(&config.log);
     tracing::info!(
         config = source,
@@ -106,6 +106,11 @@ fn serve(config: Config, source: &str) -> ExitCode {
         "starting"
     );
     runtime().block_on(async move {
+        // Signal handlers first, so a signal that arrives during start-up is not lost.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
         let running = match cognito_gate::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -114,21 +119,50 @@ fn serve(config: Config, source: &str) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        wait_for_signal().await;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = hup.recv() => {
+                    reload(&running, path.as_ref()).await;
+                    continue;
+                }
+            };
+            tracing::info!(signal = name, "shutdown requested");
+            break;
+        }
         running.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGHUP: re-reads the configuration (and with it TLS certificates and a JWKS file). A bad
+/// configuration is logged key by key and the running one stays in force.
+async fn reload(running: &cognito_gate::RunningGateway, path: Option<&PathBuf>) {
+    let config = match load(path) {
+        Ok((c, _)) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(problem = %e, "reload rejected: configuration invalid");
+            }
+            return;
+        }
     };
-    tracing::info!(signal = name, "shutdown requested");
+    match running.reload(config).await {
+        Ok(summary) => {
+            tracing::info!(
+                keys_rebuilt = summary.keys_rebuilt,
+                exchange_rebuilt = summary.exchange_rebuilt,
+                tls_reloaded = summary.tls_reloaded,
+                "configuration reloaded"
+            );
+            if !summary.needs_restart.is_empty() {
+                tracing::warn!(settings = ?summary.needs_restart,
+                    "these settings changed but only take effect after a restart");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload rejected; the running configuration stays"),
+    }
 }
 
 fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCode {

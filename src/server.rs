@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -70,7 +71,8 @@ impl ConnCounter {
 
 pub struct Listener {
     pub tcp: TcpListener,
-    pub tls: Option<TlsAcceptor>,
+    /// Swapped on reload, so renewed certificates apply to new connections.
+    pub tls: Option<Arc<ArcSwap<TlsAcceptor>>>,
     pub role: Role,
 }
 
@@ -78,7 +80,7 @@ pub struct Listener {
 /// in-flight requests, and waits up to `shutdown_grace` for them.
 pub async fn serve(
     listener: Listener,
-    gateway: Arc<Gateway>,
+    gateway: Arc<ArcSwap<Gateway>>,
     settings: ConnSettings,
     limit: Arc<Semaphore>,
     connections: Arc<ConnCounter>,
@@ -129,8 +131,8 @@ pub async fn serve(
         let role = listener.role;
         tracker.spawn(async move {
             connections.0.fetch_add(1, Ordering::Relaxed);
-            gateway.metrics.connections_active.inc();
-            let metrics = gateway.metrics.clone();
+            let metrics = gateway.load().metrics.clone();
+            metrics.connections_active.inc();
             let info = ConnInfo {
                 peer,
                 tls: tls.is_some(),
@@ -142,7 +144,7 @@ pub async fn serve(
                 settings,
                 stop,
             };
-            match tls {
+            match tls.map(|t| t.load_full()) {
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await {
@@ -180,7 +182,7 @@ pub async fn serve(
 struct ConnCtx {
     info: ConnInfo,
     role: Role,
-    gateway: Arc<Gateway>,
+    gateway: Arc<ArcSwap<Gateway>>,
     settings: ConnSettings,
     stop: watch::Receiver<bool>,
 }
@@ -205,6 +207,8 @@ where
         let act = act.clone();
         async move {
             act.begin();
+            // Each request runs on the configuration current when it arrived.
+            let gateway = gateway.load_full();
             let resp = match role {
                 Role::Main => gateway.handle(req, info).await,
                 Role::Admin => admin(&gateway, &req),

@@ -447,3 +447,57 @@ async fn no_password_secret_or_token_in_the_log_of_the_exchange() {
         );
     }
 }
+
+#[tokio::test]
+async fn sighup_applies_a_good_config_and_rejects_a_bad_one() {
+    let dir = temp_dir("sighup");
+    let path = dir.join("config.toml");
+    let route = |name: &str| {
+        format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n")
+    };
+    let head = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\n";
+    std::fs::write(&path, format!("{head}{}", route("one"))).unwrap();
+    let (mut child, rx, addr) = spawn(&path, &[("RUST_LOG", "info")]);
+    let c = client();
+    assert_eq!(get(&c, &format!("http://{addr}/one/x"), None).await.0, 200);
+    assert_eq!(get(&c, &format!("http://{addr}/two/x"), None).await.0, 404);
+
+    let wait_for = |needle: &'static str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    // A good configuration: the new route appears, the old one goes.
+    std::fs::write(&path, format!("{head}{}", route("two"))).unwrap();
+    sigterm(&child, "-HUP");
+    wait_for("configuration reloaded");
+    assert_eq!(get(&c, &format!("http://{addr}/two/x"), None).await.0, 200);
+    assert_eq!(get(&c, &format!("http://{addr}/one/x"), None).await.0, 404);
+
+    // A bad one is rejected key by key; the running configuration keeps serving.
+    std::fs::write(
+        &path,
+        format!("{head}{}timeout = \"soon\"\n", route("three")),
+    )
+    .unwrap();
+    sigterm(&child, "-HUP");
+    let line = wait_for("reload rejected");
+    assert!(line.contains("routes[0].timeout"), "{line}");
+    assert_eq!(get(&c, &format!("http://{addr}/two/x"), None).await.0, 200);
+    assert_eq!(
+        get(&c, &format!("http://{addr}/three/x"), None).await.0,
+        404
+    );
+
+    sigterm(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -267,7 +267,8 @@ auth = ["jwt", "basic"]
     );
     let gw = start_ready(cfg).await;
     let idp = gw.dev_idp_addr.unwrap();
-    let api_url = &gw.gateway().config.private_api.as_ref().unwrap().base_url;
+    let gateway = gw.gateway();
+    let api_url = &gateway.config.private_api.as_ref().unwrap().base_url;
     assert_eq!(api_url.as_str(), format!("http://{idp}/dev"));
     let base = format!("http://{}", gw.http_addr.unwrap());
     let client = client();

@@ -409,3 +409,108 @@ async fn many_concurrent_requests_through_one_pooled_client() {
     }
     assert_eq!(up.hits(), 200);
 }
+
+#[tokio::test]
+async fn reload_lets_in_flight_requests_finish_on_their_configuration() {
+    let up = EchoUpstream::start().await;
+    let with_route = |present: bool| {
+        let mut t = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\n\n[[routes]]\nname = \"echo\"\npath_prefix = \"/echo\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n".to_string();
+        if present {
+            t.push_str(&format!(
+                "[[routes]]\nname = \"up\"\npath_prefix = \"/up\"\nupstream = \"{}\"\nauth = [\"none\"]\nstrip_prefix = true\n",
+                up.url()
+            ));
+        }
+        config(&t)
+    };
+    let gw = start_ready(with_route(true)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let slow = {
+        let (c, url) = (c.clone(), format!("{base}/up/slow/800"));
+        tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while up.hits() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let summary = gw.reload(with_route(false)).await.unwrap();
+    assert!(
+        !summary.keys_rebuilt && summary.needs_restart.is_empty(),
+        "{summary:?}"
+    );
+    assert_eq!(
+        get(&c, &format!("{base}/up/x"), None).await.0,
+        404,
+        "new requests: new config"
+    );
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        200,
+        "the in-flight request finished"
+    );
+    let summary = gw.reload(with_route(true)).await.unwrap();
+    assert!(summary.needs_restart.is_empty());
+    assert_eq!(get(&c, &format!("{base}/up/status/201"), None).await.0, 201);
+}
+
+#[tokio::test]
+async fn reload_rereads_the_jwks_file_and_tls_certificates() {
+    let dir = std::env::temp_dir().join(format!("cg-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (k1, k2) = (TestKey::load("k1"), TestKey::load("k2"));
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [k1.jwk]}).to_string()).unwrap();
+    let first = pki("reload-a");
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(first.dir.join(f), dir.join(f)).unwrap();
+    }
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n[cognito]\nissuer = \"{ISSUER}\"\napp_clients = []\n[cognito.jwks]\nfile = \"{d}/jwks.json\"\n\n[[routes]]\nname = \"id\"\npath_prefix = \"/id\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\n",
+        d = dir.display()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let token = k2.sign(&id_claims());
+    assert_eq!(get(&c, &format!("{base}/id/x"), Some(&token)).await.0, 401);
+
+    // New keys in the file and a new certificate from another CA, then a reload.
+    std::fs::write(&jwks, json!({"keys": [k2.jwk]}).to_string()).unwrap();
+    let second = pki("reload-b");
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(second.dir.join(f), dir.join(f)).unwrap();
+    }
+    let summary = gw.reload(config(&toml)).await.unwrap();
+    assert!(summary.tls_reloaded && !summary.keys_rebuilt, "{summary:?}");
+    assert_eq!(get(&c, &format!("{base}/id/x"), Some(&token)).await.0, 200);
+    assert_eq!(
+        get(&c, &format!("{base}/id/x"), Some(&k1.sign(&id_claims())))
+            .await
+            .0,
+        401
+    );
+    let https = gw.https_addr.unwrap();
+    let trusting = |ca: &str| {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+            .resolve("localhost", https)
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{}/healthz", https.port());
+    assert!(
+        trusting(&first.ca_pem).get(&url).send().await.is_err(),
+        "old certificate gone"
+    );
+    assert_eq!(
+        trusting(&second.ca_pem)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

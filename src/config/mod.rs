@@ -115,7 +115,7 @@ pub enum ApiStyle {
     CognitoIdp,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiPaths {
     pub admin_initiate_auth: String,
     pub admin_respond_to_auth_challenge: String,
@@ -137,7 +137,7 @@ impl Default for ApiPaths {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PrivateApiConfig {
     pub base_url: reqwest::Url,
     pub style: ApiStyle,
@@ -178,7 +178,7 @@ pub enum RefreshFlow {
     GetTokensFromRefreshToken,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExchangeConfig {
     pub client_id: String,
     pub client_secret: Option<Secret>,
@@ -191,7 +191,7 @@ pub struct ExchangeConfig {
     pub max_failures_per_minute: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceAccountConfig {
     pub name: String,
     pub username: String,
@@ -236,7 +236,7 @@ pub struct ServerConfig {
     pub ready_path: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     pub listen: SocketAddr,
     pub cert: PathBuf,
@@ -262,7 +262,7 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CognitoConfig {
     pub issuer: String,
     /// Accepted `aud` (ID tokens) / `client_id` (access tokens); empty = not checked.
@@ -271,7 +271,7 @@ pub struct CognitoConfig {
     pub jwks: JwksConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwksConfig {
     pub url: Option<reqwest::Url>,
     pub file: Option<PathBuf>,
@@ -283,7 +283,7 @@ pub struct JwksConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,

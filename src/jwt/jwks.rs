@@ -204,6 +204,16 @@ impl JwksCache {
         }
     }
 
+    /// Replaces the keys (a re-read JWKS file when there is no url).
+    pub fn replace_keys(&self, keys: KeySet) {
+        let expires = self.snapshot.load().expires;
+        self.snapshot.store(Arc::new(Snapshot {
+            keys,
+            loaded_at: Some(Instant::now()),
+            expires,
+        }));
+    }
+
     /// The key is in the current, usable key set (no fetch).
     pub fn has_usable_key(&self, kid: &str) -> bool {
         let snap = self.snapshot.load();
