@@ -514,3 +514,75 @@ async fn reload_rereads_the_jwks_file_and_tls_certificates() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_under_keep_alive_load_fails_no_request() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"1s\"\nshutdown_grace = \"5s\"\n\n[[routes]]\nname = \"echo\"\npath_prefix = \"/\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let url = Arc::new(format!("http://{}/load", gw.http_addr.unwrap()));
+    let ready_url = Arc::new(format!("http://{}/readyz", gw.http_addr.unwrap()));
+    let started = tokio::time::Instant::now();
+    let stop_at = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (url, stop_at) = (url.clone(), stop_at.clone());
+        workers.push(tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut failed_in_window) = (0u64, 0u64);
+            loop {
+                let sent = tokio::time::Instant::now();
+                let result = c.get(url.as_str()).send().await;
+                let drain_end = *stop_at.lock().unwrap();
+                match result {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => {
+                        // Only a request sent before the drain window ended counts as a failure.
+                        match drain_end {
+                            Some(end) if sent >= end => break,
+                            _ => failed_in_window += 1,
+                        }
+                    }
+                }
+                if drain_end.is_some_and(|end| sent >= end + Duration::from_secs(3)) {
+                    break;
+                }
+            }
+            (ok, failed_in_window)
+        }));
+    }
+    // Let the load run, then drain.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gateway = gw.gateway();
+    let shutdown_started = tokio::time::Instant::now();
+    *stop_at.lock().unwrap() = Some(shutdown_started + Duration::from_millis(1000));
+    let shutdown = tokio::spawn(gw.shutdown());
+    let c = client();
+    // Readiness turns 503 at once while the load is still served.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while get(&c, ready_url.as_str(), None).await.0 != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness did not fail at once"
+        );
+    }
+    assert!(gateway.readiness.is_draining());
+    tokio::time::timeout(Duration::from_secs(8), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut ok, mut failed) = (0, 0);
+    for w in workers {
+        let (o, f) = w.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    eprintln!(
+        "drain under load: {ok} requests answered, {failed} failed, in {:?}",
+        started.elapsed()
+    );
+    assert!(ok > 100, "the load ran ({ok} requests)");
+    assert_eq!(
+        failed, 0,
+        "requests sent before the end of shutdown_drain failed"
+    );
+}
