@@ -36,7 +36,8 @@ fn exchange_status(e: &ExchangeError) -> StatusCode {
             | DependencyError::Forbidden
             | DependencyError::Throttled
             | DependencyError::Status(_)
-            | DependencyError::Garbage,
+            | DependencyError::Garbage
+            | DependencyError::CircuitOpen,
         ) => StatusCode::SERVICE_UNAVAILABLE,
         ExchangeError::InvalidTokens(_) => StatusCode::SERVICE_UNAVAILABLE,
     }

@@ -233,7 +233,8 @@ pub fn error_response(e: &ExchangeError, denied: &str) -> Response<Body> {
             | DependencyError::Forbidden
             | DependencyError::Throttled
             | DependencyError::Status(_)
-            | DependencyError::Garbage,
+            | DependencyError::Garbage
+            | DependencyError::CircuitOpen,
         ) => json_message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
     }
 }

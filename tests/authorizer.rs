@@ -585,6 +585,28 @@ async fn authorizer_cases_table() {
         failures.join("\n")
     );
     assert!(cases.len() >= 50);
+    // Every denial is counted by its reason: a dashboard can tell an attack from a clock problem.
+    let text = e.gw.gateway().metrics.encode();
+    for reason in [
+        "missing",
+        "malformed",
+        "algorithm",
+        "issuer",
+        "unknown_kid",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "token_use",
+        "client",
+        "scope",
+        "group",
+    ] {
+        let needle = format!("decision=\"deny\",reason=\"{reason}\"");
+        assert!(text.contains(&needle), "no {needle} in\n{text}");
+    }
+    assert!(text.contains(
+        "cognito_gate_auth_decisions_total{route=\"id\",decision=\"allow\",reason=\"jwt\"}"
+    ));
 }
 
 #[tokio::test]

@@ -429,3 +429,39 @@ async fn login_api_maps_cognito_errors_without_enumeration() {
     assert_eq!(resp.status(), 200);
     assert!(!e.state.bad_hash.load(Ordering::SeqCst));
 }
+
+#[tokio::test]
+async fn a_failing_private_api_is_not_hammered() {
+    let e = env(3600, "", 1000).await;
+    let c = client();
+    let url = format!("{}/legacy/x", e.base);
+    // Every attempt uses new credentials, so neither the cache nor single-flight absorbs it.
+    for i in 0..20 {
+        let (status, _, body) = basic(&c, &url, "html", &format!("pw-{i}")).await;
+        assert_eq!(
+            (status, body),
+            (503, json!({"message": "Service Unavailable"}))
+        );
+    }
+    assert_eq!(
+        e.state.calls(&format!("{LOGIN} html")),
+        5,
+        "after 5 failures in a row the breaker pauses calls"
+    );
+    let text = e.gw.gateway().metrics.encode();
+    assert!(text.contains("outcome=\"circuit_open\""), "{text}");
+    // After the pause one trial call goes through; a success closes the breaker.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, _) = basic(&c, &url, "alice", "pw-alice").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "breaker never let a trial call through"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
+}

@@ -586,3 +586,52 @@ async fn drain_under_keep_alive_load_fails_no_request() {
         "requests sent before the end of shutdown_drain failed"
     );
 }
+
+#[tokio::test]
+async fn connection_limit_and_header_size_limit() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\nmax_header_bytes = 8192\n\n[[routes]]\nname = \"echo\"\npath_prefix = \"/\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let addr = gw.http_addr.unwrap();
+    // Two idle keep-alive connections use up the limit.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    // A third waits (it is not accepted) rather than being served or crashing anything.
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert!(
+        c.get(format!("http://{addr}/x")).send().await.is_err(),
+        "served beyond the limit"
+    );
+    drop(held.pop());
+    let c = client();
+    assert_eq!(
+        c.get(format!("http://{addr}/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A header block over max_header_bytes: 431, never a 500.
+    drop(held);
+    let big = "a".repeat(20_000);
+    let resp = c
+        .get(format!("http://{addr}/x"))
+        .header("x-big", big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+}

@@ -110,7 +110,48 @@ impl Action {
 /// Upper bound on a private API response body.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// Stops calling a private API that keeps failing: after `BREAKER_THRESHOLD` dependency
+/// failures in a row, calls are refused at once for a backoff that doubles (1 s .. 30 s) while
+/// the trial call after each pause fails. Any answer from Cognito closes it.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<std::time::Instant>,
+    backoff: std::time::Duration,
+}
+
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const BREAKER_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Breaker {
+    fn allows(&self, now: std::time::Instant) -> bool {
+        self.open_until.is_none_or(|t| now >= t)
+    }
+
+    fn record(&mut self, dependency_failed: bool, now: std::time::Instant) {
+        if !dependency_failed {
+            *self = Breaker::default();
+            return;
+        }
+        self.failures += 1;
+        if self.failures >= BREAKER_THRESHOLD {
+            self.backoff = if self.backoff.is_zero() {
+                BREAKER_MIN
+            } else {
+                (self.backoff * 2).min(BREAKER_MAX)
+            };
+            self.open_until = Some(now + self.backoff);
+            tracing::warn!(
+                pause_ms = self.backoff.as_millis() as u64,
+                "private API keeps failing: pausing calls"
+            );
+        }
+    }
+}
+
 pub struct PrivateApi {
+    breaker: std::sync::Mutex<Breaker>,
     client: reqwest::Client,
     api: PrivateApiConfig,
     exchange: ExchangeConfig,
@@ -139,6 +180,7 @@ impl PrivateApi {
             .build()
             .map_err(|e| format!("cannot build the private API client: {e}"))?;
         Ok(PrivateApi {
+            breaker: Default::default(),
             client,
             api,
             exchange,
@@ -283,7 +325,18 @@ impl PrivateApi {
     /// One call: sends, reads a bounded body, classifies.
     pub async fn call(&self, action: Action, body: Value) -> Result<AuthResult, ExchangeError> {
         let started = std::time::Instant::now();
-        let result = self.call_inner(action, &body).await;
+        let allowed = self.breaker.lock().expect("breaker lock").allows(started);
+        let result = if allowed {
+            let r = self.call_inner(action, &body).await;
+            let failed = matches!(r, Err(ExchangeError::Dependency(_)));
+            self.breaker
+                .lock()
+                .expect("breaker lock")
+                .record(failed, std::time::Instant::now());
+            r
+        } else {
+            Err(ExchangeError::Dependency(DependencyError::CircuitOpen))
+        };
         let elapsed = started.elapsed().as_secs_f64();
         let ms = elapsed * 1000.0;
         if let Some(m) = &self.metrics {
@@ -315,6 +368,12 @@ impl PrivateApi {
                 challenge = matches!(r, AuthResult::Challenge(_)),
                 "private API call"
             ),
+            Err(ExchangeError::Dependency(DependencyError::CircuitOpen)) => {
+                tracing::debug!(
+                    action = action.name(),
+                    "private API call skipped: circuit open"
+                )
+            }
             Err(ExchangeError::Dependency(d)) => tracing::warn!(action = action.name(),
                 latency_ms = ms, error = %d, "private API unavailable"),
             Err(e) => tracing::info!(action = action.name(), latency_ms = ms, error = %e,

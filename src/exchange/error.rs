@@ -69,6 +69,9 @@ pub enum DependencyError {
     Status(u16),
     #[error("private API answered with a body that is not a Cognito response")]
     Garbage,
+    /// Recent calls failed in a row; calls are refused without trying until the backoff ends.
+    #[error("private API failing: calls paused by the circuit breaker")]
+    CircuitOpen,
 }
 
 impl DependencyError {
@@ -80,6 +83,7 @@ impl DependencyError {
             DependencyError::Throttled => "throttled",
             DependencyError::Status(_) => "status",
             DependencyError::Garbage => "garbage",
+            DependencyError::CircuitOpen => "circuit_open",
         }
     }
 }
