@@ -770,11 +770,16 @@ async fn keys_older_than_max_stale_give_503() {
     );
     // The source answers again: the background refresh brings readiness back.
     e.jwks.set_down(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let back = tokio::time::Instant::now();
+    let deadline = back + Duration::from_secs(40);
     while get(&c, &format!("{}/readyz", e.base), None).await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "never recovered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!(
+        "recovery: stale JWKS (503) -> ready {:?} after it answers",
+        back.elapsed()
+    );
     assert_eq!(
         get(&c, &format!("{}/id/x", e.base), Some(&token)).await.0,
         200
@@ -809,11 +814,16 @@ async fn not_ready_until_keys_load() {
         (503, json!({"message": "Service Unavailable"}))
     );
     jwks.set_down(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let back = tokio::time::Instant::now();
+    let deadline = back + Duration::from_secs(20);
     while get(&c, &format!("{base}/readyz"), None).await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "never became ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!(
+        "recovery: JWKS down at start -> ready {:?} after it answers",
+        back.elapsed()
+    );
     assert_eq!(get(&c, &format!("{admin}/readyz"), None).await.0, 200);
     assert_eq!(get(&c, &format!("{base}/id/x"), Some(&token)).await.0, 200);
     assert!(jwks.hits() >= 2, "retried after the first failure");

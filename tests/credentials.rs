@@ -451,7 +451,8 @@ async fn a_failing_private_api_is_not_hammered() {
     let text = e.gw.gateway().metrics.encode();
     assert!(text.contains("outcome=\"circuit_open\""), "{text}");
     // After the pause one trial call goes through; a success closes the breaker.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let opened = tokio::time::Instant::now();
+    let deadline = opened + Duration::from_secs(5);
     loop {
         let (status, _, _) = basic(&c, &url, "alice", "pw-alice").await;
         if status == 200 {
@@ -463,5 +464,6 @@ async fn a_failing_private_api_is_not_hammered() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!("recovery: private API breaker -> served again after {:?}", opened.elapsed());
     assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
 }
