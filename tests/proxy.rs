@@ -635,3 +635,46 @@ async fn connection_limit_and_header_size_limit() {
         .unwrap();
     assert_eq!(resp.status(), 431);
 }
+
+#[tokio::test]
+async fn chunked_bodies_are_capped_while_streaming() {
+    let up = EchoUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1000\n\n[[routes]]\nname = \"echo\"\npath_prefix = \"/echo\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n[[routes]]\nname = \"up\"\npath_prefix = \"/up\"\nupstream = \"{}\"\nauth = [\"none\"]\n",
+        up.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let streamed = |sizes: &[usize]| {
+        let frames: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = sizes
+            .iter()
+            .map(|n| Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![b'a'; *n]))))
+            .collect();
+        reqwest::Body::wrap(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    };
+    let chunks = || streamed(&[100; 20]);
+    // No Content-Length: the limit is enforced on the stream.
+    let resp = c
+        .post(format!("{base}/echo/x"))
+        .body(chunks())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let result = c.post(format!("{base}/up/x")).body(chunks()).send().await;
+    // Either an error status or the connection cut: an oversized body is never forwarded whole.
+    if let Ok(resp) = result {
+        assert_ne!(resp.status(), 200, "an oversized body was forwarded");
+    }
+    let resp = c
+        .post(format!("{base}/echo/x"))
+        .body(streamed(&[300, 300]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["body_bytes"], 600);
+}
