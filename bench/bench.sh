@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Benchmark: cognito-gate against nginx (plain reverse proxy, the ceiling) and HAProxy 2.6 with
+# jwt_verify (RS256 on every request, plus iss/exp/token_use ACLs), interleaved A/B/A/B.
+# Each proxy is pinned to core 0; wrk and the upstream (nginx answering a fixed body) to core 1.
+# Reports requests/s, p50/p99, CPU microseconds per request and peak RSS per target, ratios
+# against nginx plain and HAProxy jwt, writes bench/results/latest.json, and measures the
+# gateway's RSS idle and with 1,000 and 10,000 keep-alive connections.
+#
+# Usage: bench/bench.sh [ROUNDS] [SECONDS]     (defaults: 4 rounds of 2 s; under 5 minutes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-4}
+SECS=${2:-2}
+root=$(pwd)
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} from Debian's packages" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+cargo build --release --quiet
+GATE="$root/target/release/cognito-gate"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NG=$(free_port); HA=$(free_port); GW=$(free_port); IDP=$(free_port); ADM=$(free_port)
+ISSUER="http://127.0.0.1:$IDP/bench-pool"
+
+# Upstream: nginx answering a small fixed body, on core 1 with the load generator.
+mkdir -p "$work/nginx"
+cat > "$work/nginx/up.conf" <<EOF
+worker_processes 1; daemon off; pid $work/nginx/up.pid; error_log /dev/null crit;
+events { worker_connections 8000; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
+EOF
+cat > "$work/nginx/proxy.conf" <<EOF
+worker_processes 1; daemon off; pid $work/nginx/proxy.pid; error_log /dev/null crit;
+events { worker_connections 8000; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  server { listen 127.0.0.1:$NG;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+taskset -c 1 "$NGINX" -c "$work/nginx/up.conf" -e /dev/null & pids+=($!)
+
+# cognito-gate with the dev IdP (it also mints the tokens) and the routes under test.
+openssl rsa -in certs/dev-idp.key -pubout -out "$work/dev-idp.pub" 2>/dev/null
+cat > "$work/gate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW"
+max_connections = 20000
+[admin]
+listen = "127.0.0.1:$ADM"
+[log]
+level = "error"
+[cognito]
+issuer = "$ISSUER"
+app_clients = []
+[cognito.jwks]
+url = "http://127.0.0.1:$IDP/dev/jwks"
+[exchange]
+client_id = "bench-client"
+user_pool_id = "bench-pool"
+[dev_idp]
+listen = "127.0.0.1:$IDP"
+signing_keys = "$root/certs/dev-idp.key"
+token_lifetime = "1h"
+[[dev_idp.users]]
+username = "bench"
+password = "Bench-P@ss-1"
+[login_api]
+path_prefix = "/auth"
+[[routes]]
+name = "jwt"
+path_prefix = "/jwt"
+upstream = "http://127.0.0.1:$UP"
+auth = ["jwt"]
+[[routes]]
+name = "basic"
+path_prefix = "/basic"
+upstream = "http://127.0.0.1:$UP"
+auth = ["basic"]
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "http://127.0.0.1:$UP"
+auth = ["none"]
+EOF
+taskset -c 0 "$GATE" --config "$work/gate.toml" 2>"$work/gate.log" & GPID=$!; pids+=($GPID)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW/readyz" >/dev/null && break; sleep 0.1; done
+
+# 10,000 distinct valid ID tokens (each login gets a new jti), minted by the dev IdP.
+python3 - "$GW" "$work/tokens.txt" <<'PY'
+import http.client, json, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+c = http.client.HTTPConnection("127.0.0.1", port)
+with open(out, "w") as f:
+    for _ in range(10000):
+        c.request("POST", "/auth/login", json.dumps({"username": "bench", "password": "Bench-P@ss-1"}))
+        r = json.loads(c.getresponse().read())
+        f.write(r["AuthenticationResult"]["IdToken"] + "\n")
+PY
+TOKEN=$(head -1 "$work/tokens.txt")
+BASIC=$(printf 'bench:Bench-P@ss-1' | base64)
+
+cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HA
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/dev-idp.pub") -m int 1 }
+  http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
+  http-request deny deny_status 401 unless { var(txn.iss) -m str $ISSUER }
+  http-request set-var(txn.use) var(txn.bearer),jwt_payload_query('\$.token_use')
+  http-request deny deny_status 401 unless { var(txn.use) -m str id }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int le 0 }
+  default_backend be
+backend be
+  server up 127.0.0.1:$UP
+EOF
+taskset -c 0 "$NGINX" -c "$work/nginx/proxy.conf" -e /dev/null & NPID=$!; pids+=($NPID)
+taskset -c 0 "$HAPROXY" -f "$work/haproxy.cfg" -db & HPID=$!; pids+=($HPID)
+sleep 1
+
+# wrk script rotating through the 10,000 tokens.
+cat > "$work/rotate.lua" <<EOF
+local tokens = {}
+for line in io.lines("$work/tokens.txt") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+EOF
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# run TARGET PID SCENARIO URL CONNS [wrk args...] -> appends one JSON line to results
+results="$work/results.jsonl"
+run() {
+  local target=$1 pid=$2 scenario=$3 url=$4 conns=$5; shift 5
+  local t0; t0=$( [ "$pid" = 0 ] && echo 0 || cpu_ticks "$pid")
+  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" --latency "$@" "$url" 2>&1)
+  local t1; t1=$( [ "$pid" = 0 ] && echo 0 || cpu_ticks "$pid")
+  python3 - "$target" "$scenario" "$conns" "$((t1 - t0))" "$( [ "$pid" = 0 ] && echo 0 || hwm_kib "$pid")" "$out" >> "$results" <<'PY'
+import json, re, sys, os
+target, scenario, conns, ticks, hwm, out = sys.argv[1:7]
+def dur(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    v, u = float(m.group(1)), m.group(2)
+    return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[u]
+if "requests in" not in out or "50%" not in out:
+    sys.stderr.write(f"wrk failed for {target} {scenario}:\n{out}\n")
+    sys.exit(1)
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+p50 = dur(re.search(r"50%\s+(\S+)", out).group(1))
+p99 = dur(re.search(r"99%\s+(\S+)", out).group(1))
+hz = os.sysconf("SC_CLK_TCK")
+cpu_us = int(ticks) * 1e6 / hz / reqs if reqs and int(ticks) else None
+print(json.dumps({"target": target, "scenario": scenario, "connections": int(conns), "rps": rps,
+    "p50_ms": p50, "p99_ms": p99, "cpu_us_per_req": cpu_us, "peak_rss_kib": int(hwm),
+    "non_2xx": int(non2xx.group(1)) if non2xx else 0}))
+PY
+}
+
+auth=(-H "Authorization: Bearer $TOKEN")
+bad=(-H "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJ4IjoxfQ.c2ln")
+for r in $(seq "$ROUNDS"); do
+  echo "round $r/$ROUNDS" >&2
+  for c in 64 1000; do
+    run upstream 0 "same-token" "http://127.0.0.1:$UP/" "$c"
+    run nginx-plain "$NPID" "same-token" "http://127.0.0.1:$NG/" "$c" "${auth[@]}"
+    run haproxy-jwt "$HPID" "same-token" "http://127.0.0.1:$HA/" "$c" "${auth[@]}"
+    run cognito-gate "$GPID" "same-token" "http://127.0.0.1:$GW/jwt/" "$c" "${auth[@]}"
+  done
+  run haproxy-jwt "$HPID" "10k-tokens" "http://127.0.0.1:$HA/" 64 -s "$work/rotate.lua"
+  run cognito-gate "$GPID" "10k-tokens" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate.lua"
+  run haproxy-jwt "$HPID" "invalid-token" "http://127.0.0.1:$HA/" 64 "${bad[@]}"
+  run cognito-gate "$GPID" "invalid-token" "http://127.0.0.1:$GW/jwt/" 64 "${bad[@]}"
+  run cognito-gate "$GPID" "basic-warm" "http://127.0.0.1:$GW/basic/" 64 -H "Authorization: Basic $BASIC"
+done
+
+# Memory: idle, then 1,000 and 10,000 open keep-alive connections (each has made a request).
+rss() { awk '/VmRSS/ {print $2}' "/proc/$GPID/status"; }
+idle=$(rss)
+mem=$(python3 - "$GW" "$GPID" <<'PY'
+import socket, sys, json
+port, pid = int(sys.argv[1]), sys.argv[2]
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS"): return int(l.split()[1])
+socks, out = [], {}
+for target in (1000, 10000):
+    while len(socks) < target:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /public/ HTTP/1.1\r\nHost: b\r\n\r\n")
+        socks.append(s)
+    for s in socks[-(target - (0 if target == 1000 else 1000)):]:
+        s.recv(4096)
+    out[str(target)] = rss()
+print(json.dumps(out))
+PY
+)
+
+mkdir -p bench/results
+python3 - "$results" "$idle" "$mem" "$ROUNDS" "$SECS" > bench/results/latest.json <<'PY'
+import json, statistics, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1])]
+idle, mem, rounds, secs = int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+groups = {}
+for r in rows:
+    groups.setdefault((r["scenario"], r["connections"], r["target"]), []).append(r)
+summary = []
+for (scenario, conns, target), rs in sorted(groups.items()):
+    med = lambda k: statistics.median([x[k] for x in rs if x[k] is not None]) if any(x[k] is not None for x in rs) else None
+    summary.append({"scenario": scenario, "connections": conns, "target": target, "rounds": len(rs),
+        "rps": med("rps"), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+        "cpu_us_per_req": med("cpu_us_per_req"), "peak_rss_kib": max(x["peak_rss_kib"] for x in rs),
+        "non_2xx": sum(x["non_2xx"] for x in rs)})
+print(json.dumps({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+    "rounds": rounds, "seconds": secs, "summary": summary, "runs": rows,
+    "gateway_rss_kib": {"idle": idle, **mem}}, indent=2))
+PY
+
+python3 - bench/results/latest.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["summary"]
+def find(sc, c, t):
+    return next((x for x in s if x["scenario"] == sc and x["connections"] == c and x["target"] == t), None)
+print(f"{'scenario':<14}{'conns':>6}  {'target':<13}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'rss MiB':>8}  vs nginx  vs haproxy-jwt")
+for x in s:
+    n = find(x["scenario"], x["connections"], "nginx-plain") or find("same-token", x["connections"], "nginx-plain")
+    h = find(x["scenario"], x["connections"], "haproxy-jwt")
+    rn = f"{x['rps'] / n['rps']:.2f}x" if n else "-"
+    rh = f"{x['rps'] / h['rps']:.2f}x" if h else "-"
+    cpu = f"{x['cpu_us_per_req']:.1f}" if x["cpu_us_per_req"] else "-"
+    print(f"{x['scenario']:<14}{x['connections']:>6}  {x['target']:<13}{x['rps']:>9.0f}{x['p50_ms']:>8.2f}{x['p99_ms']:>8.2f}{cpu:>11}{x['peak_rss_kib']/1024:>8.1f}  {rn:>8}  {rh:>12}")
+m = d["gateway_rss_kib"]
+print(f"cognito-gate RSS: idle {m['idle']/1024:.1f} MiB, 1,000 connections {m['1000']/1024:.1f} MiB, 10,000 connections {m['10000']/1024:.1f} MiB")
+PY
