@@ -464,6 +464,9 @@ async fn a_failing_private_api_is_not_hammered() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("recovery: private API breaker -> served again after {:?}", opened.elapsed());
+    eprintln!(
+        "recovery: private API breaker -> served again after {:?}",
+        opened.elapsed()
+    );
     assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
 }
