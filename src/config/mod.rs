@@ -9,6 +9,7 @@ mod validate;
 
 pub use exchange::DEFAULT_PRIVATE_API_TIMEOUT;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -400,35 +401,58 @@ impl Config {
         source: &Source,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        let mut value: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigErrors::single("", syntax_error(source, &e)))?;
+        let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigErrors::single("", syntax_error(source, text, &e))
+        })?;
         let mut errors = Vec::new();
         env::substitute_table(&mut value, "", env, &mut errors);
+        // Keys already reported (an unset variable, a value of the wrong type): what validation
+        // says later about the same key would only repeat the problem, less clearly.
+        let mut reported: HashSet<String> = errors.iter().map(|e| e.key.clone()).collect();
 
-        let mut unknown = Vec::new();
-        let de = toml::Value::Table(value);
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(ignored_path(&path));
-        let ignored = serde_ignored::Deserializer::new(de, &mut on_unknown);
-        let raw: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(ignored);
+        // A value of the wrong type stops serde at the first one; it is reported, removed, and
+        // the rest deserialized again, so one run still reports every problem.
+        let (raw, unknown) = loop {
+            let mut unknown = Vec::new();
+            let de = toml::Value::Table(value.clone());
+            let mut on_unknown = |path: serde_ignored::Path| unknown.push(ignored_path(&path));
+            let ignored = serde_ignored::Deserializer::new(de, &mut on_unknown);
+            let raw: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(ignored);
+            match raw {
+                Ok(raw) => break (Some(raw), unknown),
+                Err(e) => {
+                    let key = typed_path(e.path());
+                    if reported.insert(key.clone()) {
+                        // serde quotes the bad value; a secret's stays out of the message.
+                        let secret = key.ends_with("password") || key.ends_with("client_secret");
+                        let message = if secret {
+                            "must be a string".to_string()
+                        } else {
+                            e.inner().message().trim().to_string()
+                        };
+                        errors.push(ConfigError { key, message });
+                    }
+                    match remove_path(&mut value, e.path()) {
+                        Some(removed) => {
+                            reported.insert(removed);
+                        }
+                        None => break (None, unknown),
+                    }
+                }
+            }
+        };
         for key in unknown {
             errors.push(ConfigError {
                 key,
                 message: "unknown key".into(),
             });
         }
-        let raw = match raw {
-            Ok(raw) => raw,
-            Err(e) => {
-                let key = typed_path(e.path());
-                errors.push(ConfigError {
-                    key,
-                    message: clean_serde_message(&e.inner().to_string()),
-                });
-                return Err(ConfigErrors(errors));
-            }
+        let Some(raw) = raw else {
+            return Err(ConfigErrors(errors));
         };
-        let config = validate::validate(raw, source, &mut errors);
+        let mut found = Vec::new();
+        let config = validate::validate(raw, source, &mut found);
+        errors.extend(found.into_iter().filter(|e| !reported.contains(&e.key)));
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -550,19 +574,63 @@ impl Config {
     }
 }
 
-fn syntax_error(source: &Source, e: &toml::de::Error) -> String {
-    let msg = e.message();
+fn syntax_error(source: &Source, text: &str, e: &toml::de::Error) -> String {
+    // toml's message may span lines ("invalid table header\nexpected `.`, `]`"): one line here.
+    let msg = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     match e.span() {
-        Some(span) => format!(
-            "{}: invalid TOML at byte {}: {msg}",
-            source.name, span.start
-        ),
+        Some(span) => {
+            let mut start = span.start.min(text.len());
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(
+                "{}: invalid TOML at line {line}, column {column}: {msg}",
+                source.name
+            )
+        }
         None => format!("{}: invalid TOML: {msg}", source.name),
     }
 }
 
-fn clean_serde_message(msg: &str) -> String {
-    msg.lines().last().unwrap_or(msg).trim().to_string()
+/// Removes the value at `path` (its nearest enclosing key: a bad array element takes its whole
+/// array) so that deserialization can go on past it. Returns the removed key, `None` when there
+/// is nothing to remove.
+fn remove_path(table: &mut toml::Table, path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    fn remove_at(value: &mut toml::Value, segments: &[&Segment]) -> bool {
+        match segments {
+            [Segment::Map { key }] => value
+                .as_table_mut()
+                .is_some_and(|t| t.remove(key.as_str()).is_some()),
+            [Segment::Map { key }, rest @ ..] => value
+                .get_mut(key.as_str())
+                .is_some_and(|v| remove_at(v, rest)),
+            [Segment::Seq { index }, rest @ ..] => {
+                value.get_mut(*index).is_some_and(|v| remove_at(v, rest))
+            }
+            _ => false,
+        }
+    }
+    let segments: Vec<&Segment> = path.iter().collect();
+    let last_key = segments
+        .iter()
+        .rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let segments = &segments[..=last_key];
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let removed = remove_at(&mut root, segments);
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    removed.then(|| segments_key(segments.iter().copied()))
 }
 
 fn ignored_path(path: &serde_ignored::Path) -> String {
@@ -578,9 +646,13 @@ fn ignored_path(path: &serde_ignored::Path) -> String {
 }
 
 fn typed_path(path: &serde_path_to_error::Path) -> String {
+    segments_key(path.iter())
+}
+
+fn segments_key<'a>(segments: impl Iterator<Item = &'a serde_path_to_error::Segment>) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
-    for seg in path.iter() {
+    for seg in segments {
         match seg {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
             Segment::Map { key } => out = join_key(&out, key),
@@ -605,5 +677,90 @@ pub(crate) fn join_key(parent: &str, key: &str) -> String {
         key
     } else {
         format!("{parent}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let source = Source {
+            name: "test".into(),
+            base_dir: PathBuf::from("."),
+        };
+        match Config::parse_with_env(text, &source, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_do_not_hide_the_other_problems() {
+        let mut got = problems(
+            r#"
+[server]
+max_connections = "many"
+[[routes]]
+name = 5
+path_prefix = "/a"
+upstream = "htp:/x"
+auth = ["none", 3]
+"#,
+        );
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                r#"routes[0].auth[1]: invalid type: integer `3`, expected a string"#,
+                r#"routes[0].name: invalid type: integer `5`, expected a string"#,
+                r#"routes[0].upstream: not a URL: "htp:/x""#,
+                r#"server.max_connections: invalid type: string "many", expected i64"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_quoted() {
+        let got = problems(
+            "[exchange]\nclient_id = \"c\"\nclient_secret = 987654321\n\
+             [service_accounts.batch]\nusername = \"u\"\npassword = 123456789\n",
+        );
+        assert!(
+            got.contains(&"exchange.client_secret: must be a string".to_string())
+                && got.contains(&"service_accounts.batch.password: must be a string".to_string()),
+            "{got:?}"
+        );
+        assert!(
+            !got.iter()
+                .any(|p| p.contains("987654321") || p.contains("123456789")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn an_unset_variable_is_reported_once_for_its_key() {
+        let got = problems("[server]\nlisten = \"${CG_UNIT_UNSET}\"\n");
+        assert_eq!(
+            got,
+            vec!["server.listen: environment variable CG_UNIT_UNSET is not set"]
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_position() {
+        let got = problems("[server]\nlisten = \n");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("test: invalid TOML at line 2, column ") && !got[0].contains('\n'),
+            "{got:?}"
+        );
+        // Non-ASCII text before the error does not throw the column off (or panic).
+        let got = problems("# ü ü\n[server]\nlisten = \"é\" x\n");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("test: invalid TOML at line 3, column 14: "),
+            "{got:?}"
+        );
     }
 }

@@ -1,0 +1,1091 @@
+//! The command line, end to end: the real binary is started the way an operator starts it
+//! (`check-config`, `verify-token`, serving), with its configuration in a temp dir, its bound
+//! ports read from its own `listening` log lines, and real signals for shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-gate");
+/// Upper bound for a one-shot command (check-config, verify-token) to finish.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+/// Upper bound for a served binary to log that it listens.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A directory of its own per test (process id + test name), removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("cognito-gate-cli-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a one-shot command printed and how it exited.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The binary with a clean logging environment (a `RUST_LOG` of the test runner would change
+/// what it logs) and killed if the test gives up on it.
+fn command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a one-shot command to completion (bounded by `COMMAND_DEADLINE`).
+async fn run(mut cmd: tokio::process::Command, stdin: Option<&str>) -> Out {
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("the binary starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(COMMAND_DEADLINE, child.wait_with_output())
+        .await
+        .expect("the command finishes in time")
+        .unwrap();
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn run_args(args: &[&str]) -> Out {
+    run(command(args), None).await
+}
+
+/// `check-config --config <path>`.
+async fn check_config(path: &Path) -> Out {
+    run_args(&["check-config", "--config", path.to_str().unwrap()]).await
+}
+
+/// A served binary: its stderr is read line by line as it comes, its listeners' addresses are
+/// taken from its `listening` log lines.
+struct Served {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Every stderr line read so far.
+    log: Vec<String>,
+    main: SocketAddr,
+    admin: Option<SocketAddr>,
+}
+
+/// The address and role of a `listening` log line, text or JSON.
+fn listening(line: &str) -> Option<(SocketAddr, String)> {
+    let (addr, role) = match serde_json::from_str::<Value>(line) {
+        Ok(v) => {
+            if v["message"] != "listening" || v["tls"] != false {
+                return None;
+            }
+            (
+                v["addr"].as_str()?.to_string(),
+                v["role"].as_str()?.to_string(),
+            )
+        }
+        Err(_) => {
+            let rest = &line[line.find("listening addr=Some(")? + "listening addr=Some(".len()..];
+            let addr = rest[..rest.find(')')?].to_string();
+            if !rest.contains("tls=false") {
+                return None;
+            }
+            let role = rest[rest.find("role=")? + "role=".len()..]
+                .split_whitespace()
+                .next()?
+                .to_string();
+            (addr, role)
+        }
+    };
+    let addr = addr.trim_start_matches("Some(").trim_end_matches(')');
+    Some((addr.parse().ok()?, role))
+}
+
+impl Served {
+    /// Starts `cognito-gate --config <config>` and waits until it has logged its plain listener
+    /// (and its admin listener when `admin`).
+    async fn start(config: &Path, envs: &[(&str, &str)], admin: bool) -> Served {
+        let mut cmd = command(&["--config", config.to_str().unwrap()]);
+        cmd.envs(envs.iter().copied()).stdout(Stdio::null());
+        let mut child = cmd.spawn().expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            child,
+            lines,
+            log: Vec::new(),
+            main: ([0, 0, 0, 0], 0).into(),
+            admin: None,
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        let (mut main, mut admin_addr) = (None, None);
+        while main.is_none() || (admin && admin_addr.is_none()) {
+            let Some(line) = served.next_line(deadline).await else {
+                panic!(
+                    "the gateway never logged its listeners:\n{}",
+                    served.log.join("\n")
+                );
+            };
+            match listening(&line) {
+                Some((addr, role)) if role == "Main" => main = Some(addr),
+                Some((addr, role)) if role == "Admin" => admin_addr = Some(addr),
+                _ => {}
+            }
+        }
+        served.main = main.unwrap();
+        served.admin = admin_addr;
+        served
+    }
+
+    /// The next stderr line, or `None` when stderr closed or the deadline passed.
+    async fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, self.lines.recv())
+            .await
+            .ok()
+            .flatten()?;
+        self.log.push(line.clone());
+        Some(line)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.main)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("an admin listener"))
+    }
+
+    /// Sends a real signal (`TERM`, `INT`) with kill(1).
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits (at most `within`) for the process to exit.
+    async fn exit(&mut self, within: Duration) -> ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!(
+                "the gateway did not exit within {within:?}; log so far:\n{}",
+                self.log.join("\n")
+            ),
+        }
+    }
+
+    /// After exit: every line it wrote to stderr.
+    async fn full_log(mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.next_line(deadline).await.is_some() {}
+        self.log
+    }
+}
+
+/// A client that opens a new connection for every request (so each request also shows that
+/// the listener still accepts) and gives up quickly.
+fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// The status of GET `url`, `None` when the request failed.
+async fn status_of(client: &reqwest::Client, url: &str) -> Option<u16> {
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// Polls GET `url` until it answers `want`; panics after `within`.
+async fn wait_status(client: &reqwest::Client, url: &str, want: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = status_of(client, url).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never answered {want} within {within:?} (last: {got:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls a condition (e.g. a hit counter); panics after `within`.
+async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// True when a new TCP connection to `addr` is refused.
+async fn refused(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::net::TcpStream::connect(addr).await,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// A JWKS file with the k1 fixture key.
+fn jwks_file(dir: &TempDir) -> PathBuf {
+    let k1 = TestKey::load("k1");
+    dir.write("jwks.json", &json!({ "keys": [k1.jwk] }).to_string())
+}
+
+/// A `[cognito]` section for the test pool, accepting any app client, keys from `jwks`
+/// (a `file = ...` or `url = ...` line).
+fn cognito(jwks: &str) -> String {
+    format!("[cognito]\nissuer = \"{ISSUER}\"\napp_clients = []\n[cognito.jwks]\n{jwks}\n")
+}
+
+/// Two jwt routes: "id" (no scopes: ID tokens) and "finance" (group "finance").
+const JWT_ROUTES: &str = r#"
+[[routes]]
+name = "id"
+path_prefix = "/id"
+upstream = "builtin:echo"
+auth = ["jwt"]
+
+[[routes]]
+name = "finance"
+path_prefix = "/finance"
+upstream = "builtin:echo"
+auth = ["jwt"]
+groups = ["finance"]
+"#;
+
+/// The parts of a JWT worth searching a log for (every dot-separated segment of some length).
+fn token_parts(token: &str) -> Vec<&str> {
+    token.split('.').filter(|p| p.len() >= 10).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. check-config on the shipped configuration
+// ---------------------------------------------------------------------------------------------
+
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.toml")
+}
+
+#[test]
+fn shipped_config_loads_in_process() {
+    let config = cognito_gate::config::Config::load(&shipped())
+        .unwrap_or_else(|e| panic!("the shipped config.toml is invalid:\n{e}"));
+    assert!(
+        !config.routes.is_empty(),
+        "the shipped config has no routes"
+    );
+    assert!(config.cognito.is_some(), "the shipped config verifies JWTs");
+    let summary = config.summary();
+    for route in &config.routes {
+        assert!(summary.contains(&route.name), "{summary}");
+    }
+}
+
+#[tokio::test]
+async fn check_config_accepts_the_shipped_config_and_lists_its_routes() {
+    let mut cmd = command(&["check-config"]);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let out = run(cmd, None).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout.lines().next() == Some("config.toml: OK"),
+        "{out}"
+    );
+    assert!(out.stderr.is_empty(), "nothing on stderr when valid: {out}");
+    let config = cognito_gate::config::Config::load(&shipped()).unwrap();
+    assert!(
+        out.stdout
+            .contains(&format!("routes        {}\n", config.routes.len())),
+        "{out}"
+    );
+    // One summary line per route: its name, its path prefix, its auth methods.
+    for route in &config.routes {
+        let auth: Vec<&str> = route.auth.iter().map(|a| a.as_str()).collect();
+        let listed = out.stdout.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next() == Some(route.name.as_str())
+                && l.contains(&route.path_prefix)
+                && l.contains(&format!("auth={}", auth.join(",")))
+        });
+        assert!(listed, "route {} is not listed:\n{out}", route.name);
+    }
+    // The same file named explicitly.
+    let out = check_config(&shipped()).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("config.toml: OK"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Bad configurations: every problem at once, one line each, naming the key
+// ---------------------------------------------------------------------------------------------
+
+const BAD_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+listn = "127.0.0.1:0"
+max_connections = "lots"
+trusted_proxies = ["10.0.0.0/8", "10.0.0.0/33"]
+
+[log]
+format = "yaml"
+
+[cognito]
+issuer = "https://cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_TestPool"
+
+[cognito.jwks]
+url = "${UNSET_VAR_XYZ}"
+
+[[routes]]
+name = "fine"
+path_prefix = "/fine"
+upstream = "builtin:echo"
+auth = ["none"]
+
+[[routes]]
+name = "broken"
+path_prefix = "/broken"
+upstream = "htp:/x"
+auth = ["jwt", "magic"]
+timeout = "5 parsecs"
+"#;
+
+/// Every problem in `BAD_CONFIG`, exactly as the operator reads it (order aside).
+const BAD_CONFIG_LINES: &[&str] = &[
+    "cognito.jwks.url: environment variable UNSET_VAR_XYZ is not set",
+    "server.max_connections: invalid type: string \"lots\", expected i64",
+    "server.listn: unknown key",
+    "server.trusted_proxies[1]: not a CIDR or IP address: \"10.0.0.0/33\"",
+    "log.format: must be \"text\" or \"json\", got \"yaml\"",
+    "cognito.app_clients: required: list the accepted app client ids, or [] to accept any (as the API Gateway Cognito authorizer does)",
+    "routes[1].upstream: not a URL: \"htp:/x\"",
+    "routes[1].auth[1]: unknown auth method \"magic\" (use \"jwt\", \"basic\", \"service\" or \"none\")",
+    "routes[1].timeout: not a duration: \"5 parsecs\" (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")",
+];
+
+fn assert_bad_config_lines(out: &Out) {
+    assert_eq!(out.code, Some(1), "{out}");
+    let mut got: Vec<&str> = out.stderr.lines().collect();
+    let mut want = BAD_CONFIG_LINES.to_vec();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(
+        got, want,
+        "one line per problem, each naming its key:\n{out}"
+    );
+    // The one DESIGN spells out, verbatim.
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l == r#"routes[1].upstream: not a URL: "htp:/x""#),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn check_config_reports_every_problem_on_its_own_line_naming_the_key() {
+    let dir = TempDir::new("bad-config");
+    let path = dir.write("bad.toml", BAD_CONFIG);
+    let mut cmd = command(&["check-config", "--config", path.to_str().unwrap()]);
+    cmd.env_remove("UNSET_VAR_XYZ");
+    let out = run(cmd, None).await;
+    assert_bad_config_lines(&out);
+    assert!(out.stdout.is_empty(), "no summary for a bad config: {out}");
+
+    // Serving with it fails the same way, before binding anything.
+    let mut cmd = command(&["--config", path.to_str().unwrap()]);
+    cmd.env_remove("UNSET_VAR_XYZ");
+    let out = run(cmd, None).await;
+    assert_bad_config_lines(&out);
+}
+
+#[tokio::test]
+async fn invalid_toml_is_one_clear_line_with_its_position() {
+    let dir = TempDir::new("bad-toml");
+    let path = dir.write(
+        "syntax.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[routes]\nname = \"a\"\n",
+    );
+    let out = check_config(&path).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {out}");
+    let line = out.stderr.trim_end();
+    assert!(
+        line.starts_with(&format!("{}: invalid TOML", path.display())),
+        "names the file: {out}"
+    );
+    assert!(line.contains("line 3"), "names the line: {out}");
+    assert!(out.stdout.is_empty(), "{out}");
+}
+
+#[tokio::test]
+async fn a_missing_config_file_is_an_error() {
+    let dir = TempDir::new("missing");
+    let path = dir.0.join("does-not-exist.toml");
+    let out = check_config(&path).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("cannot read") && out.stderr.contains(&path.display().to_string()),
+        "{out}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    // Serving from a missing file does not fall back to any default either.
+    let out = run_args(&["--config", path.to_str().unwrap()]).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("cannot read"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. ${NAME} substitution
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn env_references_are_substituted_and_an_unset_one_names_its_key() {
+    let dir = TempDir::new("env");
+    let path = dir.write(
+        "env.toml",
+        r#"
+[server]
+listen = "${CG_TEST_LISTEN}"
+
+[[routes]]
+name = "echo"
+path_prefix = "${CG_TEST_PREFIX}"
+upstream = "builtin:echo"
+auth = ["none"]
+"#,
+    );
+    let mut cmd = command(&["check-config", "--config", path.to_str().unwrap()]);
+    cmd.env("CG_TEST_LISTEN", "127.0.0.1:0")
+        .env("CG_TEST_PREFIX", "/from-env");
+    let out = run(cmd, None).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout.contains("listen        http://127.0.0.1:0 "),
+        "{out}"
+    );
+    assert!(out.stdout.contains("/from-env -> builtin:echo"), "{out}");
+
+    // Unset: one line, for the key that held the reference (not a second one about the
+    // unexpanded text).
+    let mut cmd = command(&["check-config", "--config", path.to_str().unwrap()]);
+    cmd.env_remove("CG_TEST_LISTEN")
+        .env("CG_TEST_PREFIX", "/from-env");
+    let out = run(cmd, None).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(
+        out.stderr, "server.listen: environment variable CG_TEST_LISTEN is not set\n",
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. verify-token
+// ---------------------------------------------------------------------------------------------
+
+struct VerifyEnv {
+    _dir: TempDir,
+    config: PathBuf,
+}
+
+impl VerifyEnv {
+    fn new(test: &str) -> VerifyEnv {
+        let dir = TempDir::new(test);
+        let jwks = jwks_file(&dir);
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}{JWT_ROUTES}",
+            cognito(&format!("file = \"{}\"", jwks.display()))
+        );
+        let config = dir.write("verify.toml", &text);
+        VerifyEnv { _dir: dir, config }
+    }
+
+    async fn verify(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut all = vec!["verify-token", "--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(command(&all), stdin).await
+    }
+}
+
+/// The third (signature) segment of a JWT.
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap()
+}
+
+#[tokio::test]
+async fn verify_token_allows_a_valid_id_token_and_shows_its_claims_but_not_its_signature() {
+    let env = VerifyEnv::new("verify-allow");
+    let k1 = TestKey::load("k1");
+    let claims = id_claims();
+    let token = k1.sign(&claims);
+    let out = env.verify(&[&token], None).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("decision: allow"), "{out}");
+    assert!(
+        out.stdout.contains("route:    id "),
+        "the first jwt route: {out}"
+    );
+    for claim in ["sub", "cognito:username", "email"] {
+        let value = claims[claim].as_str().unwrap();
+        assert!(
+            out.stdout.contains(&format!("\"{claim}\": \"{value}\"")),
+            "claim {claim} shown: {out}"
+        );
+    }
+    assert!(
+        !out.stdout.contains(signature(&token)),
+        "the signature is never printed: {out}"
+    );
+    assert!(!out.stderr.contains(signature(&token)), "{out}");
+
+    // "Bearer <token>" (any case) is accepted like the raw token.
+    for input in [format!("Bearer {token}"), format!("bearer {token}")] {
+        let out = env.verify(&[&input], None).await;
+        assert_eq!(out.code, Some(0), "{out}");
+        assert!(out.stdout.contains("decision: allow"), "{out}");
+    }
+
+    // "-" reads the token from stdin (a trailing newline is fine).
+    let out = env.verify(&["-"], Some(&format!("{token}\n"))).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("decision: allow"), "{out}");
+    assert!(
+        out.stdout.contains(claims["sub"].as_str().unwrap()),
+        "{out}"
+    );
+    let out = env.verify(&["-"], Some(&format!("Bearer {token}"))).await;
+    assert_eq!(out.code, Some(0), "{out}");
+}
+
+#[tokio::test]
+async fn verify_token_denies_with_exit_2_and_names_the_check() {
+    let env = VerifyEnv::new("verify-deny");
+    let k1 = TestKey::load("k1");
+    let k3 = TestKey::load("k3");
+    let valid = k1.sign(&id_claims());
+    let expired = k1.sign(&with(id_claims(), json!({ "exp": now() - 60 })));
+    let forged = k3.sign_as(&k1.kid, &id_claims());
+    let other_issuer = k1.sign(&with(
+        id_claims(),
+        json!({ "iss": "https://cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_Other" }),
+    ));
+    let access = k1.sign(&access_claims());
+
+    // (case, args, expected check)
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("expired", vec![&expired], "exp"),
+        (
+            "not in the route's group",
+            vec!["--route", "finance", &valid],
+            "groups",
+        ),
+        ("garbage", vec!["this-is-not-a-jwt"], "format"),
+        ("three garbage segments", vec!["aaa.bbb.ccc"], "format"),
+        ("signed by another key", vec![&forged], "signature"),
+        ("another issuer", vec![&other_issuer], "iss"),
+        (
+            "access token on an ID-token route",
+            vec![&access],
+            "token_use",
+        ),
+    ];
+    for (case, args, check) in cases {
+        let out = env.verify(&args, None).await;
+        assert_eq!(out.code, Some(2), "{case}: {out}");
+        assert!(
+            out.stdout.contains("decision: deny"),
+            "{case}: decision shown: {out}"
+        );
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.trim_end() == format!("check:    {check}")),
+            "{case}: the check {check:?} is named: {out}"
+        );
+        for arg in &args {
+            if arg.matches('.').count() == 2 && arg.len() > 40 {
+                assert!(
+                    !out.stdout.contains(signature(arg)),
+                    "{case}: the signature is never printed: {out}"
+                );
+            }
+        }
+    }
+
+    // The group check passes on the same route for a member.
+    let member = k1.sign(&with(id_claims(), json!({ "cognito:groups": ["finance"] })));
+    let out = env.verify(&["--route", "finance", &member], None).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("route:    finance "), "{out}");
+}
+
+#[tokio::test]
+async fn verify_token_with_an_unknown_route_is_an_error() {
+    let env = VerifyEnv::new("verify-route");
+    let token = TestKey::load("k1").sign(&id_claims());
+    let out = env.verify(&["--route", "nosuchroute", &token], None).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("nosuchroute"), "{out}");
+    assert!(!out.stdout.contains("decision:"), "no decision: {out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Graceful drain on SIGTERM / SIGINT
+// ---------------------------------------------------------------------------------------------
+
+async fn drains_on(signal: &str, test: &str) {
+    let upstream = EchoUpstream::start().await;
+    let dir = TempDir::new(test);
+    let config = dir.write(
+        "drain.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_drain = "1s"
+shutdown_grace = "10s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "up"
+path_prefix = "/"
+upstream = "{}"
+auth = ["none"]
+"#,
+            upstream.url()
+        ),
+    );
+    let mut gw = Served::start(&config, &[], true).await;
+    let c = fresh_client();
+    wait_status(&c, &gw.url("/readyz"), 200, Duration::from_secs(10)).await;
+    assert_eq!(status_of(&c, &gw.admin_url("/readyz")).await, Some(200));
+
+    // A slow request is in flight (it has reached the upstream) when the signal arrives.
+    let slow = tokio::spawn(
+        client()
+            .get(gw.url("/slow/2500"))
+            .timeout(Duration::from_secs(20))
+            .send(),
+    );
+    wait_until(
+        "the slow request reaches the upstream",
+        Duration::from_secs(10),
+        || upstream.hits() >= 1,
+    )
+    .await;
+    let hits_before = upstream.hits();
+    let signalled = Instant::now();
+    gw.signal(signal);
+
+    // Readiness fails promptly, on both listeners...
+    wait_status(&c, &gw.url("/readyz"), 503, Duration::from_millis(900)).await;
+    let to_503 = signalled.elapsed();
+    assert_eq!(status_of(&c, &gw.admin_url("/readyz")).await, Some(503));
+    // ...while liveness and ordinary requests are still served on new connections.
+    assert_eq!(status_of(&c, &gw.url("/healthz")).await, Some(200));
+    assert_eq!(status_of(&c, &gw.admin_url("/healthz")).await, Some(200));
+    let (status, _, body) = get(&c, &gw.url("/during-drain"), None).await;
+    assert_eq!(status, 200, "served during the drain window");
+    assert_eq!(body["uri"], "/during-drain");
+    assert_eq!(upstream.hits(), hits_before + 1);
+    let still_serving = signalled.elapsed();
+    assert!(
+        still_serving < Duration::from_secs(1),
+        "the checks above ran inside shutdown_drain (took {still_serving:?}); the results \
+         do not prove the drain window"
+    );
+
+    // The in-flight request completes normally.
+    let resp = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["uri"], "/slow/2500");
+
+    let status = gw.exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0), "exit code 0 after {signal}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "exited before shutdown_drain was over"
+    );
+    assert!(refused(gw.main).await, "the listener is closed after exit");
+    assert!(refused(gw.admin.unwrap()).await, "the admin listener too");
+
+    let log = gw.full_log().await;
+    let name = format!("SIG{signal}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("shutdown requested") && l.contains(&name)),
+        "the log says which signal: {log:#?}"
+    );
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:#?}");
+    eprintln!("{name}: readiness 503 after {to_503:?}");
+}
+
+#[tokio::test]
+async fn sigterm_fails_readiness_keeps_serving_finishes_in_flight_and_exits_0() {
+    drains_on("TERM", "drain-term").await;
+}
+
+#[tokio::test]
+async fn sigint_drains_the_same_way() {
+    drains_on("INT", "drain-int").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. shutdown_grace expiry
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn shutdown_grace_cuts_a_request_that_outlives_it_and_still_exits_0() {
+    let upstream = EchoUpstream::start().await;
+    let dir = TempDir::new("grace");
+    let config = dir.write(
+        "grace.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_drain = "0s"
+shutdown_grace = "500ms"
+
+[[routes]]
+name = "up"
+path_prefix = "/"
+upstream = "{}"
+auth = ["none"]
+"#,
+            upstream.url()
+        ),
+    );
+    let mut gw = Served::start(&config, &[], false).await;
+    let slow = tokio::spawn(
+        client()
+            .get(gw.url("/slow/10000"))
+            .timeout(Duration::from_secs(30))
+            .send(),
+    );
+    wait_until(
+        "the slow request reaches the upstream",
+        Duration::from_secs(10),
+        || upstream.hits() >= 1,
+    )
+    .await;
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    let status = gw.exit(Duration::from_secs(5)).await;
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "exit code 0 after grace expiry");
+    assert!(
+        took < Duration::from_secs(4),
+        "exited {took:?} after SIGTERM: shutdown_grace (500ms) did not bound the wait"
+    );
+    let result = tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .expect("the client learns that its request was cut")
+        .unwrap();
+    match result {
+        Err(_) => {}
+        Ok(resp) => assert_ne!(resp.status(), 200, "the cut request cannot succeed"),
+    }
+    let log = gw.full_log().await;
+    assert!(
+        log.iter().any(|l| l.contains("shutdown_grace expired")),
+        "the log says connections were cut: {log:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. No token text in the logs, access log present
+// ---------------------------------------------------------------------------------------------
+
+/// Tokens a client might send: valid, expired, forged signature, garbage.
+fn log_test_tokens() -> Vec<(&'static str, String, u16)> {
+    let k1 = TestKey::load("k1");
+    let k3 = TestKey::load("k3");
+    vec![
+        ("valid", k1.sign(&id_claims()), 200),
+        (
+            "expired",
+            k1.sign(&with(id_claims(), json!({ "exp": now() - 60 }))),
+            401,
+        ),
+        ("bad signature", k3.sign_as(&k1.kid, &id_claims()), 401),
+        (
+            "garbage",
+            "garbage-TOKEN-q8Zr1xKv.payload-Pw3nB6sLmT.sig-Xc9Ty2Hu4J".to_string(),
+            401,
+        ),
+    ]
+}
+
+fn assert_no_token_text(log: &str, tokens: &[(&str, String, u16)]) {
+    for (case, token, _) in tokens {
+        assert!(!log.contains(token.as_str()), "the {case} token is logged");
+        for part in token_parts(token) {
+            assert!(
+                !log.contains(part),
+                "a segment of the {case} token is logged: {part}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn trace_level_text_log_has_access_lines_but_no_token_text() {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let dir = TempDir::new("log-text");
+    let config = dir.write(
+        "log.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\n{}{JWT_ROUTES}",
+            cognito(&format!("url = \"{}\"", jwks.url()))
+        ),
+    );
+    let mut gw = Served::start(&config, &[("RUST_LOG", "trace")], false).await;
+    let c = fresh_client();
+    wait_status(&c, &gw.url("/readyz"), 200, Duration::from_secs(10)).await;
+    let tokens = log_test_tokens();
+    for (case, token, want) in &tokens {
+        let (status, _, _) = get(&c, &gw.url("/id/x"), Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, *want, "{case}");
+    }
+    // A token in the query string is not logged either.
+    let valid = &tokens[0].1;
+    let (status, _, _) = get(
+        &c,
+        &gw.url(&format!("/id/q?id_token={valid}")),
+        Some(&format!("Bearer {valid}")),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    gw.signal("TERM");
+    assert_eq!(gw.exit(Duration::from_secs(10)).await.code(), Some(0));
+    let log = gw.full_log().await;
+    assert!(
+        log.iter().any(|l| l.contains(" TRACE ")),
+        "RUST_LOG=trace took effect"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains(" DEBUG ") && l.contains("request denied")),
+        "the denials' details are logged"
+    );
+    let access: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("cognito_gate::access"))
+        .collect();
+    assert_eq!(
+        access.len(),
+        tokens.len() + 1,
+        "one access line per request: {access:#?}"
+    );
+    let mut wanted: Vec<u16> = tokens.iter().map(|t| t.2).collect();
+    wanted.push(200);
+    for (line, status) in access.iter().zip(wanted) {
+        assert!(line.contains(r#"route="id""#), "{line}");
+        assert!(line.contains(&format!("status={status} ")), "{line}");
+    }
+    assert_no_token_text(&log.join("\n"), &tokens);
+}
+
+#[tokio::test]
+async fn json_log_is_one_object_per_line_with_one_access_event_per_request_and_no_token_text() {
+    let dir = TempDir::new("log-json");
+    let jwks = jwks_file(&dir);
+    let config = dir.write(
+        "log.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\n[log]\nformat = \"json\"\n{}{JWT_ROUTES}",
+            cognito(&format!("file = \"{}\"", jwks.display()))
+        ),
+    );
+    let mut gw = Served::start(&config, &[("RUST_LOG", "trace")], false).await;
+    let c = fresh_client();
+    let tokens = log_test_tokens();
+    let mut expected = Vec::new();
+    for (case, token, want) in &tokens {
+        let (status, _, _) = get(&c, &gw.url("/id/x"), Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, *want, "{case}");
+        expected.push((*want, "id"));
+    }
+    let (status, _, _) = get(&c, &gw.url("/nowhere"), Some(&tokens[0].1)).await;
+    assert_eq!(status, 404);
+    expected.push((404, ""));
+
+    gw.signal("TERM");
+    assert_eq!(gw.exit(Duration::from_secs(10)).await.code(), Some(0));
+    let log = gw.full_log().await;
+    let events: Vec<Value> = log
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(
+        events.iter().all(|e| e.is_object()),
+        "every line is a JSON object"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "DEBUG" && e["message"] == "request denied"),
+        "RUST_LOG=trace took effect: the denials' details are logged"
+    );
+    let access: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["target"] == "cognito_gate::access")
+        .collect();
+    let got: Vec<(u16, &str)> = access
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_u64().unwrap_or(0) as u16,
+                e["route"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "one access event per request: {access:#?}");
+    for e in &access {
+        assert!(
+            e["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{e}"
+        );
+        assert_eq!(e["method"], "GET", "{e}");
+    }
+    assert_no_token_text(&log.join("\n"), &tokens);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. --version, --help
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn version_and_help() {
+    let out = run_args(&["--version"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        out.stdout,
+        format!("cognito-gate {}\n", env!("CARGO_PKG_VERSION")),
+        "{out}"
+    );
+    let out = run_args(&["--help"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    for word in ["check-config", "verify-token", "login", "--config"] {
+        assert!(out.stdout.contains(word), "--help mentions {word}: {out}");
+    }
+    let out = run_args(&["verify-token", "--help"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("--route"), "{out}");
+    // An unknown subcommand is a usage error, not a server start.
+    let out = run_args(&["no-such-command"]).await;
+    assert!(!matches!(out.code, Some(0) | None), "{out}");
+    assert!(out.stderr.contains("no-such-command"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A port already in use
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_port_in_use_exits_1_naming_the_address() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let dir = TempDir::new("busy");
+    let route = "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+
+    // The main listener, then the admin listener, on the busy port.
+    for (case, text) in [
+        ("main", format!("[server]\nlisten = \"{addr}\"\n{route}")),
+        (
+            "admin",
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"{addr}\"\n{route}"),
+        ),
+    ] {
+        let path = dir.write(&format!("{case}.toml"), &text);
+        let out = run_args(&["--config", path.to_str().unwrap()]).await;
+        assert_eq!(out.code, Some(1), "{case}: {out}");
+        assert!(
+            out.stderr.contains(&format!("cannot listen on {addr}")),
+            "{case}: the message names the address: {out}"
+        );
+        assert!(
+            out.stderr.to_lowercase().contains("in use"),
+            "{case}: the message says why: {out}"
+        );
+    }
+    drop(busy);
+}
