@@ -282,17 +282,20 @@ async fn unknown_users_challenges_and_malformed_basic_get_401() {
 
 #[tokio::test]
 async fn due_tokens_are_refreshed_and_a_failed_refresh_logs_in_again() {
-    // Tokens live 299 s with refresh_before = 5 min: due at once, still valid.
-    let e = env(299, "", 100).await;
+    // Tokens live 4 s: due after half their lifetime (refresh_before = 5 min is capped at half
+    // the lifetime, so short-lived tokens are not refreshed on every request).
+    let e = env(4, "", 100).await;
     let c = client();
     let url = format!("{}/legacy/x", e.base);
     let refresh = "/dev/initiate-auth REFRESH_TOKEN_AUTH ";
     assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
     assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    assert_eq!(e.state.calls(refresh), 0, "fresh tokens are not refreshed");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     while e.state.calls(refresh) == 0 {
         assert!(tokio::time::Instant::now() < deadline, "no refresh call");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
         !e.state.bad_hash.load(Ordering::SeqCst),
@@ -303,11 +306,11 @@ async fn due_tokens_are_refreshed_and_a_failed_refresh_logs_in_again() {
     // The refresh starts failing: the session is dropped and the next request logs in again.
     e.state.refresh_fails.store(true, Ordering::SeqCst);
     let before = e.state.calls(refresh);
-    assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     while e.state.calls(refresh) == before {
         assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

@@ -177,7 +177,12 @@ impl CredentialCache {
     async fn fresh(self: &Arc<Self>, key: &Key, session: &Arc<Session>) -> Option<Arc<Tokens>> {
         let now = (self.clock)();
         let current = session.tokens.load_full();
-        if now < current.expires_at() - self.refresh_before {
+        // `refresh_before` ahead of expiry, but at most half the lifetime ahead (as for service
+        // accounts): tokens that live no longer than `refresh_before` (Cognito allows 5 minutes,
+        // the default lead) would otherwise be due from the start, one refresh per request.
+        let lifetime = i64::try_from(current.set.expires_in).unwrap_or(i64::MAX);
+        let lead = self.refresh_before.min(lifetime / 2);
+        if now < current.expires_at() - lead {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             self.count("hit");
             return Some(current);
