@@ -145,15 +145,22 @@ EOF
 taskset -c 0 "$NGINX" -c "$work/nginx/proxy.conf" -e /dev/null & NPID=$!; pids+=($NPID)
 taskset -c 0 "$HAPROXY" -f "$work/haproxy.cfg" -db & HPID=$!; pids+=($HPID)
 sleep 1
+# nginx's master only supervises: its one worker does the proxying, so measure that process.
+NPID=$(pgrep -P "$NPID" | head -1)
 
-# wrk script rotating through the 10,000 tokens.
+# wrk script rotating through the 10,000 tokens. The requests are formatted once, in init, so
+# the load generator spends its time sending rather than building strings.
 cat > "$work/rotate.lua" <<EOF
-local tokens = {}
-for line in io.lines("$work/tokens.txt") do tokens[#tokens + 1] = line end
+local reqs = {}
 local i = 0
+init = function(args)
+  for line in io.lines("$work/tokens.txt") do
+    reqs[#reqs + 1] = wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. line })
+  end
+end
 request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+  i = i % #reqs + 1
+  return reqs[i]
 end
 EOF
 
@@ -171,9 +178,12 @@ run() {
 import json, re, sys, os
 target, scenario, conns, ticks, hwm, out = sys.argv[1:7]
 def dur(s):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    m = re.match(r"([\d.]+)(us|ms|s|m|h)$", s)
+    if not m:
+        sys.stderr.write(f"unreadable latency {s!r} from wrk for {target} {scenario}:\n{out}\n")
+        sys.exit(1)
     v, u = float(m.group(1)), m.group(2)
-    return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[u]
+    return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000, "h": v * 3600000}[u]
 if "requests in" not in out or "50%" not in out:
     sys.stderr.write(f"wrk failed for {target} {scenario}:\n{out}\n")
     sys.exit(1)

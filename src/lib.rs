@@ -199,6 +199,7 @@ impl RunningGateway {
             summary.needs_restart.push("server.listen");
         }
         if o.max_connections != n.max_connections
+            || o.worker_threads != n.worker_threads
             || o.header_read_timeout != n.header_read_timeout
             || o.idle_timeout != n.idle_timeout
             || o.max_header_bytes != n.max_header_bytes
@@ -388,8 +389,17 @@ fn build_gateway(
         Some(p) => p.upstream.clone(),
         None => UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?,
     };
+    let route_series = config
+        .routes
+        .iter()
+        .map(|r| {
+            let methods = r.auth.iter().map(|m| m.as_str());
+            (r.name.clone(), metrics.route_series(&r.name, methods))
+        })
+        .collect();
     let gateway = Arc::new(Gateway {
         routes: RouteTable::new(&config.routes),
+        route_series,
         readiness: Readiness::new(
             verifier.as_ref().map(|v| v.jwks().clone()),
             exchange

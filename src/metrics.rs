@@ -50,6 +50,24 @@ pub struct RouteKind {
     pub kind: &'static str,
 }
 
+/// See [`Metrics::route_series`].
+pub struct RouteSeries {
+    /// `requests_total{status="200"}`
+    pub ok: Counter,
+    pub duration: Histogram,
+    /// `auth_decisions_total{decision="allow"}` by the route's auth methods.
+    pub allow: Vec<(&'static str, Counter)>,
+}
+
+impl RouteSeries {
+    pub fn allowed(&self, method: &str) -> Option<&Counter> {
+        self.allow
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, c)| c)
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms .. ~8 s
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
@@ -152,6 +170,45 @@ impl Metrics {
             token_cache,
             upstream_errors,
             connections_active,
+        }
+    }
+
+    /// Handles on the series a route's successful requests touch. Made once per configuration,
+    /// so the request path neither allocates label strings nor looks the series up; the series
+    /// show from start-up, at zero until used.
+    pub fn route_series(
+        &self,
+        route: &str,
+        allow_methods: impl IntoIterator<Item = &'static str>,
+    ) -> RouteSeries {
+        RouteSeries {
+            ok: self
+                .requests
+                .get_or_create(&RouteStatus {
+                    route: route.to_string(),
+                    status: 200,
+                })
+                .clone(),
+            duration: self
+                .request_duration
+                .get_or_create(&RouteLabel {
+                    route: route.to_string(),
+                })
+                .clone(),
+            allow: allow_methods
+                .into_iter()
+                .map(|method| {
+                    let c = self
+                        .auth_decisions
+                        .get_or_create(&AuthLabels {
+                            route: route.to_string(),
+                            decision: "allow",
+                            reason: method,
+                        })
+                        .clone();
+                    (method, c)
+                })
+                .collect(),
         }
     }
 

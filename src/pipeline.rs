@@ -2,6 +2,7 @@
 //! body size) -> authorize -> forward. Each stage returns `Result`; `handle` alone turns errors
 //! into responses and writes the access log.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,8 +19,10 @@ use crate::exchange::{route_token_use, ServiceAccounts, Tokens};
 use crate::jwt::verify::check_route;
 use crate::jwt::verify::{claim_as_string, token_from_header};
 use crate::jwt::{AuthError, JwksCache, RoutePolicy, TokenUse, Verified, Verifier};
-use crate::metrics::{AuthLabels, RouteKind, RouteLabel, RouteStatus};
-use crate::proxy::headers::{client_addr, remove_hop_by_hop, request_id, set_forwarded};
+use crate::metrics::{AuthLabels, RouteKind, RouteLabel, RouteSeries, RouteStatus};
+use crate::proxy::headers::{
+    client_addr, remove_hop_by_hop, request_id, set_forwarded, X_REQUEST_ID,
+};
 use crate::proxy::routes::has_dot_segment;
 use crate::proxy::{echo, upstream, RouteTable, UpstreamClient};
 
@@ -82,6 +85,8 @@ pub struct Gateway {
     pub readiness: Readiness,
     pub exchange: Option<crate::Exchange>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per-route metric handles for the common outcomes, by route name.
+    pub route_series: HashMap<String, RouteSeries>,
 }
 
 /// The identity a route's auth established.
@@ -111,6 +116,8 @@ struct Outcome {
     sub: Option<String>,
     client_id: Option<String>,
     client: Option<IpAddr>,
+    /// The access log is on: record `sub` and `client_id`.
+    logged: bool,
 }
 
 fn now_secs() -> i64 {
@@ -151,19 +158,23 @@ impl Gateway {
         conn: ConnInfo,
     ) -> Response<Body> {
         let started = Instant::now();
-        let rid = request_id(req.headers());
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
         let server = &self.config.server;
         if let Some(resp) = health_response(
-            &path,
+            req.uri().path(),
             &server.health_path,
             &server.ready_path,
             &self.readiness,
         ) {
             return resp;
         }
-        let mut outcome = Outcome::default();
+        let rid = request_id(req.headers());
+        // What only the access log needs is kept only when the access log is on.
+        let logged = tracing::enabled!(target: "cognito_gate::access", tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().clone()));
+        let mut outcome = Outcome {
+            logged: logged.is_some(),
+            ..Outcome::default()
+        };
         let result = self.process(req, conn, &rid, &mut outcome).await;
         let mut resp = match result {
             Ok(resp) => resp,
@@ -208,19 +219,22 @@ impl Gateway {
                 err.into_response()
             }
         };
-        resp.headers_mut().insert("x-request-id", rid.clone());
+        resp.headers_mut().insert(X_REQUEST_ID, rid.clone());
         let route = outcome
             .route
             .as_ref()
             .map(|r| r.name.as_str())
             .unwrap_or("");
         self.record(&outcome, route, resp.status().as_u16(), started);
+        let Some((method, uri)) = logged else {
+            return resp;
+        };
         tracing::info!(
             target: "cognito_gate::access",
             request_id = rid.to_str().unwrap_or(""),
             client.addr = %outcome.client.unwrap_or(conn.peer.ip()),
             method = %method,
-            path = %path,
+            path = uri.path(),
             route,
             status = resp.status().as_u16(),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -235,31 +249,49 @@ impl Gateway {
     fn record(&self, outcome: &Outcome, route: &str, status: u16, started: Instant) {
         let m = &self.metrics;
         let route = if route.is_empty() { "-" } else { route };
-        m.requests
-            .get_or_create(&RouteStatus {
+        let series = self.route_series.get(route);
+        let elapsed = started.elapsed().as_secs_f64();
+        match series {
+            Some(s) => s.duration.observe(elapsed),
+            None => m
+                .request_duration
+                .get_or_create(&RouteLabel {
+                    route: route.to_string(),
+                })
+                .observe(elapsed),
+        }
+        match series {
+            Some(s) if status == 200 => s.ok.inc(),
+            _ => m
+                .requests
+                .get_or_create(&RouteStatus {
+                    route: route.to_string(),
+                    status,
+                })
+                .inc(),
+        };
+        if outcome.decision.is_empty() || outcome.route.is_none() {
+            return;
+        }
+        let allow = outcome.decision == "allow";
+        if let Some(c) = series
+            .and_then(|s| s.allowed(outcome.method))
+            .filter(|_| allow)
+        {
+            c.inc();
+            return;
+        }
+        m.auth_decisions
+            .get_or_create(&AuthLabels {
                 route: route.to_string(),
-                status,
+                decision: outcome.decision,
+                reason: if allow {
+                    outcome.method
+                } else {
+                    outcome.reason
+                },
             })
             .inc();
-        m.request_duration
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        if !outcome.decision.is_empty() && outcome.route.is_some() {
-            let reason = if outcome.decision == "allow" {
-                outcome.method
-            } else {
-                outcome.reason
-            };
-            m.auth_decisions
-                .get_or_create(&AuthLabels {
-                    route: route.to_string(),
-                    decision: outcome.decision,
-                    reason,
-                })
-                .inc();
-        }
     }
 
     async fn process(
@@ -279,7 +311,8 @@ impl Gateway {
         outcome.client = Some(client);
         let req = match (&self.config.login_api, &self.exchange) {
             (Some(login), Some(x)) if req.uri().path().starts_with(&login.path_prefix) => {
-                match crate::login_api::handle(x, &login.path_prefix, req, client).await {
+                // Boxed to keep the common request future small (see `Verifier::verify`).
+                match Box::pin(crate::login_api::handle(x, &login.path_prefix, req, client)).await {
                     Ok(resp) => {
                         outcome.decision = "login_api";
                         return Ok(resp);
@@ -325,7 +358,7 @@ impl Gateway {
                 tokens, checked, ..
             } => Some(tokens.pick(*checked).0),
         };
-        if let Some(v) = verified {
+        if let Some(v) = verified.filter(|_| outcome.logged) {
             outcome.sub = v.sub().map(str::to_string);
             outcome.client_id = v.client_id().map(str::to_string);
         }
@@ -376,8 +409,7 @@ impl Gateway {
                         .as_ref()
                         .map(|x| &x.cache)
                         .ok_or(deny(AuthError::KeysUnavailable))?;
-                    let tokens = cache
-                        .tokens(&username, &password, client)
+                    let tokens = Box::pin(cache.tokens(&username, &password, client))
                         .await
                         .map_err(|e| match e {
                             crate::exchange::cache::CredentialError::Exchange(e) => {
@@ -450,7 +482,7 @@ impl Gateway {
             proto,
             original_host.as_ref(),
         );
-        headers.insert("x-request-id", rid.clone());
+        headers.insert(X_REQUEST_ID, rid.clone());
         let forwarded: Option<(&Verified, Option<&str>)> = match &identity {
             Identity::Anonymous => None,
             Identity::Jwt { verified, token } => {

@@ -146,11 +146,11 @@ pub async fn serve(
             };
             match tls.map(|t| t.load_full()) {
                 Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
+                    let handshake = Box::pin(acceptor.accept(stream));
                     match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await {
                         Ok(Ok(tls_stream)) => {
                             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            serve_conn(tls_stream, h2, ctx, &builder).await
+                            Box::pin(serve_conn(tls_stream, h2, ctx, &builder)).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed")
@@ -160,7 +160,7 @@ pub async fn serve(
                         }
                     }
                 }
-                None => serve_conn(stream, false, ctx, &builder).await,
+                None => Box::pin(serve_conn(stream, false, ctx, &builder)).await,
             }
             connections.0.fetch_sub(1, Ordering::Relaxed);
             metrics.connections_active.dec();
@@ -205,7 +205,10 @@ where
     let svc = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
         let act = act.clone();
-        async move {
+        // Boxed: hyper keeps a slot the size of this future in every connection for as long as
+        // it lives, and moves the future into it for each request; a pointer is cheaper to keep
+        // and to move than the request path's few KiB of state.
+        Box::pin(async move {
             act.begin();
             // Each request runs on the configuration current when it arrived.
             let gateway = gateway.load_full();
@@ -215,7 +218,7 @@ where
             };
             act.end();
             Ok::<_, Infallible>(resp)
-        }
+        })
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);

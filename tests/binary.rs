@@ -243,7 +243,8 @@ fn sigterm(child: &std::process::Child, sig: &str) {
 #[tokio::test]
 async fn sigterm_drains_exits_zero_and_no_token_reaches_the_log() {
     let dir = temp_dir("sigterm");
-    let cfg = jwt_config(&dir, "");
+    // One worker thread: the single-threaded runtime serves, drains and stops.
+    let cfg = jwt_config(&dir, "worker_threads = 1");
     let (mut child, rx, addr) = spawn(&cfg, &[("RUST_LOG", "trace")]);
     let k1 = TestKey::load("k1");
     let k3 = TestKey::load("k3");
@@ -296,7 +297,8 @@ async fn sigterm_drains_exits_zero_and_no_token_reaches_the_log() {
 #[tokio::test]
 async fn sigint_exits_zero_and_json_logs_one_access_event_per_request() {
     let dir = temp_dir("sigint");
-    let cfg = jwt_config(&dir, "[log]\nformat = \"json\"\n");
+    // Two worker threads: the multi-threaded runtime, whatever the machine's core count.
+    let cfg = jwt_config(&dir, "worker_threads = 2\n[log]\nformat = \"json\"\n");
     let (mut child, rx, addr) = {
         // The JSON listener line carries the address in a field.
         let mut child = Command::new(BIN)

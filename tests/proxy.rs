@@ -678,3 +678,33 @@ async fn chunked_bodies_are_capped_while_streaming() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["body_bytes"], 600);
 }
+
+#[tokio::test]
+async fn metrics_count_each_request_once_by_route_status_and_decision() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    // A configured route's series are there from the start, at zero.
+    let text = gw.gateway().metrics.encode();
+    assert!(
+        text.contains("cognito_gate_requests_total{route=\"open\",status=\"200\"} 0"),
+        "{text}"
+    );
+    let c = client();
+    for _ in 0..3 {
+        let resp = c.get(format!("{base}/open/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = c.get(format!("{base}/elsewhere")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let text = gw.gateway().metrics.encode();
+    for line in [
+        "cognito_gate_requests_total{route=\"open\",status=\"200\"} 3",
+        "cognito_gate_auth_decisions_total{route=\"open\",decision=\"allow\",reason=\"none\"} 3",
+        "cognito_gate_request_duration_seconds_count{route=\"open\"} 3",
+        "cognito_gate_requests_total{route=\"-\",status=\"404\"} 1",
+        "cognito_gate_request_duration_seconds_count{route=\"-\"} 1",
+    ] {
+        assert!(text.contains(line), "no {line} in\n{text}");
+    }
+}

@@ -226,6 +226,8 @@ pub struct ServerConfig {
     pub listen: Option<SocketAddr>,
     pub tls: Option<TlsConfig>,
     pub max_connections: usize,
+    /// Runtime worker threads; 0 = one per CPU the process may run on.
+    pub worker_threads: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body_bytes: u64,
@@ -717,6 +719,23 @@ auth = ["none", 3]
                 r#"routes[0].upstream: not a URL: "htp:/x""#,
                 r#"server.max_connections: invalid type: string "many", expected i64"#,
             ]
+        );
+    }
+
+    #[test]
+    fn worker_threads_defaults_to_auto_and_rejects_negatives() {
+        let source = Source {
+            name: "test".into(),
+            base_dir: PathBuf::from("."),
+        };
+        let c = Config::parse_with_env("", &source, &|_| None).unwrap();
+        assert_eq!(c.server.worker_threads, 0);
+        let c =
+            Config::parse_with_env("[server]\nworker_threads = 3\n", &source, &|_| None).unwrap();
+        assert_eq!(c.server.worker_threads, 3);
+        assert_eq!(
+            problems("[server]\nworker_threads = -1\n"),
+            vec!["server.worker_threads: must be at least 0, got -1".to_string()]
         );
     }
 

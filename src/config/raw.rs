@@ -26,6 +26,7 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub max_connections: Option<i64>,
+    pub worker_threads: Option<i64>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_body_bytes: Option<i64>,

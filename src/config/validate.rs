@@ -262,6 +262,7 @@ fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
         DEFAULT_MAX_CONNECTIONS as u64,
         1,
     ) as usize;
+    let worker_threads = cx.count("server.worker_threads", s.worker_threads, 0, 0) as usize;
     let max_header_bytes = cx.count(
         "server.max_header_bytes",
         s.max_header_bytes,
@@ -274,6 +275,7 @@ fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
         listen,
         tls,
         max_connections,
+        worker_threads,
         header_read_timeout: cx.positive_duration(
             "server.header_read_timeout",
             s.header_read_timeout.as_deref(),

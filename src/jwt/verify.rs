@@ -231,7 +231,9 @@ impl Verifier {
         }
         let decoded = decode(token)?;
         let kid = decoded.kid.clone();
-        let verified = Arc::new(self.verify_pool(decoded, policy, now).await?);
+        // Boxed: the slow path (which may refetch the JWKS) would otherwise make every
+        // request's future, and each connection's in-flight slot, several KiB larger.
+        let verified = Arc::new(Box::pin(self.verify_pool(decoded, policy, now)).await?);
         self.verified.insert(
             digest,
             Arc::new(CachedToken {

@@ -3,28 +3,54 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use ipnet::IpNet;
 
+// Names parsed once, at compile time, rather than from a string on every request.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies also drop).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per listed name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -35,7 +61,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -61,7 +87,7 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAd
     }
     let mut last_trusted = peer;
     let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -98,7 +124,7 @@ pub fn set_forwarded(
     let peer_text = peer.to_string();
     let xff = if is_trusted {
         let prior: Vec<&str> = headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -111,26 +137,28 @@ pub fn set_forwarded(
         peer_text
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !is_trusted || !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if !is_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !is_trusted || !headers.contains_key("x-forwarded-host") {
+    if !is_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
         match host {
             Some(h) => {
-                headers.insert("x-forwarded-host", h.clone());
+                headers.insert(X_FORWARDED_HOST, h.clone());
             }
             None => {
-                headers.remove("x-forwarded-host");
+                headers.remove(&X_FORWARDED_HOST);
             }
         }
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The inbound X-Request-Id if it is sane (1-128 visible, safe characters), else a new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id") {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         let sane = !b.is_empty()
             && b.len() <= 128
@@ -142,8 +170,13 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id: u128 = rand::random();
-    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+    let id: [u8; 16] = rand::random();
+    let mut hex = [0u8; 32];
+    for (i, b) in id.iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(b >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&hex).expect("hex is a valid header value")
 }
 
 #[cfg(test)]

@@ -73,11 +73,32 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// True when the path has a `.` or `..` segment, literally or percent-encoded. Such paths are
 /// refused: an upstream that normalises them could be reached through another route's prefix.
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
-    }) || path.contains('\\')
-        || path.to_ascii_lowercase().contains("%2f")
+    let b = path.as_bytes();
+    if !b.iter().any(|&c| matches!(c, b'.' | b'%' | b'\\')) {
+        return false;
+    }
+    b.contains(&b'\\')
+        || b.windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'2' && w[2] | 0x20 == b'f')
+        || path.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, with any dot possibly written `%2e` or `%2E`.
+fn is_dot_segment(seg: &str) -> bool {
+    let mut rest = seg.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e | 0x20 == b'e' => tail,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 #[cfg(test)]
@@ -101,5 +122,14 @@ mod tests {
         assert!(has_dot_segment("/a/./b"));
         assert!(has_dot_segment("/a%2Fb"));
         assert!(!has_dot_segment("/a/b.c/..d"));
+        assert!(has_dot_segment("/a/%2e"));
+        assert!(has_dot_segment("/a/.%2E/b"));
+        assert!(has_dot_segment("/a\\b"));
+        assert!(has_dot_segment("/a%2fb"));
+        assert!(!has_dot_segment("/a/.../b"));
+        assert!(!has_dot_segment("/a/%2e%2e%2e"));
+        assert!(!has_dot_segment("/a/%2"));
+        assert!(!has_dot_segment("/plain/path"));
+        assert!(!has_dot_segment("/a//b/"));
     }
 }
