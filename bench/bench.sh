@@ -190,8 +190,8 @@ if "requests in" not in out or "50%" not in out:
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-p50 = dur(re.search(r"50%\s+(\S+)", out).group(1))
-p99 = dur(re.search(r"99%\s+(\S+)", out).group(1))
+p50 = dur(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+p99 = dur(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
 hz = os.sysconf("SC_CLK_TCK")
 cpu_us = int(ticks) * 1e6 / hz / reqs if reqs and int(ticks) else None
 print(json.dumps({"target": target, "scenario": scenario, "connections": int(conns), "rps": rps,
@@ -217,8 +217,14 @@ for r in $(seq "$ROUNDS"); do
   run cognito-gate "$GPID" "basic-warm" "http://127.0.0.1:$GW/basic/" 64 -H "Authorization: Basic $BASIC"
 done
 
-# Memory: idle, then 1,000 and 10,000 open keep-alive connections (each has made a request).
+# Memory. First the gateway as the runs above left it (10,000 tokens in its verified cache).
+# Then a fresh process: idle, and with 1,000 and 10,000 open keep-alive connections (each has
+# made one request), so the connections' own cost shows.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$GPID/status"; }
+after_load=$(rss)
+kill "$GPID"; wait "$GPID" 2>/dev/null || true
+taskset -c 0 "$GATE" --config "$work/gate.toml" 2>>"$work/gate.log" & GPID=$!; pids+=($GPID)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW/readyz" >/dev/null && break; sleep 0.1; done
 idle=$(rss)
 mem=$(python3 - "$GW" "$GPID" <<'PY'
 import socket, sys, json
@@ -240,10 +246,11 @@ PY
 )
 
 mkdir -p bench/results
-python3 - "$results" "$idle" "$mem" "$ROUNDS" "$SECS" > bench/results/latest.json <<'PY'
+python3 - "$results" "$idle" "$mem" "$ROUNDS" "$SECS" "$after_load" > bench/results/latest.json <<'PY'
 import json, statistics, sys, platform, os
 rows = [json.loads(l) for l in open(sys.argv[1])]
 idle, mem, rounds, secs = int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+after_load = int(sys.argv[6])
 groups = {}
 for r in rows:
     groups.setdefault((r["scenario"], r["connections"], r["target"]), []).append(r)
@@ -256,7 +263,7 @@ for (scenario, conns, target), rs in sorted(groups.items()):
         "non_2xx": sum(x["non_2xx"] for x in rs)})
 print(json.dumps({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
     "rounds": rounds, "seconds": secs, "summary": summary, "runs": rows,
-    "gateway_rss_kib": {"idle": idle, **mem}}, indent=2))
+    "gateway_rss_kib": {"after_load": after_load, "idle": idle, **mem}}, indent=2))
 PY
 
 python3 - bench/results/latest.json <<'PY'
@@ -274,5 +281,6 @@ for x in s:
     cpu = f"{x['cpu_us_per_req']:.1f}" if x["cpu_us_per_req"] else "-"
     print(f"{x['scenario']:<14}{x['connections']:>6}  {x['target']:<13}{x['rps']:>9.0f}{x['p50_ms']:>8.2f}{x['p99_ms']:>8.2f}{cpu:>11}{x['peak_rss_kib']/1024:>8.1f}  {rn:>8}  {rh:>12}")
 m = d["gateway_rss_kib"]
-print(f"cognito-gate RSS: idle {m['idle']/1024:.1f} MiB, 1,000 connections {m['1000']/1024:.1f} MiB, 10,000 connections {m['10000']/1024:.1f} MiB")
+print(f"cognito-gate RSS: after the runs {m['after_load']/1024:.1f} MiB; fresh process idle {m['idle']/1024:.1f} MiB, "
+      f"1,000 connections {m['1000']/1024:.1f} MiB, 10,000 connections {m['10000']/1024:.1f} MiB")
 PY
