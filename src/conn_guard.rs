@@ -32,6 +32,10 @@ pub struct Activity {
     /// HTTP/2 connections carry frames between requests; the header timer does not apply.
     h2: AtomicBool,
     bytes_read: AtomicU64,
+    /// When (ms since `start`) the watchdog next looks, and the header-read timeout it applies;
+    /// a new request only wakes it when its header deadline comes before that.
+    armed_ms: AtomicU64,
+    header_read_ms: AtomicU64,
     /// Wakes the watchdog when the bytes of a new request start arriving.
     wake: tokio::sync::Notify,
 }
@@ -45,6 +49,8 @@ impl Activity {
             pending_since_ms: AtomicU64::new(0),
             h2: AtomicBool::new(h2),
             bytes_read: AtomicU64::new(0),
+            armed_ms: AtomicU64::new(0),
+            header_read_ms: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -81,7 +87,11 @@ impl Activity {
                 .pending_since_ms
                 .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok();
-            if started {
+            // Under load the watchdog's next look is already due before this request's header
+            // deadline, and it is not woken (re-arming its timer on every request costs more
+            // than the rest of the guard).
+            let deadline = now - 1 + self.header_read_ms.load(Ordering::SeqCst);
+            if started && deadline < self.armed_ms.load(Ordering::SeqCst) {
                 self.wake.notify_one();
             }
         }
@@ -95,6 +105,7 @@ impl Activity {
     ) -> &'static str {
         let hrt = header_read_timeout.as_millis() as u64;
         let idle = idle_timeout.as_millis() as u64;
+        self.header_read_ms.store(hrt, Ordering::SeqCst);
         loop {
             let now = self.now_ms();
             let next_check = if self.in_flight.load(Ordering::SeqCst) > 0 {
@@ -116,7 +127,19 @@ impl Activity {
                     deadline
                 }
             };
-            let until = self.start + Duration::from_millis(next_check.max(now + 1));
+            let target = next_check.max(now + 1);
+            self.armed_ms.store(target, Ordering::SeqCst);
+            // Bytes of a request that began arriving while the target was worked out, with an
+            // earlier deadline (`on_read` may have seen the previous target and not woken us).
+            let pending = self.pending_since_ms.load(Ordering::SeqCst);
+            if pending != 0
+                && pending - 1 + hrt < target
+                && self.in_flight.load(Ordering::SeqCst) == 0
+                && !self.h2.load(Ordering::Relaxed)
+            {
+                continue;
+            }
+            let until = self.start + Duration::from_millis(target);
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => {}
                 _ = self.wake.notified() => {}

@@ -160,6 +160,8 @@ pub async fn serve(
                         }
                     }
                 }
+                // Boxed, each at its own size: a plain connection does not carry the space a
+                // TLS one needs for as long as it lives.
                 None => Box::pin(serve_conn(stream, false, ctx, &builder)).await,
             }
             connections.0.fetch_sub(1, Ordering::Relaxed);

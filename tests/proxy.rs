@@ -218,6 +218,47 @@ async fn dot_segments_and_slowloris_are_cut_off() {
     assert!(read.is_ok(), "connection not closed");
     assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
 
+    // The same on a keep-alive connection that has already served requests back to back.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for i in 0..3 {
+        s.write_all(format!("GET /open/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        // Read exactly one response: the head, then Content-Length bytes.
+        let mut got = Vec::new();
+        let head_end = loop {
+            let mut chunk = [0u8; 1024];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; len - (got.len() - head_end)];
+        s.read_exact(&mut body).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    s.write_all(b"GET /open/x HT").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "reused connection not closed");
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
     // An idle keep-alive connection outlives header_read_timeout.
     let c = client();
     assert_eq!(
