@@ -234,7 +234,7 @@ impl Gateway {
             request_id = rid.to_str().unwrap_or(""),
             client.addr = %outcome.client.unwrap_or(conn.peer.ip()),
             method = %method,
-            path = uri.path(),
+            path = %uri.path(),
             route,
             status = resp.status().as_u16(),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
