@@ -572,13 +572,9 @@ impl Gateway {
                 *req.uri_mut() = uri;
                 *req.version_mut() = Version::HTTP_11;
                 *req.headers_mut() = headers;
-                let resp = self.upstream.send(req, route.timeout).await?;
-                let (mut parts, body) = resp.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(
-                    parts,
-                    body.map_err(Into::into).boxed(),
-                ))
+                let mut resp = self.upstream.send(target, req, route.timeout).await?;
+                remove_hop_by_hop(resp.headers_mut());
+                Ok(resp)
             }
         }
     }

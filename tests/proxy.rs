@@ -749,3 +749,69 @@ async fn metrics_count_each_request_once_by_route_status_and_decision() {
         assert!(text.contains(line), "no {line} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn plain_upstream_connections_are_reused_and_closed_ones_replaced() {
+    let up = EchoUpstream::start().await;
+    // Answers one request per connection, without announcing it, then closes.
+    let (closing, closing_conns) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let route = |name: &str, addr: String| {
+        format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nupstream = \"{addr}\"\nauth = [\"none\"]\nstrip_prefix = true\n")
+    };
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}{}",
+        route("echo", up.url()),
+        route("closing", format!("http://{closing}")),
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    for i in 0..20 {
+        let resp = c.get(format!("{base}/echo/{i}")).send().await.unwrap();
+        let (status, seen) = body_json(resp).await;
+        assert_eq!(status, 200);
+        // Origin-form request line and the upstream's own Host, as any HTTP/1.1 client sends.
+        assert_eq!(seen["uri"], format!("/{i}"));
+        assert_eq!(seen["headers"]["host"], up.addr.to_string());
+    }
+    assert_eq!(up.hits(), 20);
+    assert_eq!(
+        up.connections(),
+        1,
+        "sequential requests share one connection"
+    );
+
+    // A large response streams through, and its connection is reused afterwards.
+    let resp = c
+        .post(format!("{base}/echo/big"))
+        .body("b".repeat(600_000))
+        .send()
+        .await
+        .unwrap();
+    let (status, seen) = body_json(resp).await;
+    assert_eq!((status, seen["body_bytes"].as_u64()), (200, Some(600_000)));
+    assert_eq!(seen["body"].as_str().map(str::len), Some(600_000));
+    let resp = c.get(format!("{base}/echo/after")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.connections(), 1);
+
+    // Concurrent requests open what they need, no more.
+    let calls = (0..8).map(|i| {
+        let c = c.clone();
+        let url = format!("{base}/echo/slow/{}", 50 + i);
+        async move { c.get(url).send().await.unwrap().status() }
+    });
+    for status in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200);
+    }
+    assert!(up.connections() <= 9, "{}", up.connections());
+
+    // An upstream that closes after each response: every request still succeeds.
+    for _ in 0..5 {
+        let resp = c.get(format!("{base}/closing/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(closing_conns.load(std::sync::atomic::Ordering::SeqCst), 5);
+}

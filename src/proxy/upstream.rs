@@ -1,8 +1,14 @@
-//! The one pooled upstream client, and sending a prepared request with the route's timeout.
+//! Upstream clients, and sending a prepared request with the route's timeout: plain `http://`
+//! upstreams over connections the request drives itself (`direct`), `https://` ones through
+//! hyper-util's pooled client (TLS, and HTTP/2 when the upstream offers it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::{HeaderValue, HOST};
+use http::uri::Scheme;
 use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -11,10 +17,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::{is_too_large, Body};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::error::{GatewayError, UpstreamError};
+use crate::proxy::direct::{DirectError, DirectPool};
 
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    direct: Arc<DirectPool>,
 }
 
 impl UpstreamClient {
@@ -37,18 +45,60 @@ impl UpstreamClient {
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .build(connector);
-        Ok(UpstreamClient { client })
+        let direct = DirectPool::new(
+            cfg.connect_timeout,
+            cfg.pool_idle_timeout,
+            cfg.pool_max_idle_per_host,
+        );
+        Ok(UpstreamClient { client, direct })
     }
 
-    /// Sends the request; the timeout covers everything up to the response headers.
+    /// Sends the request (absolute URI) to `target`; the timeout covers everything up to the
+    /// response headers.
     pub async fn send(
         &self,
-        req: Request<Body>,
+        target: &UpstreamTarget,
+        mut req: Request<Body>,
         timeout: Duration,
-    ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    ) -> Result<Response<Body>, GatewayError> {
+        if let UpstreamTarget::Url {
+            scheme, authority, ..
+        } = target
+        {
+            if *scheme == Scheme::HTTP {
+                // Origin-form request line, and the Host the pooled client would have set.
+                if let Some(pq) = req.uri().path_and_query().cloned() {
+                    *req.uri_mut() = Uri::from(pq);
+                }
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    req.headers_mut().entry(HOST).or_insert(host);
+                }
+                return match tokio::time::timeout(timeout, self.direct.send(authority, req)).await {
+                    Err(_) => Err(GatewayError::Upstream(UpstreamError::Timeout)),
+                    Ok(Ok(resp)) => Ok(resp),
+                    Ok(Err(DirectError::Connect(why))) => {
+                        tracing::warn!(error = %why, kind = "connect", "upstream request failed");
+                        Err(GatewayError::Upstream(UpstreamError::Connect))
+                    }
+                    Ok(Err(DirectError::Http(e))) => {
+                        if is_too_large(&e) {
+                            return Err(GatewayError::BodyTooLarge);
+                        }
+                        tracing::warn!(error = %error_chain(&e), kind = "protocol", "upstream request failed");
+                        Err(GatewayError::Upstream(UpstreamError::Protocol))
+                    }
+                };
+            }
+        }
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(GatewayError::Upstream(UpstreamError::Timeout)),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                let (parts, body) = resp.into_parts();
+                Ok(Response::from_parts(
+                    parts,
+                    body.map_err(Into::into).boxed(),
+                ))
+            }
             Ok(Err(e)) => {
                 if is_too_large(&e) {
                     return Err(GatewayError::BodyTooLarge);

@@ -227,12 +227,14 @@ impl FakeJwks {
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     hits: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
 }
 
 impl EchoUpstream {
     pub async fn start() -> EchoUpstream {
         let hits = Arc::new(AtomicU64::new(0));
-        let h = hits.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let (h, conns) = (hits.clone(), connections.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -240,6 +242,7 @@ impl EchoUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     break;
                 };
+                conns.fetch_add(1, Ordering::SeqCst);
                 let h = h.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -252,7 +255,11 @@ impl EchoUpstream {
                 });
             }
         });
-        EchoUpstream { addr, hits }
+        EchoUpstream {
+            addr,
+            hits,
+            connections,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -261,6 +268,11 @@ impl EchoUpstream {
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
