@@ -2,6 +2,7 @@
 //! configuration, reasons and outcomes from closed enums — never paths, users or tokens.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -57,6 +58,10 @@ pub struct RouteSeries {
     pub duration: Histogram,
     /// `auth_decisions_total{decision="allow"}` by the route's auth methods.
     pub allow: Vec<(&'static str, Counter)>,
+    route: String,
+    /// Other statuses and decisions, each looked up in its family once, when first seen.
+    statuses: Mutex<Vec<(u16, Counter)>>,
+    decisions: Mutex<Vec<((&'static str, &'static str), Counter)>>,
 }
 
 impl RouteSeries {
@@ -65,6 +70,47 @@ impl RouteSeries {
             .iter()
             .find(|(m, _)| *m == method)
             .map(|(_, c)| c)
+    }
+
+    /// Counts a request answered with `status`.
+    pub fn count_status(&self, metrics: &Metrics, status: u16) {
+        if status == 200 {
+            self.ok.inc();
+            return;
+        }
+        let mut seen = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = seen.iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
+        let c = metrics
+            .requests
+            .get_or_create(&RouteStatus {
+                route: self.route.clone(),
+                status,
+            })
+            .clone();
+        c.inc();
+        seen.push((status, c));
+    }
+
+    /// Counts a decision other than the route's allow methods.
+    pub fn count_decision(&self, metrics: &Metrics, decision: &'static str, reason: &'static str) {
+        let mut seen = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = seen.iter().find(|(k, _)| *k == (decision, reason)) {
+            c.inc();
+            return;
+        }
+        let c = metrics
+            .auth_decisions
+            .get_or_create(&AuthLabels {
+                route: self.route.clone(),
+                decision,
+                reason,
+            })
+            .clone();
+        c.inc();
+        seen.push(((decision, reason), c));
     }
 }
 
@@ -209,6 +255,9 @@ impl Metrics {
                     (method, c)
                 })
                 .collect(),
+            route: route.to_string(),
+            statuses: Mutex::new(Vec::new()),
+            decisions: Mutex::new(Vec::new()),
         }
     }
 

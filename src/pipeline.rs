@@ -2,7 +2,6 @@
 //! body size) -> authorize -> forward. Each stage returns `Result`; `handle` alone turns errors
 //! into responses and writes the access log.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
+use rustc_hash::FxHashMap;
 
 use crate::body::{Body, Capped};
 use crate::config::{AuthMethod, Config, ForwardToken, RouteConfig, UpstreamTarget};
@@ -85,8 +85,9 @@ pub struct Gateway {
     pub readiness: Readiness,
     pub exchange: Option<crate::Exchange>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Per-route metric handles for the common outcomes, by route name.
-    pub route_series: HashMap<String, RouteSeries>,
+    /// Per-route metric handles for the common outcomes, by route name (from the configuration,
+    /// so a fast non-keyed hash is safe).
+    pub route_series: FxHashMap<String, RouteSeries>,
 }
 
 /// The identity a route's auth established.
@@ -261,14 +262,15 @@ impl Gateway {
                 .observe(elapsed),
         }
         match series {
-            Some(s) if status == 200 => s.ok.inc(),
-            _ => m
-                .requests
-                .get_or_create(&RouteStatus {
-                    route: route.to_string(),
-                    status,
-                })
-                .inc(),
+            Some(s) => s.count_status(m, status),
+            None => {
+                m.requests
+                    .get_or_create(&RouteStatus {
+                        route: route.to_string(),
+                        status,
+                    })
+                    .inc();
+            }
         };
         if outcome.decision.is_empty() || outcome.route.is_none() {
             return;
@@ -281,17 +283,23 @@ impl Gateway {
             c.inc();
             return;
         }
-        m.auth_decisions
-            .get_or_create(&AuthLabels {
-                route: route.to_string(),
-                decision: outcome.decision,
-                reason: if allow {
-                    outcome.method
-                } else {
-                    outcome.reason
-                },
-            })
-            .inc();
+        let reason = if allow {
+            outcome.method
+        } else {
+            outcome.reason
+        };
+        match series {
+            Some(s) => s.count_decision(m, outcome.decision, reason),
+            None => {
+                m.auth_decisions
+                    .get_or_create(&AuthLabels {
+                        route: route.to_string(),
+                        decision: outcome.decision,
+                        reason,
+                    })
+                    .inc();
+            }
+        }
     }
 
     async fn process(

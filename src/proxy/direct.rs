@@ -14,7 +14,7 @@
 //! in that instant) is retried once on a new connection; nothing that reached the upstream is
 //! sent twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
 use crate::body::{Body, BoxError};
@@ -57,7 +58,8 @@ pub enum DirectError {
 pub struct DirectPool {
     /// Per authority, oldest first; taken from the back (the most recently used connection is
     /// the most likely to still be open), expired ones dropped from the front.
-    idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
+    /// (Keys come from the configuration, so a fast non-keyed hash is safe.)
+    idle: Mutex<FxHashMap<Authority, VecDeque<Idle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -66,7 +68,7 @@ pub struct DirectPool {
 impl DirectPool {
     pub fn new(connect_timeout: Duration, idle_timeout: Duration, max_idle: usize) -> Arc<Self> {
         Arc::new(DirectPool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(FxHashMap::default()),
             connect_timeout,
             idle_timeout,
             max_idle,

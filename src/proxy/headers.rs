@@ -3,10 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 use ipnet::IpNet;
 
 // Names parsed once, at compile time, rather than from a string on every request.
@@ -14,22 +11,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies also drop).
-const HOP_BY_HOP: [HeaderName; 9] = [
-    CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-];
-
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -51,17 +34,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let listed: Vec<HeaderName> = headers
+    // The names the Connection header lists ("keep-alive" and "close", by far the most common
+    // options, are hop-by-hop already or name no header), then the hop-by-hop ones present.
+    let mut names: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|o| !o.eq_ignore_ascii_case("keep-alive") && !o.eq_ignore_ascii_case("close"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
+    names.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
+    for name in names {
         headers.remove(name);
     }
 }
@@ -121,23 +106,22 @@ pub fn set_forwarded(
 ) {
     let peer = canonical(peer);
     let is_trusted = trusted(peer, proxies);
-    let peer_text = peer.to_string();
-    let xff = if is_trusted {
+    if !is_trusted {
+        headers.insert(X_FORWARDED_FOR, ip_header_value(peer));
+    } else {
         let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if prior.is_empty() {
-            peer_text
+        let xff = if prior.is_empty() {
+            peer.to_string()
         } else {
-            format!("{}, {peer_text}", prior.join(", "))
+            format!("{}, {peer}", prior.join(", "))
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert(X_FORWARDED_FOR, v);
         }
-    } else {
-        peer_text
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
     }
     if !is_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -155,6 +139,32 @@ pub fn set_forwarded(
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// An address as a header value; IPv4 (the common case) written without the formatting machinery.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).expect("an address is a valid header value");
+    };
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a valid header value")
+}
 
 /// The inbound X-Request-Id if it is sane (1-128 visible, safe characters), else a new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -213,6 +223,21 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn addresses_as_header_values() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.7",
+            "192.168.100.255",
+            "1.20.199.9",
+            "::1",
+            "2001:db8::5",
+        ] {
+            let v = ip_header_value(ip.parse().unwrap());
+            assert_eq!(v.to_str().unwrap(), ip);
+        }
     }
 
     #[test]
