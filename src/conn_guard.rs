@@ -32,16 +32,17 @@ pub struct Activity {
     /// HTTP/2 connections carry frames between requests; the header timer does not apply.
     h2: AtomicBool,
     bytes_read: AtomicU64,
-    /// When (ms since `start`) the watchdog next looks, and the header-read timeout it applies;
-    /// a new request only wakes it when its header deadline comes before that.
+    /// When (ms since `start`) the watchdog next looks; a new request only wakes it when its
+    /// header deadline comes before that.
     armed_ms: AtomicU64,
-    header_read_ms: AtomicU64,
+    header_read_ms: u64,
+    idle_ms: u64,
     /// Wakes the watchdog when the bytes of a new request start arriving.
     wake: tokio::sync::Notify,
 }
 
 impl Activity {
-    pub fn new(h2: bool) -> Arc<Self> {
+    pub fn new(h2: bool, header_read_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -50,7 +51,8 @@ impl Activity {
             h2: AtomicBool::new(h2),
             bytes_read: AtomicU64::new(0),
             armed_ms: AtomicU64::new(0),
-            header_read_ms: AtomicU64::new(0),
+            header_read_ms: header_read_timeout.as_millis() as u64,
+            idle_ms: idle_timeout.as_millis() as u64,
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -90,7 +92,7 @@ impl Activity {
             // Under load the watchdog's next look is already due before this request's header
             // deadline, and it is not woken (re-arming its timer on every request costs more
             // than the rest of the guard).
-            let deadline = now - 1 + self.header_read_ms.load(Ordering::SeqCst);
+            let deadline = now - 1 + self.header_read_ms;
             if started && deadline < self.armed_ms.load(Ordering::SeqCst) {
                 self.wake.notify_one();
             }
@@ -98,14 +100,8 @@ impl Activity {
     }
 
     /// Resolves when the connection should be closed; says why.
-    pub async fn watch(
-        &self,
-        header_read_timeout: Duration,
-        idle_timeout: Duration,
-    ) -> &'static str {
-        let hrt = header_read_timeout.as_millis() as u64;
-        let idle = idle_timeout.as_millis() as u64;
-        self.header_read_ms.store(hrt, Ordering::SeqCst);
+    pub async fn watch(&self) -> &'static str {
+        let (hrt, idle) = (self.header_read_ms, self.idle_ms);
         loop {
             let now = self.now_ms();
             let next_check = if self.in_flight.load(Ordering::SeqCst) > 0 {
@@ -212,9 +208,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn partial_headers_time_out_but_idle_keepalive_does_not() {
-        let a = Activity::new(false);
+        let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
         // Idle: the header timer does not run, the idle timer does.
-        let w = a.watch(Duration::from_secs(10), Duration::from_secs(60));
+        let w = a.watch();
         tokio::pin!(w);
         assert!(tokio::time::timeout(Duration::from_secs(30), &mut w)
             .await
@@ -222,19 +218,15 @@ mod tests {
         assert_eq!(w.await, "idle_timeout");
 
         // Bytes of a request arrive but the headers never complete.
-        let a = Activity::new(false);
+        let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
         a.on_read(b"GET / HT");
-        assert_eq!(
-            a.watch(Duration::from_secs(10), Duration::from_secs(60))
-                .await,
-            "header_read_timeout"
-        );
+        assert_eq!(a.watch().await, "header_read_timeout");
 
         // A request in flight keeps the connection open however long it takes.
-        let a = Activity::new(false);
+        let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
         a.on_read(b"GET / HTTP/1.1\r\n\r\n");
         a.begin();
-        let w = a.watch(Duration::from_secs(10), Duration::from_secs(60));
+        let w = a.watch();
         assert!(tokio::time::timeout(Duration::from_secs(300), w)
             .await
             .is_err());
@@ -242,9 +234,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn h2_connections_only_idle_out() {
-        let a = Activity::new(false);
+        let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
         a.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        let w = a.watch(Duration::from_secs(10), Duration::from_secs(60));
+        let w = a.watch();
         tokio::pin!(w);
         assert!(tokio::time::timeout(Duration::from_secs(30), &mut w)
             .await
@@ -259,13 +251,10 @@ mod wake_tests {
 
     #[tokio::test(start_paused = true)]
     async fn bytes_arriving_on_an_idle_connection_start_the_header_timer() {
-        let a = Activity::new(false);
+        let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
         let watcher = {
             let a = a.clone();
-            tokio::spawn(async move {
-                a.watch(Duration::from_secs(10), Duration::from_secs(60))
-                    .await
-            })
+            tokio::spawn(async move { a.watch().await })
         };
         tokio::time::sleep(Duration::from_secs(5)).await;
         a.on_read(b"GET / HT");

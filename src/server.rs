@@ -201,7 +201,7 @@ where
         settings,
         mut stop,
     } = ctx;
-    let activity = Activity::new(h2);
+    let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -230,7 +230,7 @@ where
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-        why = activity.watch(settings.header_read_timeout, settings.idle_timeout) => {
+        why = activity.watch() => {
             tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
             if why == "header_read_timeout" {
                 // A client still sending its headers gets no graceful close: drop it.
