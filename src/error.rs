@@ -22,10 +22,12 @@ fn exchange_status(e: &ExchangeError) -> StatusCode {
             | CognitoErrorKind::PasswordResetRequired
             | CognitoErrorKind::CodeMismatch
             | CognitoErrorKind::ExpiredCode
-            | CognitoErrorKind::InvalidPassword => StatusCode::UNAUTHORIZED,
-            CognitoErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            CognitoErrorKind::InvalidParameter
-            | CognitoErrorKind::ResourceNotFound
+            | CognitoErrorKind::InvalidPassword
+            | CognitoErrorKind::InvalidParameter => StatusCode::UNAUTHORIZED,
+            CognitoErrorKind::TooManyRequests | CognitoErrorKind::PasswordAttemptsExceeded => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            CognitoErrorKind::ResourceNotFound
             | CognitoErrorKind::InternalError
             | CognitoErrorKind::Other => StatusCode::SERVICE_UNAVAILABLE,
         },

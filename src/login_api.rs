@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::body::Body;
 use crate::error::{json_message, json_response};
+use crate::exchange::limit::Attempt;
 use crate::exchange::{AuthResult, CognitoErrorKind, DependencyError, ExchangeError};
 use crate::Exchange;
 
@@ -110,17 +111,11 @@ async fn login(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
     if !valid_username(&b.username) || b.password.is_empty() || b.password.len() > 1024 {
         return json_message(StatusCode::BAD_REQUEST, "Bad Request");
     }
-    if x.limiter.is_limited(&b.username, client) {
-        return json_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-    }
+    let Some(attempt) = x.limiter.reserve(Some(&b.username), client) else {
+        return too_many();
+    };
     let result = x.api.login(&b.username, &b.password).await;
-    answer(
-        x,
-        result,
-        &b.username,
-        client,
-        "Incorrect username or password.",
-    )
+    answer(result, attempt, "Incorrect username or password.")
 }
 
 async fn refresh(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
@@ -130,11 +125,13 @@ async fn refresh(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
     if !valid_username(&b.username) || b.refresh_token.is_empty() {
         return json_message(StatusCode::BAD_REQUEST, "Bad Request");
     }
-    if x.limiter.is_limited(&b.username, client) {
-        return json_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-    }
+    // The username here only feeds SECRET_HASH: nothing proves the client is that user, so a
+    // failed refresh is charged to the client's address, never to the name it gives.
+    let Some(attempt) = x.limiter.reserve(None, client) else {
+        return too_many();
+    };
     let result = x.api.refresh(&b.refresh_token, &b.username).await;
-    answer(x, result, &b.username, client, "Invalid refresh token.")
+    answer(result, attempt, "Invalid refresh token.")
 }
 
 async fn challenge(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body> {
@@ -144,37 +141,40 @@ async fn challenge(x: &Exchange, body: &Bytes, client: IpAddr) -> Response<Body>
     if !valid_username(&b.username) || b.challenge_name.is_empty() || b.session.is_empty() {
         return json_message(StatusCode::BAD_REQUEST, "Bad Request");
     }
-    if x.limiter.is_limited(&b.username, client) {
-        return json_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-    }
+    // As for refresh: the session, not the named user, is what the client holds (Cognito
+    // limits code attempts per session itself), so failures are charged to the address.
+    let Some(attempt) = x.limiter.reserve(None, client) else {
+        return too_many();
+    };
     let result = x
         .api
         .respond(&b.challenge_name, &b.session, &b.username, &b.responses)
         .await;
-    answer(
-        x,
-        result,
-        &b.username,
-        client,
-        "Incorrect username or password.",
-    )
+    answer(result, attempt, "Incorrect username or password.")
 }
 
+fn too_many() -> Response<Body> {
+    json_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+}
+
+/// The answer to a private API call made under a reserved attempt, which stays charged only
+/// when the call failed on the credentials.
 fn answer(
-    x: &Exchange,
     result: Result<AuthResult, ExchangeError>,
-    username: &str,
-    client: IpAddr,
+    attempt: Attempt,
     denied: &str,
 ) -> Response<Body> {
     match result {
-        Ok(r) => json_response(
-            StatusCode::OK,
-            Bytes::from(serde_json::to_vec(&r.to_cognito_json()).expect("JSON serialises")),
-        ),
+        Ok(r) => {
+            attempt.refund();
+            json_response(
+                StatusCode::OK,
+                Bytes::from(serde_json::to_vec(&r.to_cognito_json()).expect("JSON serialises")),
+            )
+        }
         Err(e) => {
-            if e.is_credential_failure() {
-                x.limiter.record_failure(username, client);
+            if !e.is_credential_failure() {
+                attempt.refund();
             }
             error_response(&e, denied)
         }
@@ -202,7 +202,7 @@ pub fn error_response(e: &ExchangeError, denied: &str) -> Response<Body> {
                 "Password reset required for the user.",
                 type_name,
             ),
-            CognitoErrorKind::TooManyRequests => {
+            CognitoErrorKind::TooManyRequests | CognitoErrorKind::PasswordAttemptsExceeded => {
                 json_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
             }
             CognitoErrorKind::InvalidParameter => {

@@ -21,9 +21,9 @@ use crate::jwt::verify::{claim_as_string, token_from_header};
 use crate::jwt::{AuthError, JwksCache, RoutePolicy, TokenUse, Verified, Verifier};
 use crate::metrics::{AuthLabels, RouteKind, RouteLabel, RouteSeries, RouteStatus};
 use crate::proxy::headers::{
-    client_addr, remove_hop_by_hop, request_id, set_forwarded, X_REQUEST_ID,
+    client_addr, remove_hop_by_hop, request_id, set_forwarded, trusted, X_REQUEST_ID,
 };
-use crate::proxy::routes::has_dot_segment;
+use crate::proxy::path::{normalise, strip_segments};
 use crate::proxy::{echo, upstream, RouteTable, UpstreamClient};
 
 /// What the connection tells about a request.
@@ -310,10 +310,15 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let server = &self.config.server;
-        if has_dot_segment(req.uri().path()) {
-            return Err(GatewayError::BadRequest(
-                "dot segment or encoded slash in path",
-            ));
+        let mut req = req;
+        // Route on the path every upstream resolves (see `proxy::path`); the normalised path is
+        // also the one forwarded.
+        let normal =
+            normalise(req.uri().path()).map_err(|e| GatewayError::BadRequest(e.message()))?;
+        let route_path = (normal.route != req.uri().path()).then(|| normal.route.into_owned());
+        if let std::borrow::Cow::Owned(forward) = normal.forward {
+            *req.uri_mut() = with_path(req.uri(), &forward)
+                .ok_or(GatewayError::BadRequest("path cannot be forwarded"))?;
         }
         let client = client_addr(conn.peer.ip(), req.headers(), &server.trusted_proxies);
         outcome.client = Some(client);
@@ -330,7 +335,7 @@ impl Gateway {
             }
             _ => req,
         };
-        let path = req.uri().path();
+        let path = route_path.as_deref().unwrap_or(req.uri().path());
         let host = request_host(&req);
         let route = self
             .routes
@@ -472,16 +477,16 @@ impl Gateway {
         let server = &self.config.server;
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        remove_hop_by_hop(&mut headers);
+        let peer_trusted = trusted(conn.peer.ip(), &server.trusted_proxies);
+        self.routes
+            .hygiene()
+            .clean(&mut headers, route, peer_trusted);
         let original_host = headers.remove(HOST).or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        for name in self.routes.claim_header_names() {
-            headers.remove(name);
-        }
         let proto = if conn.tls { "https" } else { "http" };
         set_forwarded(
             &mut headers,
@@ -516,8 +521,6 @@ impl Gateway {
             }
         };
         if let Some((verified, token)) = forwarded {
-            headers.remove(&route.token_header);
-            headers.remove(AUTHORIZATION);
             if let Some(token) = token {
                 let value = if route.forward_token_scheme.is_empty() {
                     HeaderValue::from_str(token)
@@ -547,7 +550,12 @@ impl Gateway {
 
         let path = parts.uri.path();
         let path = if route.strip_prefix && route.path_prefix != "/" {
-            &path[route.path_prefix.len().min(path.len())..]
+            if path.contains(';') {
+                // Routed without `;params`: strip the prefix's segments, params and all.
+                strip_segments(path, route.path_prefix.matches('/').count())
+            } else {
+                &path[route.path_prefix.len().min(path.len())..]
+            }
         } else {
             path
         };
@@ -608,6 +616,17 @@ fn parse_basic(value: &[u8]) -> Result<(String, String), AuthError> {
         return Err(AuthError::Malformed("Basic credentials out of bounds"));
     }
     Ok((user.to_string(), pass.to_string()))
+}
+
+/// `uri` with another path, its query kept.
+fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// The Host without port, lower-cased (HTTP/2: the `:authority`).

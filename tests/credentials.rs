@@ -26,6 +26,10 @@ struct FakeState {
     lifetime: AtomicI64,
     refresh_fails: AtomicBool,
     bad_hash: AtomicBool,
+    /// "locked" is under Cognito's own lockout while this is set.
+    locked: AtomicBool,
+    /// How long every answer takes, so that concurrent attempts are all in flight at once.
+    delay: Arc<Mutex<Duration>>,
 }
 
 impl FakeState {
@@ -61,57 +65,69 @@ fn tokens(k1: &TestKey, username: &str, lifetime: i64) -> Response<Full<Bytes>> 
 
 async fn fake_private_api(state: Arc<FakeState>) -> std::net::SocketAddr {
     let k1 = Arc::new(TestKey::load("k1"));
-    serve_fn(Arc::new(move |req: Request<Bytes>| {
-        let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
-        let flow = body["AuthFlow"].as_str().unwrap_or("").to_string();
-        let params = &body["AuthParameters"];
-        let user = params["USERNAME"].as_str().unwrap_or("").to_string();
-        let key = format!("{} {flow} {user}", req.uri().path());
-        *state.calls.lock().unwrap().entry(key).or_default() += 1;
-        let lifetime = state.lifetime.load(Ordering::SeqCst);
-        if flow == "REFRESH_TOKEN_AUTH" {
-            if state.refresh_fails.load(Ordering::SeqCst) {
-                return cognito_error("NotAuthorizedException");
+    let delay = state.delay.clone();
+    serve_fn_delayed(
+        Arc::new(move |req: Request<Bytes>| {
+            let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
+            let flow = body["AuthFlow"].as_str().unwrap_or("").to_string();
+            let params = &body["AuthParameters"];
+            let user = params["USERNAME"].as_str().unwrap_or("").to_string();
+            let key = format!("{} {flow} {user}", req.uri().path());
+            *state.calls.lock().unwrap().entry(key).or_default() += 1;
+            let lifetime = state.lifetime.load(Ordering::SeqCst);
+            if flow == "REFRESH_TOKEN_AUTH" {
+                if state.refresh_fails.load(Ordering::SeqCst) {
+                    return cognito_error("NotAuthorizedException");
+                }
+                let user = params["REFRESH_TOKEN"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("rt-");
+                if user == "alice" && params["SECRET_HASH"] != ALICE_SECRET_HASH {
+                    state.bad_hash.store(true, Ordering::SeqCst);
+                    return cognito_error("NotAuthorizedException");
+                }
+                return tokens(&k1, user, lifetime);
             }
-            let user = params["REFRESH_TOKEN"]
-                .as_str()
-                .unwrap_or("")
-                .trim_start_matches("rt-");
             if user == "alice" && params["SECRET_HASH"] != ALICE_SECRET_HASH {
                 state.bad_hash.store(true, Ordering::SeqCst);
                 return cognito_error("NotAuthorizedException");
             }
-            return tokens(&k1, user, lifetime);
-        }
-        if user == "alice" && params["SECRET_HASH"] != ALICE_SECRET_HASH {
-            state.bad_hash.store(true, Ordering::SeqCst);
-            return cognito_error("NotAuthorizedException");
-        }
-        let password = params["PASSWORD"].as_str().unwrap_or("");
-        match user.as_str() {
-            "alice" if password == "pw-alice" => tokens(&k1, "alice", lifetime),
-            "alice" => cognito_error("com.amazonaws#NotAuthorizedException:x"),
-            "html" => Response::builder()
-                .status(500)
-                .body(Full::new(Bytes::from_static(
-                    b"<html><body>Internal Server Error</body></html>",
-                )))
-                .unwrap(),
-            "forbidden" => Response::builder()
-                .status(403)
-                .body(Full::new(Bytes::from_static(br#"{"message":"Forbidden"}"#)))
-                .unwrap(),
-            "unconfirmed" => cognito_error("UserNotConfirmedException"),
-            "throttled" => cognito_error("TooManyRequestsException"),
-            "badparam" => cognito_error("InvalidParameterException"),
-            "newpw" => Response::new(Full::new(Bytes::from(
-                json!({"ChallengeName": "NEW_PASSWORD_REQUIRED", "Session": "s1",
+            let password = params["PASSWORD"].as_str().unwrap_or("");
+            match user.as_str() {
+                "alice" if password == "pw-alice" => tokens(&k1, "alice", lifetime),
+                "alice" => cognito_error("com.amazonaws#NotAuthorizedException:x"),
+                "html" => Response::builder()
+                    .status(500)
+                    .body(Full::new(Bytes::from_static(
+                        b"<html><body>Internal Server Error</body></html>",
+                    )))
+                    .unwrap(),
+                "forbidden" => Response::builder()
+                    .status(403)
+                    .body(Full::new(Bytes::from_static(br#"{"message":"Forbidden"}"#)))
+                    .unwrap(),
+                "locked" if state.locked.load(Ordering::SeqCst) => {
+                    Response::new(Full::new(Bytes::from(
+                        json!({"__type": "NotAuthorizedException",
+                        "message": "Password attempts exceeded"})
+                        .to_string(),
+                    )))
+                }
+                "locked" if password == "pw-locked" => tokens(&k1, "locked", lifetime),
+                "unconfirmed" => cognito_error("UserNotConfirmedException"),
+                "throttled" => cognito_error("TooManyRequestsException"),
+                "badparam" => cognito_error("InvalidParameterException"),
+                "newpw" => Response::new(Full::new(Bytes::from(
+                    json!({"ChallengeName": "NEW_PASSWORD_REQUIRED", "Session": "s1",
                     "ChallengeParameters": {}})
-                .to_string(),
-            ))),
-            _ => cognito_error("UserNotFoundException"),
-        }
-    }))
+                    .to_string(),
+                ))),
+                _ => cognito_error("UserNotFoundException"),
+            }
+        }),
+        delay,
+    )
     .await
 }
 
@@ -472,4 +488,179 @@ async fn a_failing_private_api_is_not_hammered() {
         opened.elapsed()
     );
     assert_eq!(basic(&c, &url, "alice", "pw-alice").await.0, 200);
+}
+
+/// A client whose requests come from `ip` (a loopback address), so that tests can act as
+/// several client addresses.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+async fn post_json(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let resp = c.post(url).json(&body).send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn parallel_wrong_logins_cannot_pass_the_failure_limit() {
+    let e = env(3600, "", 10).await;
+    // Every answer takes 200 ms, so all 40 attempts are in flight at once.
+    *e.state.delay.lock().unwrap() = Duration::from_millis(200);
+    let c = client_from("127.0.0.1");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (c, url) = (c.clone(), format!("{}/auth/login", e.base));
+            tokio::spawn(async move {
+                post_json(
+                    &c,
+                    url,
+                    json!({"username": "alice", "password": format!("w{i}")}),
+                )
+                .await
+                .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        30,
+        "{statuses:?}"
+    );
+    assert_eq!(e.state.calls(&format!("{LOGIN} alice")), 10);
+
+    // The same through Basic, from another address and for another username.
+    let c = client_from("127.0.0.3");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (c, url) = (c.clone(), format!("{}/legacy/x", e.base));
+            tokio::spawn(async move { basic(&c, &url, "mallory", &format!("w{i}")).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        30,
+        "{statuses:?}"
+    );
+    assert_eq!(e.state.calls(&format!("{LOGIN} mallory")), 10);
+}
+
+#[tokio::test]
+async fn garbage_refresh_tokens_cannot_lock_a_user_out() {
+    let e = env(3600, "", 10).await;
+    e.state.refresh_fails.store(true, Ordering::SeqCst);
+    let attacker = client_from("127.0.0.4");
+    let refresh = format!("{}/auth/refresh", e.base);
+    let body = json!({"refresh_token": "garbage", "username": "alice"});
+    for _ in 0..10 {
+        assert_eq!(
+            post_json(&attacker, refresh.clone(), body.clone()).await.0,
+            401
+        );
+    }
+    // The attacker's address is limited, not the user it named.
+    assert_eq!(
+        post_json(&attacker, refresh.clone(), body.clone()).await,
+        (429, json!({"message": "Too Many Requests"}))
+    );
+    let alice = client_from("127.0.0.5");
+    let (status, _) = post_json(
+        &alice,
+        format!("{}/auth/login", e.base),
+        json!({"username": "alice", "password": "pw-alice"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        basic(&alice, &format!("{}/legacy/x", e.base), "alice", "pw-alice")
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn usernames_share_one_failure_budget_across_case_spaces_and_width() {
+    let e = env(3600, "", 3).await;
+    let login = format!("{}/auth/login", e.base);
+    let first = client_from("127.0.0.6");
+    for i in 0..3 {
+        let body = json!({"username": "test-user", "password": format!("w{i}")});
+        assert_eq!(post_json(&first, login.clone(), body).await.0, 401);
+    }
+    for (i, variant) in ["TEST-USER", "test-user ", "\u{ff54}est-user", " Test-User"]
+        .iter()
+        .enumerate()
+    {
+        let other = client_from(&format!("127.0.1.{}", i + 1));
+        let body = json!({"username": variant, "password": "another"});
+        assert_eq!(
+            post_json(&other, login.clone(), body).await.0,
+            429,
+            "{variant:?}"
+        );
+        let (status, _, _) = basic(&other, &format!("{}/legacy/x", e.base), variant, "x").await;
+        assert_eq!(status, 429, "Basic {variant:?}");
+    }
+    let calls: u64 = e.state.calls.lock().unwrap().values().sum();
+    assert_eq!(calls, 3, "no variant reached Cognito");
+}
+
+#[tokio::test]
+async fn cognito_lockout_is_a_temporary_429_and_never_a_cached_wrong_password() {
+    let e = env(3600, "", 100).await;
+    e.state.locked.store(true, Ordering::SeqCst);
+    let c = client();
+    let url = format!("{}/legacy/x", e.base);
+    let (status, headers, body) = basic(&c, &url, "locked", "pw-locked").await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"message": "Too Many Requests"}))
+    );
+    assert!(headers.get("www-authenticate").is_none());
+    let login = format!("{}/auth/login", e.base);
+    let creds = json!({"username": "locked", "password": "pw-locked"});
+    assert_eq!(
+        post_json(&c, login.clone(), creds.clone()).await,
+        (429, json!({"message": "Too Many Requests"}))
+    );
+    // The lockout ends: the right password works at once, not after failure_ttl.
+    e.state.locked.store(false, Ordering::SeqCst);
+    assert_eq!(basic(&c, &url, "locked", "pw-locked").await.0, 200);
+    assert_eq!(post_json(&c, login, creds).await.0, 200);
+    assert_eq!(e.state.calls(&format!("{LOGIN} locked")), 4);
+}
+
+#[tokio::test]
+async fn a_username_cognito_rejects_as_invalid_is_bad_credentials_on_basic() {
+    let e = env(3600, "", 100).await;
+    let c = client();
+    let (status, headers, body) = basic(&c, &format!("{}/legacy/x", e.base), "badparam", "x").await;
+    assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"cognito-gate\"");
 }

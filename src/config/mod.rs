@@ -361,6 +361,9 @@ pub struct RouteConfig {
     pub forward_token: ForwardToken,
     pub forward_token_scheme: String,
     pub claim_headers: Vec<(HeaderName, String)>,
+    /// Forward the client's own Authorization header (an upstream that does its own auth);
+    /// only where the gateway neither reads nor sets Authorization on the route.
+    pub pass_client_authorization: bool,
     /// The service account whose token `auth = ["service"]` forwards.
     pub service_account: Option<String>,
 }

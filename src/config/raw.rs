@@ -115,6 +115,7 @@ pub struct RawRoute {
     pub forward_token: Option<String>,
     pub forward_token_scheme: Option<String>,
     pub claim_headers: BTreeMap<String, String>,
+    pub pass_client_authorization: bool,
     pub service_account: Option<String>,
 }
 

@@ -746,6 +746,23 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
             Err(_) => cx.err(hk, format!("not a header name: {h:?}")),
         }
     }
+    if r.pass_client_authorization {
+        let reads = auth.contains(&AuthMethod::Basic)
+            || (has_jwt && token_header == http::header::AUTHORIZATION);
+        let sets =
+            forward_token != ForwardToken::None && auth.iter().any(|m| *m != AuthMethod::None);
+        if reads {
+            cx.err(
+                k("pass_client_authorization"),
+                "the route reads Authorization itself (basic, or jwt with token_header \"Authorization\")",
+            );
+        } else if sets {
+            cx.err(
+                k("pass_client_authorization"),
+                "the gateway forwards the route's token in Authorization; set forward_token = \"none\" to pass the client's own",
+            );
+        }
+    }
     if !has_jwt
         && !exchanges
         && (!r.scopes.is_empty() || !r.groups.is_empty() || !claim_headers.is_empty())
@@ -773,6 +790,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         forward_token,
         forward_token_scheme,
         claim_headers,
+        pass_client_authorization: r.pass_client_authorization,
         service_account,
     }
 }

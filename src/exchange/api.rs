@@ -476,11 +476,16 @@ pub fn classify(
                 .unwrap_or_default(),
         }));
     }
+    // Cognito's JSON 1.1 errors say `message`; some API Gateway mappings say `Message`.
+    let message = obj
+        .get("message")
+        .or_else(|| obj.get("Message"))
+        .and_then(Value::as_str);
     if let Some(Value::String(t)) = obj.get("__type") {
-        return Err(ExchangeError::cognito(t));
+        return Err(ExchangeError::cognito_with_message(t, message));
     }
     if let Some(t) = error_type {
-        return Err(ExchangeError::cognito(t));
+        return Err(ExchangeError::cognito_with_message(t, message));
     }
     Err(if (200..300).contains(&status) {
         ExchangeError::Dependency(DependencyError::Garbage)
@@ -516,6 +521,15 @@ mod tests {
             classify(400, Some("UserNotFoundException:x"), b"{}"),
             Err(ExchangeError::Cognito {
                 kind: CognitoErrorKind::UserNotFound,
+                ..
+            })
+        ));
+        let locked =
+            br#"{"__type":"NotAuthorizedException","message":"Password attempts exceeded"}"#;
+        assert!(matches!(
+            classify(200, None, locked),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::PasswordAttemptsExceeded,
                 ..
             })
         ));

@@ -125,36 +125,40 @@ impl CredentialCache {
             self.count("negative");
             return Err(CredentialError::Exchange(err));
         }
-        if self.limiter.is_limited(username, client) {
-            self.count("rate_limited");
-            return Err(CredentialError::TooManyFailures);
-        }
-        self.count("miss");
-        let this = self.clone();
         let result = self
             .sessions
-            .try_get_with(key, async move {
-                let tokens = this.login(username, password).await?;
-                Ok::<_, ExchangeError>(Arc::new(Session {
-                    tokens: ArcSwap::from_pointee(tokens),
-                    refreshing: Arc::new(tokio::sync::Mutex::new(())),
-                }))
+            .try_get_with(key, async {
+                // Only the request that runs the shared login reserves an attempt: one call to
+                // the private API is one attempt, however many requests wait for it.
+                let Some(attempt) = self.limiter.reserve(Some(username), client) else {
+                    self.count("rate_limited");
+                    return Err(CredentialError::TooManyFailures);
+                };
+                self.count("miss");
+                match self.login(username, password).await {
+                    Ok(tokens) => {
+                        attempt.refund();
+                        Ok(Arc::new(Session {
+                            tokens: ArcSwap::from_pointee(tokens),
+                            refreshing: Arc::new(tokio::sync::Mutex::new(())),
+                        }))
+                    }
+                    Err(e) => {
+                        if e.is_credential_failure() {
+                            // Stays charged; later requests with these credentials are
+                            // answered from the negative cache without another attempt.
+                            self.failures.insert(key, e.clone()).await;
+                        } else {
+                            attempt.refund();
+                        }
+                        Err(CredentialError::Exchange(e))
+                    }
+                }
             })
             .await;
         match result {
             Ok(session) => Ok(session.tokens.load_full()),
-            Err(e) => {
-                let e = (*e).clone();
-                if e.is_credential_failure() {
-                    // Every waiter of the shared login sees the error; only the one that puts
-                    // it in the negative cache counts it against the limits.
-                    let entry = self.failures.entry(key).or_insert(e.clone()).await;
-                    if entry.is_fresh() {
-                        self.limiter.record_failure(username, client);
-                    }
-                }
-                Err(CredentialError::Exchange(e))
-            }
+            Err(e) => Err((*e).clone()),
         }
     }
 

@@ -5,6 +5,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CognitoErrorKind {
     NotAuthorized,
+    /// Cognito's own lockout after repeated wrong passwords: a `NotAuthorizedException` whose
+    /// message is "Password attempts exceeded". Temporary; says nothing about the password.
+    PasswordAttemptsExceeded,
     UserNotFound,
     UserNotConfirmed,
     PasswordResetRequired,
@@ -39,6 +42,22 @@ impl CognitoErrorKind {
     }
 
     /// Wrong credentials (or an unknown user, which must look the same to clients).
+    /// The kind for a type and its message: the message only tells Cognito's lockout apart
+    /// from a wrong password.
+    pub fn from_type_and_message(name: &str, message: Option<&str>) -> Self {
+        match Self::from_type(name) {
+            CognitoErrorKind::NotAuthorized
+                if message.is_some_and(|m| {
+                    m.to_ascii_lowercase()
+                        .contains("password attempts exceeded")
+                }) =>
+            {
+                CognitoErrorKind::PasswordAttemptsExceeded
+            }
+            kind => kind,
+        }
+    }
+
     pub fn is_bad_credentials(self) -> bool {
         matches!(
             self,
@@ -108,24 +127,38 @@ pub enum ExchangeError {
 
 impl ExchangeError {
     pub fn cognito(type_name: &str) -> Self {
+        Self::cognito_with_message(type_name, None)
+    }
+
+    /// A Cognito error with its `message` (which is only used to classify, never shown).
+    pub fn cognito_with_message(type_name: &str, message: Option<&str>) -> Self {
         let name = normalise_type(type_name);
         ExchangeError::Cognito {
-            kind: CognitoErrorKind::from_type(name),
+            kind: CognitoErrorKind::from_type_and_message(name, message),
             type_name: name.to_string(),
         }
     }
 
     /// Failures that say something about the credentials (cached negatively, counted against
-    /// the failure limit), as opposed to the dependency failing.
+    /// the failure limit), as opposed to the dependency failing. A username Cognito rejects as
+    /// invalid is bad credentials; Cognito's own lockout is not (the password may be right).
     pub fn is_credential_failure(&self) -> bool {
         match self {
-            ExchangeError::Cognito { kind, .. } => matches!(
-                kind,
+            ExchangeError::Cognito { kind, .. } => match kind {
                 CognitoErrorKind::NotAuthorized
-                    | CognitoErrorKind::UserNotFound
-                    | CognitoErrorKind::UserNotConfirmed
-                    | CognitoErrorKind::PasswordResetRequired
-            ),
+                | CognitoErrorKind::UserNotFound
+                | CognitoErrorKind::UserNotConfirmed
+                | CognitoErrorKind::PasswordResetRequired
+                | CognitoErrorKind::InvalidParameter => true,
+                CognitoErrorKind::PasswordAttemptsExceeded
+                | CognitoErrorKind::TooManyRequests
+                | CognitoErrorKind::CodeMismatch
+                | CognitoErrorKind::ExpiredCode
+                | CognitoErrorKind::InvalidPassword
+                | CognitoErrorKind::ResourceNotFound
+                | CognitoErrorKind::InternalError
+                | CognitoErrorKind::Other => false,
+            },
             ExchangeError::ChallengeRequired(_) => true,
             ExchangeError::Dependency(_) | ExchangeError::InvalidTokens(_) => false,
         }
@@ -135,6 +168,10 @@ impl ExchangeError {
     pub fn outcome(&self) -> &'static str {
         match self {
             ExchangeError::Cognito { kind, .. } if kind.is_bad_credentials() => "rejected",
+            ExchangeError::Cognito {
+                kind: CognitoErrorKind::PasswordAttemptsExceeded,
+                ..
+            } => "locked_out",
             ExchangeError::Cognito { .. } => "cognito_error",
             ExchangeError::Dependency(d) => d.kind(),
             ExchangeError::ChallengeRequired(_) => "challenge",

@@ -1,5 +1,9 @@
-//! Failed-login limits per username and per client address: after `max` failures within a
-//! minute (counted from the first), further attempts are refused without calling Cognito.
+//! Failed-login limits per username and per client address: at most `max` failures within a
+//! minute (counted from the first). An attempt is reserved before the private API is called and
+//! refunded when it did not fail on the credentials, so parallel attempts cannot pass the limit
+//! between a check and the answer. Usernames are compared the way Cognito compares them by
+//! default (case-insensitively), after Unicode compatibility normalisation, so `ALICE`,
+//! `alice ` and a full-width `ａlice` share one budget.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -7,15 +11,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
+use unicode_normalization::UnicodeNormalization;
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Bounds the memory an attacker can make the limiter use.
 const MAX_TRACKED: u64 = 100_000;
 
+type Counter = Arc<AtomicU32>;
+
 pub struct FailureLimiter {
     max: u32,
-    by_user: Cache<String, Arc<AtomicU32>>,
-    by_addr: Cache<IpAddr, Arc<AtomicU32>>,
+    by_user: Cache<String, Counter>,
+    by_addr: Cache<IpAddr, Counter>,
+}
+
+/// One reserved attempt. Dropping it keeps it charged (a failed login, or a caller that went
+/// away after the private API was called); `refund` gives it back.
+#[must_use = "an attempt is charged unless refunded"]
+pub struct Attempt {
+    counters: [Option<Counter>; 2],
+}
+
+impl Attempt {
+    /// The attempt did not fail on the credentials: it does not count.
+    pub fn refund(self) {
+        for c in self.counters.iter().flatten() {
+            // Never below zero, even if the window reset the counter meanwhile.
+            let _ = c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+}
+
+/// The key a username is limited under: NFKC, lower-cased, trimmed.
+pub fn normalise_username(username: &str) -> String {
+    let folded: String = username.nfkc().collect::<String>().to_lowercase();
+    folded.trim().to_string()
 }
 
 impl FailureLimiter {
@@ -33,20 +63,40 @@ impl FailureLimiter {
         }
     }
 
-    /// True when this username or address has used up its failures for the window.
-    pub fn is_limited(&self, username: &str, addr: IpAddr) -> bool {
-        let over =
-            |c: Option<Arc<AtomicU32>>| c.is_some_and(|c| c.load(Ordering::Relaxed) >= self.max);
-        over(self.by_user.get(username)) || over(self.by_addr.get(&addr))
+    /// Reserves one attempt against the address and, when given, the username. `None` when
+    /// either has used up its failures for the window (nothing is then charged).
+    pub fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
+        let addr_counter = self.by_addr.get_with(addr, Default::default);
+        if !self.take(&addr_counter) {
+            return None;
+        }
+        let user_counter = match username {
+            None => None,
+            Some(u) => {
+                let c = self
+                    .by_user
+                    .get_with(normalise_username(u), Default::default);
+                if !self.take(&c) {
+                    Attempt {
+                        counters: [Some(addr_counter), None],
+                    }
+                    .refund();
+                    return None;
+                }
+                Some(c)
+            }
+        };
+        Some(Attempt {
+            counters: [Some(addr_counter), user_counter],
+        })
     }
 
-    pub fn record_failure(&self, username: &str, addr: IpAddr) {
-        self.by_user
-            .get_with(username.to_string(), Default::default)
-            .fetch_add(1, Ordering::Relaxed);
-        self.by_addr
-            .get_with(addr, Default::default)
-            .fetch_add(1, Ordering::Relaxed);
+    /// Increments the counter unless it is at the limit, in one atomic step.
+    fn take(&self, c: &Counter) -> bool {
+        c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < self.max).then_some(n + 1)
+        })
+        .is_ok()
     }
 }
 
@@ -60,11 +110,73 @@ mod tests {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(!l.is_limited("alice", a));
-            l.record_failure("alice", a);
+            drop(l.reserve(Some("alice"), a).expect("under the limit"));
         }
-        assert!(l.is_limited("alice", b), "per username");
-        assert!(l.is_limited("bob", a), "per address");
-        assert!(!l.is_limited("bob", b));
+        assert!(l.reserve(Some("alice"), b).is_none(), "per username");
+        assert!(l.reserve(Some("bob"), a).is_none(), "per address");
+        assert!(l.reserve(Some("bob"), b).is_some());
+    }
+
+    #[test]
+    fn refunded_attempts_do_not_count_and_a_refusal_charges_nothing() {
+        let l = FailureLimiter::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..10 {
+            l.reserve(Some("alice"), a).unwrap().refund();
+        }
+        let held: Vec<Attempt> = (0..2).map(|_| l.reserve(Some("bob"), b).unwrap()).collect();
+        // bob is at the limit: a refusal for bob must not use up the address's budget.
+        assert!(l.reserve(Some("bob"), a).is_none());
+        assert!(l.reserve(Some("carol"), a).is_some());
+        drop(held);
+    }
+
+    #[test]
+    fn usernames_share_a_budget_across_case_space_and_width() {
+        assert_eq!(normalise_username(" Test-User "), "test-user");
+        assert_eq!(normalise_username("ｔest-user"), "test-user");
+        assert_eq!(normalise_username("TEST-USER"), "test-user");
+        let l = FailureLimiter::new(1);
+        drop(l.reserve(Some("test-user"), "10.0.0.1".parse().unwrap()));
+        for (i, variant) in ["TEST-USER", "test-user ", "ｔest-user"].iter().enumerate() {
+            let addr: IpAddr = format!("10.0.1.{i}").parse().unwrap();
+            assert!(l.reserve(Some(variant), addr).is_none(), "{variant:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_alone_for_requests_that_name_no_trustworthy_username() {
+        let l = FailureLimiter::new(1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        drop(l.reserve(None, a));
+        assert!(l.reserve(None, a).is_none());
+        assert!(l
+            .reserve(Some("alice"), "10.0.0.2".parse().unwrap())
+            .is_some());
+    }
+
+    #[test]
+    fn parallel_reservations_never_pass_the_limit() {
+        let l = Arc::new(FailureLimiter::new(10));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let granted = Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (l, g) = (l.clone(), granted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        if let Some(t) = l.reserve(Some("alice"), a) {
+                            g.fetch_add(1, Ordering::SeqCst);
+                            drop(t);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(granted.load(Ordering::SeqCst), 10);
     }
 }

@@ -214,10 +214,14 @@ impl JwksCache {
         }));
     }
 
-    /// The key is in the current, usable key set (no fetch).
-    pub fn has_usable_key(&self, kid: &str) -> bool {
+    /// The key that has this `kid` and fingerprint is in the current, usable key set (no
+    /// fetch). Another key published under the same `kid` does not count.
+    pub fn has_usable_key(&self, kid: &str, fingerprint: &[u8; 32]) -> bool {
         let snap = self.snapshot.load();
-        snap.keys.get(kid).is_some() && self.usable(&snap)
+        snap.keys
+            .get(kid)
+            .is_some_and(|k| k.fingerprint == *fingerprint)
+            && self.usable(&snap)
     }
 
     /// Seconds since the keys were last loaded, if ever.

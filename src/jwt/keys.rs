@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 /// One RSA public key, usable for RS256 signatures.
 pub struct Key {
     pub kid: String,
     pub decoding: DecodingKey,
+    /// SHA-256 of the key material (`n`, `e`): tells a key re-published under the same `kid`
+    /// from the one that was there before.
+    pub fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for Key {
@@ -106,7 +110,15 @@ fn usable_key(value: serde_json::Value) -> Result<Key, &'static str> {
         _ => return Err("missing n or e"),
     };
     let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|_| "bad n or e")?;
-    Ok(Key { kid, decoding })
+    let mut h = Sha256::new();
+    h.update(n.as_bytes());
+    h.update(b".");
+    h.update(e.as_bytes());
+    Ok(Key {
+        kid,
+        decoding,
+        fingerprint: h.finalize().into(),
+    })
 }
 
 #[cfg(test)]

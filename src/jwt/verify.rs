@@ -164,6 +164,8 @@ pub struct Decoded<'t> {
 struct CachedToken {
     verified: Arc<Verified>,
     kid: String,
+    /// The key that verified it: a different key published under the same `kid` ends the entry.
+    key: [u8; 32],
 }
 
 /// How many verified tokens are remembered (each entry is a digest and the claims).
@@ -222,23 +224,25 @@ impl Verifier {
                 self.verified.invalidate(&digest);
                 return Err(AuthError::Expired { exp, now });
             }
-            if self.jwks.has_usable_key(&hit.kid) {
+            if self.jwks.has_usable_key(&hit.kid, &hit.key) {
                 check_route(&hit.verified, policy)?;
                 return Ok(hit.verified.clone());
             }
-            // The key was withdrawn (or the keys went stale): verify from scratch.
+            // The key was withdrawn or replaced (or the keys went stale): verify from scratch.
             self.verified.invalidate(&digest);
         }
         let decoded = decode(token)?;
         let kid = decoded.kid.clone();
         // Boxed: the slow path (which may refetch the JWKS) would otherwise make every
         // request's future, and each connection's in-flight slot, several KiB larger.
-        let verified = Arc::new(Box::pin(self.verify_pool(decoded, policy, now)).await?);
+        let (verified, key) = Box::pin(self.verify_pool(decoded, policy, now)).await?;
+        let verified = Arc::new(verified);
         self.verified.insert(
             digest,
             Arc::new(CachedToken {
                 verified: verified.clone(),
                 kid,
+                key,
             }),
         );
         check_route(&verified, policy)?;
@@ -252,19 +256,19 @@ impl Verifier {
         policy: RoutePolicy<'_>,
         now: i64,
     ) -> Result<Verified, AuthError> {
-        let v = self.verify_pool(decoded, policy, now).await?;
+        let (v, _) = self.verify_pool(decoded, policy, now).await?;
         check_route(&v, policy)?;
         Ok(v)
     }
 
     /// Structure, issuer, key, signature, expiry, token kind and app client. `policy` only names
-    /// the expected kind in errors.
+    /// the expected kind in errors. Returns the fingerprint of the key that verified it.
     async fn verify_pool(
         &self,
         decoded: Decoded<'_>,
         policy: RoutePolicy<'_>,
         now: i64,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<(Verified, [u8; 32]), AuthError> {
         let claims = &decoded.claims;
         let iss = str_claim(claims, "iss")?.ok_or(AuthError::Malformed("no iss claim"))?;
         if iss != self.issuer {
@@ -345,10 +349,13 @@ impl Verifier {
             scope: scope.unwrap_or("").to_string(),
             claims: Map::new(),
         };
-        Ok(Verified {
-            claims: decoded.claims,
-            ..verified
-        })
+        Ok((
+            Verified {
+                claims: decoded.claims,
+                ..verified
+            },
+            key.fingerprint,
+        ))
     }
 }
 

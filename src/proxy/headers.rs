@@ -1,16 +1,99 @@
-//! Header hygiene: hop-by-hop removal, client address from a trusted X-Forwarded-For chain,
-//! request ids.
+//! Header hygiene, in one place: what a client must not be able to tell the upstream (claim
+//! headers, Authorization, the proxy headers, in any spelling), hop-by-hop removal, the client
+//! address from a trusted X-Forwarded-For chain, request ids.
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION};
 use ipnet::IpNet;
+use rustc_hash::FxHashSet;
+
+use crate::config::RouteConfig;
 
 // Names parsed once, at compile time, rather than from a string on every request.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that tell an upstream where a request came from or what it asked for. Only a trusted
+/// proxy may send them; X-Original-URL and X-Rewrite-URL (a path other than the one routed on)
+/// are never passed.
+const PROXY_HEADERS: [&str; 4] = ["forwarded", "x-real-ip", "x-original-url", "x-rewrite-url"];
+const X_FORWARDED_PREFIX: &str = "x-forwarded-";
+
+/// What the gateway removes from every inbound request before it adds its own headers, compiled
+/// once per configuration from every route.
+pub struct InboundHygiene {
+    /// Every route's claim headers, by exact name.
+    claim_headers: Vec<HeaderName>,
+    /// Lower-case names with `-`, whose spellings with `_` are removed too: WSGI, CGI, PHP and
+    /// many frameworks read `x_cognito_groups` and `x-cognito-groups` as one variable.
+    guarded: FxHashSet<String>,
+}
+
+impl InboundHygiene {
+    pub fn new(routes: &[RouteConfig]) -> Self {
+        let mut claim_headers: Vec<HeaderName> = Vec::new();
+        let mut guarded: FxHashSet<String> = PROXY_HEADERS.iter().map(|h| h.to_string()).collect();
+        guarded.insert(AUTHORIZATION.as_str().to_string());
+        for r in routes {
+            guarded.insert(r.token_header.as_str().to_string());
+            for (h, _) in &r.claim_headers {
+                if !claim_headers.contains(h) {
+                    claim_headers.push(h.clone());
+                }
+                guarded.insert(h.as_str().to_string());
+            }
+        }
+        InboundHygiene {
+            claim_headers,
+            guarded,
+        }
+    }
+
+    /// Every header named in any route's `claim_headers`.
+    pub fn claim_headers(&self) -> &[HeaderName] {
+        &self.claim_headers
+    }
+
+    /// Removes hop-by-hop headers and everything a client must not set for the upstream: claim
+    /// headers and their `_` spellings; the route's token header and, unless the route passes
+    /// the client's own, Authorization (the gateway sets it when it forwards a token it
+    /// verified); the `_` spellings of both; proxy headers from a peer outside
+    /// `trusted_proxies` (X-Forwarded-For/-Proto/-Host are then set by `set_forwarded`);
+    /// X-Original-URL and X-Rewrite-URL from anyone.
+    pub fn clean(&self, headers: &mut HeaderMap, route: &RouteConfig, peer_trusted: bool) {
+        remove_hop_by_hop(headers);
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        for name in headers.keys() {
+            let n = name.as_str();
+            let remove = if n.contains('_') {
+                let dashed = n.replace('_', "-");
+                self.guarded.contains(&dashed) || dashed.starts_with(X_FORWARDED_PREFIX)
+            } else if n.starts_with(X_FORWARDED_PREFIX) || n == "forwarded" || n == "x-real-ip" {
+                !peer_trusted
+            } else {
+                n == "x-original-url" || n == "x-rewrite-url"
+            };
+            if remove && !doomed.contains(name) {
+                doomed.push(name.clone());
+            }
+        }
+        for name in doomed {
+            headers.remove(name);
+        }
+        for name in &self.claim_headers {
+            headers.remove(name);
+        }
+        if !route.pass_client_authorization {
+            headers.remove(AUTHORIZATION);
+        }
+        if route.token_header != AUTHORIZATION {
+            headers.remove(&route.token_header);
+        }
+    }
+}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies also drop).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -51,7 +134,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+/// The address is in `trusted_proxies` (IPv4-mapped IPv6 addresses compared as IPv4).
+pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     let ip = canonical(ip);
     proxies.iter().any(|n| n.contains(&ip))
 }
@@ -64,30 +148,30 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the right-most
-/// X-Forwarded-For entry that is not a trusted proxy.
+/// X-Forwarded-For entry that is not a trusted proxy. The header is read entry by entry on its
+/// raw bytes: a malformed entry stops the walk there (its left is not believed), and never
+/// discards the entries to its right.
 pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     if !trusted(peer, proxies) {
         return peer;
     }
     let mut last_trusted = peer;
-    let entries: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
-    for entry in entries.into_iter().rev() {
-        match parse_forwarded_ip(entry.trim()) {
-            Some(ip) if trusted(ip, proxies) => last_trusted = canonical(ip),
-            Some(ip) => return canonical(ip),
-            None => return last_trusted,
+    // Several X-Forwarded-For lines are one list in order; the last line holds the right end.
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        for entry in value.as_bytes().rsplit(|&b| b == b',') {
+            match parse_forwarded_ip(entry) {
+                Some(ip) if trusted(ip, proxies) => last_trusted = canonical(ip),
+                Some(ip) => return canonical(ip),
+                None => return last_trusted,
+            }
         }
     }
     last_trusted
 }
 
-fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+fn parse_forwarded_ip(entry: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(entry.trim_ascii()).ok()?;
     if let Ok(ip) = s.parse() {
         return Some(ip);
     }
@@ -95,8 +179,9 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
     s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
-/// Sets X-Forwarded-For/-Proto/-Host. A trusted peer's X-Forwarded-For is appended to and its
-/// -Proto/-Host are kept; anyone else's are replaced.
+/// Sets X-Forwarded-For/-Proto/-Host. A trusted peer's X-Forwarded-For is appended to (as raw
+/// bytes, so no entry is lost to an encoding the gateway does not read) and its -Proto/-Host are
+/// kept; anyone else's are replaced.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -106,20 +191,23 @@ pub fn set_forwarded(
 ) {
     let peer = canonical(peer);
     let is_trusted = trusted(peer, proxies);
-    if !is_trusted {
-        headers.insert(X_FORWARDED_FOR, ip_header_value(peer));
-    } else {
-        let prior: Vec<&str> = headers
+    let prior: Vec<&[u8]> = if is_trusted {
+        headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let xff = if prior.is_empty() {
-            peer.to_string()
-        } else {
-            format!("{}, {peer}", prior.join(", "))
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+            .map(HeaderValue::as_bytes)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if prior.is_empty() {
+        headers.insert(X_FORWARDED_FOR, ip_header_value(peer));
+    } else {
+        let mut xff = prior.join(&b", "[..]);
+        xff.extend_from_slice(b", ");
+        xff.extend_from_slice(ip_header_value(peer).as_bytes());
+        // Joined header values with visible separators are a header value again.
+        if let Ok(v) = HeaderValue::from_bytes(&xff) {
             headers.insert(X_FORWARDED_FOR, v);
         }
     }

@@ -4,6 +4,7 @@
 pub mod direct;
 pub mod echo;
 pub mod headers;
+pub mod path;
 pub mod routes;
 pub mod upstream;
 
