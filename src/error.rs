@@ -1,60 +1,28 @@
-//! The one place that turns a failed request into a response. The status follows where the
-//! error came from: the client's credentials (401/403), the client's request (400/404/413), an
-//! upstream (502/504), or a dependency of the gateway (503). Internal error text never reaches
-//! the client; it goes to the log.
+//! The one place that turns a failed request into a response and an audit record. The status
+//! follows where the error came from: the client's credentials (401/403/429), the client's
+//! request (400/404/405/413), an upstream (502/504), or a dependency of the gateway (502/503/504).
+//! Every variant maps, in one exhaustive match, to its status, body, challenge and audit
+//! (decision, reason); the login API's answers come from the same map. Internal error text
+//! never reaches the client; it goes to the log.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::body::{full, Body};
+use crate::config::AuthMethod;
 use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
 
-/// The status for an exchange failure on a Basic route: the credentials' fault is 401, a
-/// throttled Cognito 429, a timeout 504, anything else about the dependency 503.
-fn exchange_status(e: &ExchangeError) -> StatusCode {
-    match e {
-        ExchangeError::Cognito { kind, .. } => match kind {
-            CognitoErrorKind::NotAuthorized
-            | CognitoErrorKind::UserNotFound
-            | CognitoErrorKind::UserNotConfirmed
-            | CognitoErrorKind::PasswordResetRequired
-            | CognitoErrorKind::CodeMismatch
-            | CognitoErrorKind::ExpiredCode
-            | CognitoErrorKind::InvalidPassword
-            | CognitoErrorKind::InvalidParameter => StatusCode::UNAUTHORIZED,
-            CognitoErrorKind::TooManyRequests | CognitoErrorKind::PasswordAttemptsExceeded => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            CognitoErrorKind::ResourceNotFound
-            | CognitoErrorKind::InternalError
-            | CognitoErrorKind::Other => StatusCode::SERVICE_UNAVAILABLE,
-        },
-        ExchangeError::ChallengeRequired(_) => StatusCode::UNAUTHORIZED,
-        ExchangeError::Dependency(DependencyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-        ExchangeError::Dependency(
-            DependencyError::Connect
-            | DependencyError::Forbidden
-            | DependencyError::Throttled
-            | DependencyError::Status(_)
-            | DependencyError::Garbage
-            | DependencyError::CircuitOpen,
-        ) => StatusCode::SERVICE_UNAVAILABLE,
-        ExchangeError::InvalidTokens(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-/// The standard message for a status the gateway produces itself.
-fn status_message(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => MSG_UNAUTHORIZED,
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        504 => "Endpoint request timed out",
-        _ => "Bad Gateway",
-    }
-}
+pub const MSG_UNAUTHORIZED: &str = "Unauthorized";
+pub const MSG_EXPIRED: &str = "The incoming token has expired";
+pub const MSG_GROUP_DENIED: &str = "User is not authorized to access this resource";
+const MSG_FORBIDDEN: &str = "Forbidden";
+const MSG_TOO_MANY: &str = "Too Many Requests";
+const MSG_BAD_GATEWAY: &str = "Bad Gateway";
+const MSG_UNAVAILABLE: &str = "Service Unavailable";
+const MSG_TIMEOUT: &str = "Endpoint request timed out";
+const MSG_BAD_REQUEST: &str = "Bad Request";
 
 /// How a 401 invites the client to authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +30,16 @@ pub enum Challenge {
     Bearer,
     Basic,
     None,
+}
+
+impl Challenge {
+    fn header(self) -> Option<HeaderValue> {
+        match self {
+            Challenge::Bearer => Some(HeaderValue::from_static("Bearer")),
+            Challenge::Basic => Some(HeaderValue::from_static("Basic realm=\"cognito-gate\"")),
+            Challenge::None => None,
+        }
+    }
 }
 
 /// What went wrong with an upstream.
@@ -83,6 +61,29 @@ impl UpstreamError {
             UpstreamError::Timeout => "timeout",
         }
     }
+
+    pub const ALL: [UpstreamError; 3] = [
+        UpstreamError::Connect,
+        UpstreamError::Protocol,
+        UpstreamError::Timeout,
+    ];
+}
+
+/// The login API's endpoints: each words a refusal of the credentials its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginEndpoint {
+    Login,
+    Refresh,
+    Challenge,
+}
+
+impl LoginEndpoint {
+    fn denied(self) -> &'static str {
+        match self {
+            LoginEndpoint::Login | LoginEndpoint::Challenge => "Incorrect username or password.",
+            LoginEndpoint::Refresh => "Invalid refresh token.",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,13 +96,18 @@ pub enum GatewayError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    #[error("request body larger than max_body_bytes")]
+    #[error("method not allowed (only {0})")]
+    MethodNotAllowed(&'static str),
+    #[error("request body larger than the limit")]
     BodyTooLarge,
     #[error("{0}")]
     Upstream(UpstreamError),
     /// Basic credentials could not be exchanged for tokens.
     #[error("credential exchange failed: {0}")]
     Exchange(ExchangeError),
+    /// A login API call failed; answered in Cognito's terms (typed 403s, 400s).
+    #[error("login API call failed: {0}")]
+    Login(ExchangeError, LoginEndpoint),
     /// Too many failed logins for the username or the client address.
     #[error("too many failed logins")]
     TooManyFailures,
@@ -110,91 +116,299 @@ pub enum GatewayError {
     ServiceTokenUnavailable(String),
 }
 
-pub const MSG_UNAUTHORIZED: &str = "Unauthorized";
-pub const MSG_EXPIRED: &str = "The incoming token has expired";
-pub const MSG_GROUP_DENIED: &str = "User is not authorized to access this resource";
+/// The JSON body of an error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorBody {
+    /// `{"message": ...}`
+    Message(&'static str),
+    /// `{"message": ..., "type": ...}`: the login API names Cognito's error type where the
+    /// client can act on it (unconfirmed user, password reset, a bad parameter).
+    Typed {
+        message: &'static str,
+        type_name: String,
+    },
+}
+
+/// Whether the request was let through, for the access log and `auth_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// Answered by the login API (no route, no auth decision of its own).
+    LoginApi,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::LoginApi => "login_api",
+        }
+    }
+}
+
+/// Why: a bounded label. Token and exchange reasons come from their subsystems' closed enums
+/// (`AuthError::reason`, `ExchangeError::outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Allowed by this auth method.
+    Method(AuthMethod),
+    Token(&'static str),
+    Exchange(&'static str),
+    RateLimited,
+    ServiceTokenUnavailable,
+    AllowFrom,
+    /// Nothing more to say (a login API call that succeeded).
+    None,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Method(m) => m.as_str(),
+            Reason::Token(r) | Reason::Exchange(r) => r,
+            Reason::RateLimited => "rate_limited",
+            Reason::ServiceTokenUnavailable => "service_token_unavailable",
+            Reason::AllowFrom => "allow_from",
+            Reason::None => "",
+        }
+    }
+}
+
+/// An auth decision and its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit {
+    pub decision: Decision,
+    pub reason: Reason,
+}
+
+impl Audit {
+    pub fn deny(reason: Reason) -> Self {
+        Audit {
+            decision: Decision::Deny,
+            reason,
+        }
+    }
+}
+
+/// Everything an error becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+    pub challenge: Challenge,
+    /// `None` for errors that are not an auth decision (no route, bad request, upstream).
+    pub audit: Option<Audit>,
+}
+
+fn plain(status: StatusCode, message: &'static str) -> (StatusCode, ErrorBody) {
+    (status, ErrorBody::Message(message))
+}
+
+fn typed(status: StatusCode, message: &'static str, type_name: &str) -> (StatusCode, ErrorBody) {
+    (
+        status,
+        ErrorBody::Typed {
+            message,
+            type_name: type_name.to_string(),
+        },
+    )
+}
+
+/// An exchange failure on a Basic route (`None`) or in the login API.
+fn exchange(e: &ExchangeError, login: Option<LoginEndpoint>) -> (StatusCode, ErrorBody) {
+    let denied = |endpoint: Option<LoginEndpoint>| match endpoint {
+        Some(ep) => plain(StatusCode::UNAUTHORIZED, ep.denied()),
+        None => plain(StatusCode::UNAUTHORIZED, MSG_UNAUTHORIZED),
+    };
+    match e {
+        ExchangeError::Cognito { kind, type_name } => match (kind, login) {
+            (CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound, ep) => denied(ep),
+            // On a Basic route every refusal of the credentials is the same 401: the client
+            // can only try other credentials.
+            (
+                CognitoErrorKind::UserNotConfirmed
+                | CognitoErrorKind::PasswordResetRequired
+                | CognitoErrorKind::InvalidParameter
+                | CognitoErrorKind::InvalidPassword
+                | CognitoErrorKind::CodeMismatch
+                | CognitoErrorKind::ExpiredCode,
+                None,
+            ) => denied(None),
+            (CognitoErrorKind::UserNotConfirmed, Some(_)) => {
+                typed(StatusCode::FORBIDDEN, "User is not confirmed.", type_name)
+            }
+            (CognitoErrorKind::PasswordResetRequired, Some(_)) => typed(
+                StatusCode::FORBIDDEN,
+                "Password reset required for the user.",
+                type_name,
+            ),
+            (CognitoErrorKind::InvalidParameter, Some(_)) => {
+                typed(StatusCode::BAD_REQUEST, "Invalid parameter.", type_name)
+            }
+            (CognitoErrorKind::InvalidPassword, Some(_)) => typed(
+                StatusCode::BAD_REQUEST,
+                "The new password does not meet the password policy.",
+                type_name,
+            ),
+            (CognitoErrorKind::CodeMismatch | CognitoErrorKind::ExpiredCode, Some(_)) => typed(
+                StatusCode::UNAUTHORIZED,
+                "Invalid or expired code.",
+                type_name,
+            ),
+            (CognitoErrorKind::TooManyRequests | CognitoErrorKind::PasswordAttemptsExceeded, _) => {
+                plain(StatusCode::TOO_MANY_REQUESTS, MSG_TOO_MANY)
+            }
+            // Cognito answered, but not about the credentials: the private API misbehaves.
+            (
+                CognitoErrorKind::ResourceNotFound
+                | CognitoErrorKind::InternalError
+                | CognitoErrorKind::Other,
+                _,
+            ) => plain(StatusCode::BAD_GATEWAY, MSG_BAD_GATEWAY),
+        },
+        // A user who must answer a challenge cannot use Basic; the login API returns
+        // challenges as answers, so there it means the private API misbehaved.
+        ExchangeError::ChallengeRequired(_) => match login {
+            None => denied(None),
+            Some(_) => plain(StatusCode::BAD_GATEWAY, MSG_BAD_GATEWAY),
+        },
+        ExchangeError::InvalidTokens(_) => plain(StatusCode::BAD_GATEWAY, MSG_BAD_GATEWAY),
+        ExchangeError::Dependency(DependencyError::Timeout) => {
+            plain(StatusCode::GATEWAY_TIMEOUT, MSG_TIMEOUT)
+        }
+        ExchangeError::Dependency(
+            DependencyError::Connect
+            | DependencyError::Forbidden
+            | DependencyError::Throttled
+            | DependencyError::Status(_)
+            | DependencyError::Garbage
+            | DependencyError::CircuitOpen,
+        ) => plain(StatusCode::SERVICE_UNAVAILABLE, MSG_UNAVAILABLE),
+    }
+}
 
 impl GatewayError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            GatewayError::Auth(e, _) => match e {
-                AuthError::Missing
-                | AuthError::Malformed(_)
-                | AuthError::Algorithm(_)
-                | AuthError::Issuer { .. }
-                | AuthError::UnknownKid
-                | AuthError::BadSignature
-                | AuthError::Expired { .. }
-                | AuthError::NotYetValid { .. }
-                | AuthError::TokenUse { .. }
-                | AuthError::Client { .. }
-                | AuthError::Scope { .. } => StatusCode::UNAUTHORIZED,
-                AuthError::Group { .. } => StatusCode::FORBIDDEN,
-                AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            },
-            GatewayError::ClientNotAllowed => StatusCode::FORBIDDEN,
-            GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::Upstream(UpstreamError::Connect | UpstreamError::Protocol) => {
-                StatusCode::BAD_GATEWAY
+    /// The one map: status, body, challenge and audit of every error.
+    pub fn map(&self) -> Mapped {
+        let ((status, body), challenge, audit) = match self {
+            GatewayError::Auth(e, challenge) => {
+                let out = match e {
+                    AuthError::Missing
+                    | AuthError::Malformed(_)
+                    | AuthError::Algorithm(_)
+                    | AuthError::Issuer { .. }
+                    | AuthError::UnknownKid
+                    | AuthError::BadSignature
+                    | AuthError::NotYetValid { .. }
+                    | AuthError::TokenUse { .. }
+                    | AuthError::Client { .. }
+                    | AuthError::Scope { .. } => plain(StatusCode::UNAUTHORIZED, MSG_UNAUTHORIZED),
+                    AuthError::Expired { .. } => plain(StatusCode::UNAUTHORIZED, MSG_EXPIRED),
+                    AuthError::Group { .. } => plain(StatusCode::FORBIDDEN, MSG_GROUP_DENIED),
+                    AuthError::KeysUnavailable => {
+                        plain(StatusCode::SERVICE_UNAVAILABLE, MSG_UNAVAILABLE)
+                    }
+                };
+                (
+                    out,
+                    *challenge,
+                    Some(Audit::deny(Reason::Token(e.reason()))),
+                )
             }
-            GatewayError::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Exchange(e) => exchange_status(e),
-            GatewayError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::ServiceTokenUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The message of the JSON body: API Gateway's wording, never internal detail.
-    pub fn message(&self) -> &'static str {
-        match self {
-            GatewayError::Auth(e, _) => match e {
-                AuthError::Expired { .. } => MSG_EXPIRED,
-                AuthError::Group { .. } => MSG_GROUP_DENIED,
-                AuthError::KeysUnavailable => "Service Unavailable",
-                AuthError::Missing
-                | AuthError::Malformed(_)
-                | AuthError::Algorithm(_)
-                | AuthError::Issuer { .. }
-                | AuthError::UnknownKid
-                | AuthError::BadSignature
-                | AuthError::NotYetValid { .. }
-                | AuthError::TokenUse { .. }
-                | AuthError::Client { .. }
-                | AuthError::Scope { .. } => MSG_UNAUTHORIZED,
-            },
-            GatewayError::ClientNotAllowed => "Forbidden",
-            GatewayError::NoRoute => "Not Found",
-            GatewayError::BadRequest(_) => "Bad Request",
-            GatewayError::BodyTooLarge => "Request Entity Too Large",
-            GatewayError::Upstream(UpstreamError::Connect | UpstreamError::Protocol) => {
-                "Bad Gateway"
-            }
-            GatewayError::Upstream(UpstreamError::Timeout) => "Endpoint request timed out",
-            GatewayError::Exchange(e) => status_message(exchange_status(e)),
-            GatewayError::TooManyFailures => "Too Many Requests",
-            GatewayError::ServiceTokenUnavailable(_) => "Service Unavailable",
-        }
-    }
-
-    pub fn into_response(self) -> Response<Body> {
-        let status = self.status();
-        let mut resp = json_message(status, self.message());
-        let challenge = match &self {
-            GatewayError::Auth(_, c) => *c,
-            GatewayError::Exchange(_) => Challenge::Basic,
-            _ => Challenge::None,
+            GatewayError::ClientNotAllowed => (
+                plain(StatusCode::FORBIDDEN, MSG_FORBIDDEN),
+                Challenge::None,
+                Some(Audit::deny(Reason::AllowFrom)),
+            ),
+            GatewayError::NoRoute => (
+                plain(StatusCode::NOT_FOUND, "Not Found"),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::BadRequest(_) => (
+                plain(StatusCode::BAD_REQUEST, MSG_BAD_REQUEST),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::MethodNotAllowed(_) => (
+                plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::BodyTooLarge => (
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::Upstream(UpstreamError::Connect | UpstreamError::Protocol) => (
+                plain(StatusCode::BAD_GATEWAY, MSG_BAD_GATEWAY),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::Upstream(UpstreamError::Timeout) => (
+                plain(StatusCode::GATEWAY_TIMEOUT, MSG_TIMEOUT),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::Exchange(e) => (
+                exchange(e, None),
+                Challenge::Basic,
+                Some(Audit::deny(Reason::Exchange(e.outcome()))),
+            ),
+            GatewayError::Login(e, endpoint) => (
+                exchange(e, Some(*endpoint)),
+                Challenge::None,
+                Some(Audit {
+                    decision: Decision::LoginApi,
+                    reason: Reason::Exchange(e.outcome()),
+                }),
+            ),
+            GatewayError::TooManyFailures => (
+                plain(StatusCode::TOO_MANY_REQUESTS, MSG_TOO_MANY),
+                Challenge::None,
+                Some(Audit::deny(Reason::RateLimited)),
+            ),
+            GatewayError::ServiceTokenUnavailable(_) => (
+                plain(StatusCode::SERVICE_UNAVAILABLE, MSG_UNAVAILABLE),
+                Challenge::None,
+                Some(Audit::deny(Reason::ServiceTokenUnavailable)),
+            ),
         };
-        if status == StatusCode::UNAUTHORIZED {
-            let value = match challenge {
-                Challenge::Bearer => Some(HeaderValue::from_static("Bearer")),
-                Challenge::Basic => Some(HeaderValue::from_static("Basic realm=\"cognito-gate\"")),
-                Challenge::None => None,
-            };
-            if let Some(v) = value {
+        Mapped {
+            status,
+            body,
+            challenge,
+            audit,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.map().status
+    }
+
+    /// The response: the mapped status and JSON body, `WWW-Authenticate` on a 401 with a
+    /// challenge, `Allow` on a 405.
+    pub fn into_response(self) -> Response<Body> {
+        let mapped = self.map();
+        let mut resp = match &mapped.body {
+            ErrorBody::Message(m) => json_message(mapped.status, m),
+            ErrorBody::Typed { message, type_name } => json_response(
+                mapped.status,
+                Bytes::from(
+                    serde_json::json!({ "message": message, "type": type_name }).to_string(),
+                ),
+            ),
+        };
+        if mapped.status == StatusCode::UNAUTHORIZED {
+            if let Some(v) = mapped.challenge.header() {
                 resp.headers_mut().insert(WWW_AUTHENTICATE, v);
             }
+        }
+        if let GatewayError::MethodNotAllowed(allow) = self {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }
@@ -222,135 +436,387 @@ pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
 mod tests {
     use super::*;
 
-    /// Pins the status and body of every variant.
+    fn auth(e: AuthError) -> GatewayError {
+        GatewayError::Auth(e, Challenge::Bearer)
+    }
+
+    fn cognito(kind: CognitoErrorKind) -> ExchangeError {
+        ExchangeError::Cognito {
+            kind,
+            type_name: format!("{kind:?}Exception"),
+        }
+    }
+
+    fn msg(m: &'static str) -> ErrorBody {
+        ErrorBody::Message(m)
+    }
+
+    fn typed_body(m: &'static str, kind: CognitoErrorKind) -> ErrorBody {
+        ErrorBody::Typed {
+            message: m,
+            type_name: format!("{kind:?}Exception"),
+        }
+    }
+
+    /// An error, its status, body, challenge and audit.
+    type Case = (
+        GatewayError,
+        u16,
+        ErrorBody,
+        Option<&'static str>,
+        Option<Audit>,
+    );
+    /// An exchange error as a Basic route (status, body, challenge) and the login API see it.
+    type ExchangeCase = (
+        ExchangeError,
+        (u16, ErrorBody, Option<&'static str>),
+        (u16, ErrorBody),
+    );
+
+    /// Pins the status, body, challenge and audit of every variant (and of every exchange
+    /// error on both sides that map it).
     #[test]
-    fn every_variant_has_its_status_and_message() {
-        let cases: Vec<(GatewayError, u16, &str)> = vec![
+    fn every_variant_maps_to_its_status_body_challenge_and_audit() {
+        use CognitoErrorKind as K;
+        let deny = |r| Some(Audit::deny(r));
+        let token = |r| deny(Reason::Token(r));
+        let mut cases: Vec<Case> = vec![
             (
-                GatewayError::Auth(AuthError::Missing, Challenge::Bearer),
+                auth(AuthError::Missing),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("missing"),
             ),
             (
-                GatewayError::Auth(AuthError::Malformed("x"), Challenge::Bearer),
+                auth(AuthError::Malformed("x")),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("malformed"),
             ),
             (
-                GatewayError::Auth(AuthError::Algorithm("HS256".into()), Challenge::Bearer),
+                auth(AuthError::Algorithm("HS256".into())),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("algorithm"),
             ),
             (
-                GatewayError::Auth(
-                    AuthError::Issuer {
-                        expected: "a".into(),
-                        actual: "b".into(),
-                    },
-                    Challenge::Bearer,
-                ),
+                auth(AuthError::Issuer {
+                    expected: "a".into(),
+                    actual: "b".into(),
+                }),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("issuer"),
             ),
             (
-                GatewayError::Auth(AuthError::UnknownKid, Challenge::Bearer),
+                auth(AuthError::UnknownKid),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("unknown_kid"),
             ),
             (
-                GatewayError::Auth(AuthError::BadSignature, Challenge::Bearer),
+                auth(AuthError::BadSignature),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("bad_signature"),
             ),
             (
-                GatewayError::Auth(AuthError::Expired { exp: 1, now: 2 }, Challenge::Bearer),
+                auth(AuthError::Expired { exp: 1, now: 2 }),
                 401,
-                MSG_EXPIRED,
+                msg(MSG_EXPIRED),
+                Some("Bearer"),
+                token("expired"),
             ),
             (
-                GatewayError::Auth(AuthError::NotYetValid { nbf: 2, now: 1 }, Challenge::Bearer),
+                auth(AuthError::NotYetValid { nbf: 2, now: 1 }),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("not_yet_valid"),
             ),
             (
-                GatewayError::Auth(
-                    AuthError::TokenUse {
-                        expected: "id",
-                        actual: "access".into(),
-                    },
-                    Challenge::Bearer,
-                ),
+                auth(AuthError::TokenUse {
+                    expected: "id",
+                    actual: "access".into(),
+                }),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("token_use"),
             ),
             (
-                GatewayError::Auth(AuthError::Client { actual: "c".into() }, Challenge::Bearer),
+                auth(AuthError::Client { actual: "c".into() }),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("client"),
             ),
             (
-                GatewayError::Auth(
-                    AuthError::Scope {
-                        required: vec![],
-                        actual: String::new(),
-                    },
-                    Challenge::Bearer,
-                ),
+                auth(AuthError::Scope {
+                    required: vec![],
+                    actual: String::new(),
+                }),
                 401,
-                MSG_UNAUTHORIZED,
+                msg(MSG_UNAUTHORIZED),
+                Some("Bearer"),
+                token("scope"),
             ),
             (
-                GatewayError::Auth(
-                    AuthError::Group {
-                        required: vec![],
-                        actual: vec![],
-                    },
-                    Challenge::Bearer,
-                ),
+                auth(AuthError::Group {
+                    required: vec![],
+                    actual: vec![],
+                }),
                 403,
-                MSG_GROUP_DENIED,
+                msg(MSG_GROUP_DENIED),
+                None,
+                token("group"),
             ),
             (
-                GatewayError::Auth(AuthError::KeysUnavailable, Challenge::Bearer),
+                auth(AuthError::KeysUnavailable),
                 503,
-                "Service Unavailable",
+                msg(MSG_UNAVAILABLE),
+                None,
+                token("jwks_unavailable"),
             ),
-            (GatewayError::ClientNotAllowed, 403, "Forbidden"),
-            (GatewayError::NoRoute, 404, "Not Found"),
-            (GatewayError::BadRequest("x"), 400, "Bad Request"),
-            (GatewayError::BodyTooLarge, 413, "Request Entity Too Large"),
+            (
+                GatewayError::Auth(AuthError::Missing, Challenge::Basic),
+                401,
+                msg(MSG_UNAUTHORIZED),
+                Some("Basic realm=\"cognito-gate\""),
+                token("missing"),
+            ),
+            (
+                GatewayError::Auth(AuthError::Missing, Challenge::None),
+                401,
+                msg(MSG_UNAUTHORIZED),
+                None,
+                token("missing"),
+            ),
+            (
+                GatewayError::ClientNotAllowed,
+                403,
+                msg("Forbidden"),
+                None,
+                deny(Reason::AllowFrom),
+            ),
+            (GatewayError::NoRoute, 404, msg("Not Found"), None, None),
+            (
+                GatewayError::BadRequest("x"),
+                400,
+                msg("Bad Request"),
+                None,
+                None,
+            ),
+            (
+                GatewayError::MethodNotAllowed("POST"),
+                405,
+                msg("Method Not Allowed"),
+                None,
+                None,
+            ),
+            (
+                GatewayError::BodyTooLarge,
+                413,
+                msg("Request Entity Too Large"),
+                None,
+                None,
+            ),
             (
                 GatewayError::Upstream(UpstreamError::Connect),
                 502,
-                "Bad Gateway",
+                msg("Bad Gateway"),
+                None,
+                None,
             ),
             (
                 GatewayError::Upstream(UpstreamError::Protocol),
                 502,
-                "Bad Gateway",
+                msg("Bad Gateway"),
+                None,
+                None,
             ),
             (
                 GatewayError::Upstream(UpstreamError::Timeout),
                 504,
-                "Endpoint request timed out",
+                msg("Endpoint request timed out"),
+                None,
+                None,
+            ),
+            (
+                GatewayError::TooManyFailures,
+                429,
+                msg("Too Many Requests"),
+                None,
+                deny(Reason::RateLimited),
+            ),
+            (
+                GatewayError::ServiceTokenUnavailable("b".into()),
+                503,
+                msg(MSG_UNAVAILABLE),
+                None,
+                deny(Reason::ServiceTokenUnavailable),
             ),
         ];
-        for (err, status, msg) in cases {
-            assert_eq!(err.status().as_u16(), status, "{err:?}");
-            assert_eq!(err.message(), msg, "{err:?}");
+        // Every exchange error, on a Basic route and in each login API endpoint.
+        let basic_401 = Some("Basic realm=\"cognito-gate\"");
+        let exchange_cases: Vec<ExchangeCase> = vec![
+            (
+                cognito(K::NotAuthorized),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (401, msg("Incorrect username or password.")),
+            ),
+            (
+                cognito(K::UserNotFound),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (401, msg("Incorrect username or password.")),
+            ),
+            (
+                cognito(K::PasswordAttemptsExceeded),
+                (429, msg("Too Many Requests"), None),
+                (429, msg("Too Many Requests")),
+            ),
+            (
+                cognito(K::UserNotConfirmed),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (
+                    403,
+                    typed_body("User is not confirmed.", K::UserNotConfirmed),
+                ),
+            ),
+            (
+                cognito(K::PasswordResetRequired),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (
+                    403,
+                    typed_body(
+                        "Password reset required for the user.",
+                        K::PasswordResetRequired,
+                    ),
+                ),
+            ),
+            (
+                cognito(K::TooManyRequests),
+                (429, msg("Too Many Requests"), None),
+                (429, msg("Too Many Requests")),
+            ),
+            (
+                cognito(K::InvalidParameter),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (400, typed_body("Invalid parameter.", K::InvalidParameter)),
+            ),
+            (
+                cognito(K::CodeMismatch),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (401, typed_body("Invalid or expired code.", K::CodeMismatch)),
+            ),
+            (
+                cognito(K::ExpiredCode),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (401, typed_body("Invalid or expired code.", K::ExpiredCode)),
+            ),
+            (
+                cognito(K::InvalidPassword),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (
+                    400,
+                    typed_body(
+                        "The new password does not meet the password policy.",
+                        K::InvalidPassword,
+                    ),
+                ),
+            ),
+            (
+                cognito(K::ResourceNotFound),
+                (502, msg("Bad Gateway"), None),
+                (502, msg("Bad Gateway")),
+            ),
+            (
+                cognito(K::InternalError),
+                (502, msg("Bad Gateway"), None),
+                (502, msg("Bad Gateway")),
+            ),
+            (
+                cognito(K::Other),
+                (502, msg("Bad Gateway"), None),
+                (502, msg("Bad Gateway")),
+            ),
+            (
+                ExchangeError::ChallengeRequired("MFA".into()),
+                (401, msg(MSG_UNAUTHORIZED), basic_401),
+                (502, msg("Bad Gateway")),
+            ),
+            (
+                ExchangeError::InvalidTokens("x".into()),
+                (502, msg("Bad Gateway"), None),
+                (502, msg("Bad Gateway")),
+            ),
+            (
+                ExchangeError::Dependency(DependencyError::Timeout),
+                (504, msg("Endpoint request timed out"), None),
+                (504, msg("Endpoint request timed out")),
+            ),
+        ];
+        let mut dependency: Vec<_> = [
+            DependencyError::Connect,
+            DependencyError::Forbidden,
+            DependencyError::Throttled,
+            DependencyError::Status(500),
+            DependencyError::Garbage,
+            DependencyError::CircuitOpen,
+        ]
+        .into_iter()
+        .map(|d| {
+            (
+                ExchangeError::Dependency(d),
+                (503, msg(MSG_UNAVAILABLE), None),
+                (503, msg(MSG_UNAVAILABLE)),
+            )
+        })
+        .collect();
+        dependency.extend(exchange_cases);
+        for (e, (bs, bb, bc), (ls, lb)) in dependency {
+            let reason = Reason::Exchange(e.outcome());
+            cases.push((GatewayError::Exchange(e.clone()), bs, bb, bc, deny(reason)));
+            for ep in [
+                LoginEndpoint::Login,
+                LoginEndpoint::Refresh,
+                LoginEndpoint::Challenge,
+            ] {
+                let body = match (&lb, ep) {
+                    (
+                        ErrorBody::Message("Incorrect username or password."),
+                        LoginEndpoint::Refresh,
+                    ) => msg("Invalid refresh token."),
+                    (b, _) => b.clone(),
+                };
+                let audit = Some(Audit {
+                    decision: Decision::LoginApi,
+                    reason,
+                });
+                cases.push((GatewayError::Login(e.clone(), ep), ls, body, None, audit));
+            }
+        }
+        for (err, status, body, challenge, audit) in cases {
+            let m = err.map();
+            assert_eq!(m.status.as_u16(), status, "{err:?}");
+            assert_eq!(m.body, body, "{err:?}");
+            assert_eq!(m.audit, audit, "{err:?}");
             let resp = err.clone().into_response();
+            assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
-            let challenge = resp
+            let got = resp
                 .headers()
                 .get(WWW_AUTHENTICATE)
                 .map(|v| v.to_str().unwrap().to_string());
-            match (&err, status) {
-                (GatewayError::Exchange(_), 401) => {
-                    assert_eq!(challenge.as_deref(), Some("Basic realm=\"cognito-gate\""))
-                }
-                (_, 401) => assert_eq!(challenge.as_deref(), Some("Bearer"), "{err:?}"),
-                _ => assert_eq!(challenge, None, "{err:?}"),
-            }
+            assert_eq!(got.as_deref(), challenge, "{err:?}");
         }
+        let resp = GatewayError::MethodNotAllowed("POST").into_response();
+        assert_eq!(resp.headers()[ALLOW], "POST");
     }
 }

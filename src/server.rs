@@ -18,11 +18,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::body::Body;
 use crate::config::ServerConfig;
 use crate::conn_guard::{Activity, Guarded};
-use crate::error::json_message;
-use crate::pipeline::{health_response, ConnInfo, Gateway};
+use crate::pipeline::{ConnInfo, Gateway};
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +214,7 @@ where
             let gateway = gateway.load_full();
             let resp = match role {
                 Role::Main => gateway.handle(req, info).await,
-                Role::Admin => admin(&gateway, &req),
+                Role::Admin => crate::ops::admin::respond(&gateway, &req),
             };
             act.end();
             Ok::<_, Infallible>(resp)
@@ -243,28 +241,6 @@ where
     if let Err(e) = result {
         tracing::debug!(client.addr = %info.peer, error = %e, "connection ended with an error");
     }
-}
-
-fn admin(gateway: &Gateway, req: &Request<Incoming>) -> hyper::Response<Body> {
-    let s = &gateway.config.server;
-    let path = req.uri().path();
-    if path == "/metrics" {
-        let m = &gateway.metrics;
-        if let Some(age) = gateway.verifier.as_ref().and_then(|v| v.jwks().age()) {
-            m.jwks_age.set(age.as_secs_f64());
-        }
-        let mut resp = hyper::Response::new(crate::body::full(m.encode()));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
-        );
-        return resp;
-    }
-    health_response(path, "/healthz", "/readyz", &gateway.readiness)
-        .or_else(|| health_response(path, &s.health_path, &s.ready_path, &gateway.readiness))
-        .unwrap_or_else(|| json_message(http::StatusCode::NOT_FOUND, "Not Found"))
 }
 
 /// Resolves once `stop` holds true (at once if it already does).

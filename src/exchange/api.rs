@@ -107,6 +107,9 @@ impl Action {
     }
 }
 
+/// Every value of `cognito_gate_token_exchange_total{kind}`.
+pub const KINDS: [&str; 3] = ["login", "refresh", "challenge"];
+
 /// Upper bound on a private API response body.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
@@ -155,7 +158,7 @@ pub struct PrivateApi {
     client: reqwest::Client,
     api: PrivateApiConfig,
     exchange: ExchangeConfig,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<crate::ops::metrics::Metrics>>,
 }
 
 impl PrivateApi {
@@ -189,12 +192,12 @@ impl PrivateApi {
     }
 
     /// Records every call in `cognito_gate_token_exchange_*`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::ops::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    pub fn metrics(&self) -> Option<&std::sync::Arc<crate::metrics::Metrics>> {
+    pub fn metrics(&self) -> Option<&std::sync::Arc<crate::ops::metrics::Metrics>> {
         self.metrics.as_ref()
     }
 
@@ -343,13 +346,13 @@ impl PrivateApi {
             let kind = match action {
                 Action::AdminInitiateAuth | Action::InitiateAuth => {
                     if body.get("AuthFlow").and_then(Value::as_str) == Some("REFRESH_TOKEN_AUTH") {
-                        "refresh"
+                        KINDS[1]
                     } else {
-                        "login"
+                        KINDS[0]
                     }
                 }
-                Action::GetTokensFromRefreshToken => "refresh",
-                Action::AdminRespondToAuthChallenge | Action::RespondToAuthChallenge => "challenge",
+                Action::GetTokensFromRefreshToken => KINDS[1],
+                Action::AdminRespondToAuthChallenge | Action::RespondToAuthChallenge => KINDS[2],
             };
             let outcome = match &result {
                 Ok(AuthResult::Tokens(_)) => "success",
@@ -357,7 +360,7 @@ impl PrivateApi {
                 Err(e) => e.outcome(),
             };
             m.token_exchange
-                .get_or_create(&crate::metrics::ExchangeLabels { kind, outcome })
+                .get_or_create(&crate::ops::metrics::ExchangeLabels { kind, outcome })
                 .inc();
             m.token_exchange_duration.observe(elapsed);
         }

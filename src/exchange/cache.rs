@@ -14,11 +14,13 @@ use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use sha2::Sha256;
 
-use super::api::{AuthResult, PrivateApi};
+use super::api::AuthResult;
 use super::error::ExchangeError;
 use super::limit::FailureLimiter;
-use super::{verify_tokens, Clock, Tokens};
+use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens};
+use crate::config::ExchangeConfig;
 use crate::jwt::Verifier;
+use crate::ops::metrics::{Metrics, ResultLabel};
 
 /// A full login with the password is forced at least this often, so that a changed or revoked
 /// password stops working even while the refresh token would still be accepted.
@@ -50,8 +52,29 @@ pub struct CacheStats {
     pub negative_hits: AtomicU64,
 }
 
+/// The `[exchange]` settings the cache uses.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub capacity: u64,
+    pub failure_ttl: Duration,
+    pub refresh_before: Duration,
+}
+
+impl From<&ExchangeConfig> for CacheSettings {
+    fn from(c: &ExchangeConfig) -> Self {
+        CacheSettings {
+            capacity: c.cache_capacity,
+            failure_ttl: c.failure_ttl,
+            refresh_before: c.refresh_before,
+        }
+    }
+}
+
+/// Every value of `cognito_gate_token_cache_total{result}`.
+pub const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "negative", "refresh", "rate_limited"];
+
 pub struct CredentialCache {
-    api: Arc<PrivateApi>,
+    api: Arc<dyn CognitoCalls>,
     verifier: Arc<Verifier>,
     clock: Clock,
     key: [u8; 32],
@@ -59,41 +82,42 @@ pub struct CredentialCache {
     failures: Cache<Key, ExchangeError>,
     limiter: Arc<FailureLimiter>,
     refresh_before: i64,
+    metrics: Option<Arc<Metrics>>,
     pub stats: CacheStats,
 }
 
 impl CredentialCache {
     pub fn new(
-        api: Arc<PrivateApi>,
+        api: Arc<dyn CognitoCalls>,
         verifier: Arc<Verifier>,
         limiter: Arc<FailureLimiter>,
+        settings: CacheSettings,
         clock: Clock,
+        metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
-        let cfg = api.exchange_config().clone();
         Arc::new(CredentialCache {
             sessions: Cache::builder()
-                .max_capacity(cfg.cache_capacity)
+                .max_capacity(settings.capacity)
                 .time_to_live(MAX_SESSION_AGE)
                 .build(),
             failures: Cache::builder()
-                .max_capacity(cfg.cache_capacity)
-                .time_to_live(cfg.failure_ttl.max(Duration::from_millis(1)))
+                .max_capacity(settings.capacity)
+                .time_to_live(settings.failure_ttl.max(Duration::from_millis(1)))
                 .build(),
             api,
             verifier,
             clock,
             key: rand::random(),
             limiter,
-            refresh_before: cfg.refresh_before.as_secs() as i64,
+            refresh_before: settings.refresh_before.as_secs() as i64,
+            metrics,
             stats: CacheStats::default(),
         })
     }
 
     fn count(&self, result: &'static str) {
-        if let Some(m) = self.api.metrics() {
-            m.token_cache
-                .get_or_create(&crate::metrics::ResultLabel { result })
-                .inc();
+        if let Some(m) = &self.metrics {
+            m.token_cache.get_or_create(&ResultLabel { result }).inc();
         }
     }
 
@@ -220,36 +244,41 @@ impl CredentialCache {
     }
 
     /// Renews a session's tokens with its refresh token. On failure the session is dropped, so
-    /// that the next request logs in with the password again. Returns whether it succeeded.
-    async fn refresh(&self, key: &Key, session: &Session) -> bool {
+    /// that the next request logs in with the password again — unless another request has
+    /// replaced it meanwhile. Returns whether it succeeded.
+    async fn refresh(&self, key: &Key, session: &Arc<Session>) -> bool {
         let current = session.tokens.load_full();
-        let Some(refresh_token) = current.set.refresh_token.clone() else {
-            self.sessions.invalidate(key).await;
-            return false;
-        };
-        self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
-        self.count("refresh");
-        let result = match self.api.refresh(&refresh_token, &current.username).await {
-            Ok(AuthResult::Tokens(mut set)) => {
-                if set.refresh_token.is_none() {
-                    set.refresh_token = Some(refresh_token);
-                }
-                verify_tokens(&self.verifier, set, &current.username, (self.clock)()).await
-            }
-            Ok(AuthResult::Challenge(c)) => Err(ExchangeError::ChallengeRequired(c.name)),
-            Err(e) => Err(e),
-        };
-        match result {
+        if current.set.refresh_token.is_some() {
+            self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+            self.count("refresh");
+        }
+        match renew(&*self.api, &self.verifier, &current, (self.clock)()).await {
             Ok(tokens) => {
                 session.tokens.store(Arc::new(tokens));
                 true
             }
             Err(e) => {
                 tracing::info!(error = %e, "token refresh failed; the next request logs in again");
-                self.sessions.invalidate(key).await;
+                self.drop_session(key, session).await;
                 false
             }
         }
+    }
+
+    /// Removes `session` from the cache if it is still the one cached under `key`.
+    async fn drop_session(&self, key: &Key, session: &Arc<Session>) {
+        use moka::ops::compute::Op;
+        let _ = self
+            .sessions
+            .entry_by_ref(key)
+            .and_compute_with(|entry| {
+                let op = match entry {
+                    Some(e) if Arc::ptr_eq(e.value(), session) => Op::Remove,
+                    Some(_) | None => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
     }
 
     /// Credentials currently cached (approximate; for tests and metrics).

@@ -125,6 +125,24 @@ pub enum ExchangeError {
     InvalidTokens(String),
 }
 
+/// Every value of `cognito_gate_token_exchange_total{outcome}`: a call's result
+/// (`success`, `challenge`) or `ExchangeError::outcome`.
+pub const OUTCOMES: [&str; 13] = [
+    "success",
+    "challenge",
+    "rejected",
+    "locked_out",
+    "cognito_error",
+    "invalid_tokens",
+    "timeout",
+    "connect",
+    "forbidden",
+    "throttled",
+    "status",
+    "garbage",
+    "circuit_open",
+];
+
 impl ExchangeError {
     pub fn cognito(type_name: &str) -> Self {
         Self::cognito_with_message(type_name, None)
@@ -201,5 +219,46 @@ mod tests {
                 type_name: "TooManyRequestsException".into()
             }
         );
+    }
+
+    #[test]
+    fn every_outcome_is_a_known_label() {
+        let mut errors: Vec<ExchangeError> = [
+            "NotAuthorizedException",
+            "UserNotFoundException",
+            "UserNotConfirmedException",
+            "PasswordResetRequiredException",
+            "TooManyRequestsException",
+            "InvalidParameterException",
+            "CodeMismatchException",
+            "ExpiredCodeException",
+            "InvalidPasswordException",
+            "ResourceNotFoundException",
+            "InternalErrorException",
+            "SomethingNewException",
+        ]
+        .iter()
+        .map(|t| ExchangeError::cognito(t))
+        .collect();
+        errors.push(ExchangeError::cognito_with_message(
+            "NotAuthorizedException",
+            Some("Password attempts exceeded"),
+        ));
+        errors.push(ExchangeError::ChallengeRequired("MFA".into()));
+        errors.push(ExchangeError::InvalidTokens("x".into()));
+        for d in [
+            DependencyError::Timeout,
+            DependencyError::Connect,
+            DependencyError::Forbidden,
+            DependencyError::Throttled,
+            DependencyError::Status(502),
+            DependencyError::Garbage,
+            DependencyError::CircuitOpen,
+        ] {
+            errors.push(ExchangeError::Dependency(d));
+        }
+        for e in errors {
+            assert!(OUTCOMES.contains(&e.outcome()), "{e:?}: {}", e.outcome());
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! Credential exchange through the private API: the client (both styles), SECRET_HASH, the
-//! Basic credential cache, service accounts and the failure limiter. Knows nothing of
-//! forwarding.
+//! Basic credential cache, service accounts, the failure limiter and the refresh tokens the
+//! login API issued. Knows nothing of forwarding.
 
 pub mod api;
 pub mod cache;
 pub mod error;
+pub mod issued;
 pub mod limit;
 pub mod secret_hash;
 pub mod service;
@@ -12,14 +13,106 @@ pub mod service;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use api::{AuthResult, PrivateApi, TokenSet};
+use futures_util::future::BoxFuture;
+
+pub use api::{AuthResult, PrivateApi, TokenSet, KINDS};
 pub use cache::CredentialCache;
-pub use error::{CognitoErrorKind, DependencyError, ExchangeError};
+pub use error::{CognitoErrorKind, DependencyError, ExchangeError, OUTCOMES};
+pub use issued::IssuedTokens;
 pub use limit::FailureLimiter;
 pub use service::ServiceAccounts;
 
-use crate::config::TokenUsePolicy;
+use crate::config::{Config, TokenUsePolicy};
 use crate::jwt::{RoutePolicy, TokenUse, Verified, Verifier};
+use crate::ops::metrics::Metrics;
+
+/// The calls the credential cache and the service accounts make: the private API in service,
+/// a fake in their tests.
+pub trait CognitoCalls: Send + Sync {
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>>;
+    /// `username` is the canonical user name, which SECRET_HASH needs.
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>>;
+}
+
+impl CognitoCalls for PrivateApi {
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
+        Box::pin(PrivateApi::login(self, username, password))
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
+        Box::pin(PrivateApi::refresh(self, refresh_token, username))
+    }
+}
+
+/// The credential-exchange side of the gateway.
+#[derive(Clone)]
+pub struct Exchange {
+    pub api: Arc<PrivateApi>,
+    pub cache: Arc<CredentialCache>,
+    pub services: Arc<ServiceAccounts>,
+    pub limiter: Arc<FailureLimiter>,
+    pub issued: Arc<IssuedTokens>,
+}
+
+impl Exchange {
+    /// Builds the exchange from `[private_api]` and `[exchange]`, when both are configured, and
+    /// starts the service accounts' keepers (they stop with the last reference to them, or
+    /// when `shutdown` turns true).
+    pub fn build(
+        config: &Config,
+        verifier: &Arc<Verifier>,
+        metrics: &Arc<Metrics>,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<Exchange>, String> {
+        let (Some(api_cfg), Some(ex_cfg)) = (&config.private_api, &config.exchange) else {
+            return Ok(None);
+        };
+        let api = Arc::new(
+            PrivateApi::new(api_cfg.clone(), ex_cfg.clone())?.with_metrics(metrics.clone()),
+        );
+        let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute));
+        let clock = system_clock();
+        let calls: Arc<dyn CognitoCalls> = api.clone();
+        let services = ServiceAccounts::new(
+            &config.service_accounts,
+            calls.clone(),
+            verifier.clone(),
+            ex_cfg.refresh_before,
+            clock.clone(),
+        );
+        services.start(shutdown.clone());
+        Ok(Some(Exchange {
+            cache: CredentialCache::new(
+                calls,
+                verifier.clone(),
+                limiter.clone(),
+                cache::CacheSettings::from(ex_cfg),
+                clock,
+                Some(metrics.clone()),
+            ),
+            services,
+            issued: Arc::new(IssuedTokens::new(ex_cfg.cache_capacity)),
+            api,
+            limiter,
+        }))
+    }
+}
 
 /// Seconds since the Unix epoch; injectable so token timing can be tested.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -63,6 +156,30 @@ pub fn route_token_use(policy: TokenUsePolicy) -> TokenUse {
     match policy {
         TokenUsePolicy::Id | TokenUsePolicy::Any => TokenUse::Id,
         TokenUsePolicy::Access => TokenUse::Access,
+    }
+}
+
+/// New tokens for `current` through its refresh token, verified like any token. Cognito does not
+/// always send a new refresh token; the old one is kept then.
+pub async fn renew(
+    api: &dyn CognitoCalls,
+    verifier: &Verifier,
+    current: &Tokens,
+    now: i64,
+) -> Result<Tokens, ExchangeError> {
+    let refresh_token = current
+        .set
+        .refresh_token
+        .clone()
+        .ok_or_else(|| ExchangeError::InvalidTokens("no refresh token".into()))?;
+    match api.refresh(&refresh_token, &current.username).await? {
+        AuthResult::Tokens(mut set) => {
+            if set.refresh_token.is_none() {
+                set.refresh_token = Some(refresh_token);
+            }
+            verify_tokens(verifier, set, &current.username, now).await
+        }
+        AuthResult::Challenge(c) => Err(ExchangeError::ChallengeRequired(c.name)),
     }
 }
 

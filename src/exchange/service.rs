@@ -3,14 +3,15 @@
 //! with backoff on failure. A token that has expired is never handed out.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use tokio_util::task::AbortOnDropHandle;
 
-use super::api::{AuthResult, PrivateApi};
+use super::api::AuthResult;
 use super::error::ExchangeError;
-use super::{verify_tokens, Clock, Tokens};
+use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens};
 use crate::config::ServiceAccountConfig;
 use crate::jwt::Verifier;
 
@@ -22,22 +23,25 @@ struct Account {
     tokens: ArcSwapOption<Tokens>,
 }
 
+/// The service accounts and their keepers: one task per account, owned here, so the tasks end
+/// when the last reference to the accounts goes (a reload that replaced them) or on shutdown.
 pub struct ServiceAccounts {
     accounts: HashMap<String, Arc<Account>>,
-    api: Arc<PrivateApi>,
+    api: Arc<dyn CognitoCalls>,
     verifier: Arc<Verifier>,
     clock: Clock,
     refresh_before: i64,
+    keepers: Mutex<Vec<AbortOnDropHandle<()>>>,
 }
 
 impl ServiceAccounts {
     pub fn new(
         configs: &[ServiceAccountConfig],
-        api: Arc<PrivateApi>,
+        api: Arc<dyn CognitoCalls>,
         verifier: Arc<Verifier>,
+        refresh_before: Duration,
         clock: Clock,
     ) -> Arc<Self> {
-        let refresh_before = api.exchange_config().refresh_before.as_secs() as i64;
         Arc::new(ServiceAccounts {
             accounts: configs
                 .iter()
@@ -54,10 +58,10 @@ impl ServiceAccounts {
             api,
             verifier,
             clock,
-            refresh_before,
+            refresh_before: refresh_before.as_secs() as i64,
+            keepers: Mutex::new(Vec::new()),
         })
     }
-
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty()
     }
@@ -85,76 +89,73 @@ impl ServiceAccounts {
         v
     }
 
-    /// Spawns one keeper task per account; they stop when `shutdown` turns true.
-    pub fn spawn(
-        self: &Arc<Self>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        self.accounts
-            .values()
-            .map(|a| {
-                let this = self.clone();
-                let account = a.clone();
-                let mut stop = shutdown.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = this.keep(&account) => {}
-                        _ = stop.wait_for(|s| *s) => {}
-                    }
-                })
-            })
-            .collect()
+    /// Starts one keeper per account (once); they stop when `shutdown` turns true or when
+    /// these accounts are dropped.
+    pub fn start(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut keepers = self.keepers.lock().unwrap_or_else(|e| e.into_inner());
+        if !keepers.is_empty() {
+            return;
+        }
+        for account in self.accounts.values() {
+            let this = Arc::downgrade(self);
+            let account = account.clone();
+            let mut stop = shutdown.clone();
+            keepers.push(AbortOnDropHandle::new(tokio::spawn(async move {
+                tokio::select! {
+                    _ = Self::keep(this, &account) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            })));
+        }
     }
 
-    async fn keep(&self, account: &Account) {
+    /// Logs the account in and keeps it renewed. Holds the accounts only while renewing, so
+    /// that dropping them ends the task.
+    async fn keep(this: Weak<Self>, account: &Account) {
         let mut backoff = INITIAL_BACKOFF;
         loop {
-            match self.renew(account).await {
+            let Some(accounts) = this.upgrade() else {
+                return;
+            };
+            let wait = match accounts.renew(account).await {
                 Ok(tokens) => {
                     backoff = INITIAL_BACKOFF;
-                    let now = (self.clock)();
-                    let lifetime = (tokens.expires_at() - now).max(1);
-                    // Renew refresh_before expiry (at the latest at half the lifetime), minus up
-                    // to 10% jitter so many gateways do not renew in step.
-                    let lead = self.refresh_before.min(lifetime / 2);
-                    let jitter = rand::random::<u64>() % ((lifetime as u64 / 10).max(1));
-                    let wait = (lifetime - lead).max(1) as u64;
-                    let wait =
-                        Duration::from_secs(wait).saturating_sub(Duration::from_secs(jitter));
+                    let wait = accounts.renew_after(&tokens, rand::random());
                     account.tokens.store(Some(tokens));
-                    tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+                    wait
                 }
                 Err(e) => {
                     tracing::warn!(service_account = %account.cfg.name, error = %e,
                         retry_in_ms = backoff.as_millis() as u64, "service account login failed");
-                    tokio::time::sleep(backoff).await;
+                    let wait = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
                 }
-            }
+            };
+            drop(accounts);
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// When to renew tokens just obtained: `refresh_before` their expiry (at the latest at half
+    /// their lifetime), minus up to 10% of the lifetime as jitter so that many gateways do not
+    /// renew in step; at least a second.
+    fn renew_after(&self, tokens: &Tokens, jitter_seed: u64) -> Duration {
+        let lifetime = (tokens.expires_at() - (self.clock)()).max(1);
+        let lead = self.refresh_before.min(lifetime / 2);
+        let jitter = jitter_seed % ((lifetime as u64 / 10).max(1));
+        let wait = Duration::from_secs((lifetime - lead).max(1) as u64)
+            .saturating_sub(Duration::from_secs(jitter));
+        wait.max(Duration::from_secs(1))
     }
 
     /// Refreshes with the refresh token when there is one; logs in with the password otherwise
     /// or when the refresh fails.
     async fn renew(&self, account: &Account) -> Result<Arc<Tokens>, ExchangeError> {
-        let now = (self.clock)();
         if let Some(current) = account.tokens.load_full() {
-            if let Some(rt) = current.set.refresh_token.clone() {
-                match self.api.refresh(&rt, &current.username).await {
-                    Ok(AuthResult::Tokens(mut set)) => {
-                        if set.refresh_token.is_none() {
-                            set.refresh_token = Some(rt);
-                        }
-                        match verify_tokens(&self.verifier, set, &current.username, now).await {
-                            Ok(t) => return Ok(Arc::new(t)),
-                            Err(e) => tracing::warn!(service_account = %account.cfg.name,
-                                error = %e, "refreshed tokens failed verification; logging in again"),
-                        }
-                    }
-                    Ok(AuthResult::Challenge(c)) => {
-                        tracing::warn!(service_account = %account.cfg.name,
-                        challenge = %c.name, "refresh asked for a challenge; logging in again")
-                    }
+            if current.set.refresh_token.is_some() {
+                match renew(&*self.api, &self.verifier, &current, (self.clock)()).await {
+                    Ok(t) => return Ok(Arc::new(t)),
                     Err(e) => tracing::info!(service_account = %account.cfg.name, error = %e,
                         "refresh failed; logging in again"),
                 }

@@ -140,6 +140,8 @@ pub struct JwksCache {
     inflight: Mutex<Inflight>,
     fetches: std::sync::atomic::AtomicU64,
     observer: std::sync::OnceLock<RefreshObserver>,
+    /// The background refresh, owned here: it ends when the cache is dropped.
+    refresher: std::sync::OnceLock<tokio_util::task::AbortOnDropHandle<()>>,
 }
 
 /// Called with the outcome of every fetch (metrics).
@@ -174,6 +176,7 @@ impl JwksCache {
             inflight: Mutex::new(Inflight::default()),
             fetches: Default::default(),
             observer: std::sync::OnceLock::new(),
+            refresher: std::sync::OnceLock::new(),
         })
     }
 
@@ -342,22 +345,40 @@ impl JwksCache {
 
     /// Keeps the keys fresh until `shutdown` fires: the first load is retried with backoff, then
     /// a refresh every `interval` (failures retried sooner, with backoff, while keys age).
-    pub async fn run_refresh(
-        self: Arc<Self>,
+    /// Starts the background refresh (once): every `min(interval, max_stale / 2)`, with backoff
+    /// after failures. It stops when `shutdown` turns true or when the cache is dropped.
+    pub fn start_refresh(
+        self: &Arc<Self>,
+        interval: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.fetcher.is_none() || self.refresher.get().is_some() {
+            return;
+        }
+        let task = tokio::spawn(Self::run_refresh(Arc::downgrade(self), interval, shutdown));
+        let _ = self
+            .refresher
+            .set(tokio_util::task::AbortOnDropHandle::new(task));
+    }
+
+    /// The refresh loop; holds the cache only while fetching, so dropping it ends the loop.
+    async fn run_refresh(
+        this: std::sync::Weak<Self>,
         interval: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        if self.fetcher.is_none() {
-            return;
-        }
-        // Refresh at least twice per max_stale window, so one failed refresh never lets the
-        // keys go stale before the next attempt.
-        let interval = interval
-            .min(self.max_stale / 2)
-            .max(Duration::from_millis(50));
         let mut backoff = INITIAL_BACKOFF;
         loop {
-            let outcome = self.refresh().await;
+            let Some(cache) = this.upgrade() else {
+                return;
+            };
+            // Refresh at least twice per max_stale window, so one failed refresh never lets
+            // the keys go stale before the next attempt.
+            let interval = interval
+                .min(cache.max_stale / 2)
+                .max(Duration::from_millis(50));
+            let outcome = cache.refresh().await;
+            drop(cache);
             let wait = match outcome {
                 Some(RefreshOutcome::Updated { .. }) => {
                     backoff = INITIAL_BACKOFF;
@@ -481,7 +502,11 @@ mod tests {
         let f = fake(None, Duration::ZERO);
         let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(c.clone().run_refresh(Duration::from_secs(600), rx));
+        let task = tokio::spawn(JwksCache::run_refresh(
+            Arc::downgrade(&c),
+            Duration::from_secs(600),
+            rx,
+        ));
         // 250ms, 500ms, 1s, 2s backoff: five attempts within ~4 s.
         tokio::time::sleep(Duration::from_millis(3900)).await;
         assert_eq!(f.calls.load(Ordering::SeqCst), 5);
@@ -499,5 +524,23 @@ mod tests {
         assert_eq!(f.calls.load(Ordering::SeqCst), after + 1);
         tx.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refresh_task_belongs_to_the_cache_and_ends_with_it() {
+        let f = fake(Some(JWKS), Duration::ZERO);
+        let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        c.start_refresh(Duration::from_secs(60), rx.clone());
+        c.start_refresh(Duration::from_secs(60), rx);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2, "one task, started once");
+        drop(c);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(
+            f.calls.load(Ordering::SeqCst),
+            2,
+            "no fetch after the cache is gone"
+        );
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod direct;
 pub mod echo;
+pub mod forward;
 pub mod headers;
 pub mod path;
 pub mod routes;
 pub mod upstream;
 
+pub use forward::{Forwarder, Grant, Peer};
 pub use routes::RouteTable;
 pub use upstream::UpstreamClient;

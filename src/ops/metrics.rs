@@ -226,7 +226,14 @@ impl Metrics {
         &self,
         route: &str,
         allow_methods: impl IntoIterator<Item = &'static str>,
+        upstream_error_kinds: &[&'static str],
     ) -> RouteSeries {
+        for &kind in upstream_error_kinds {
+            let _ = self.upstream_errors.get_or_create(&RouteKind {
+                route: route.to_string(),
+                kind,
+            });
+        }
         RouteSeries {
             ok: self
                 .requests
@@ -258,6 +265,30 @@ impl Metrics {
             route: route.to_string(),
             statuses: Mutex::new(Vec::new()),
             decisions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes the series whose label values are known up front, at zero, so that every metric
+    /// shows from start-up (a family without series is not printed at all).
+    pub fn preset(
+        &self,
+        jwks_outcomes: &[&'static str],
+        exchange_kinds: &[&'static str],
+        exchange_outcomes: &[&'static str],
+        cache_results: &[&'static str],
+    ) {
+        for &outcome in jwks_outcomes {
+            let _ = self.jwks_refresh.get_or_create(&OutcomeLabel { outcome });
+        }
+        for &kind in exchange_kinds {
+            for &outcome in exchange_outcomes {
+                let _ = self
+                    .token_exchange
+                    .get_or_create(&ExchangeLabels { kind, outcome });
+            }
+        }
+        for &result in cache_results {
+            let _ = self.token_cache.get_or_create(&ResultLabel { result });
         }
     }
 

@@ -1,0 +1,42 @@
+//! `auth = ["jwt"]`: a client token verified like an API Gateway Cognito user pool authorizer.
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::HeaderMap;
+
+use super::{now_secs, Identity};
+use crate::error::{Challenge, GatewayError};
+use crate::jwt::verify::token_from_header;
+use crate::jwt::{AuthError, RoutePolicy, Verifier};
+
+/// The route's token header, when it carries a token: raw or `Bearer`. In `Authorization`, a
+/// `Basic` value is the basic method's, not a token (so `auth = ["jwt", "basic"]` works).
+pub fn credential<'h>(
+    headers: &'h HeaderMap,
+    token_header: &HeaderName,
+) -> Option<&'h HeaderValue> {
+    let value = headers.get(token_header)?;
+    if *token_header == AUTHORIZATION && super::basic::is_basic(value) {
+        return None;
+    }
+    Some(value)
+}
+
+pub async fn authorize(
+    value: &HeaderValue,
+    verifier: Option<&Arc<Verifier>>,
+    policy: RoutePolicy<'_>,
+) -> Result<Identity, GatewayError> {
+    let deny = |e| GatewayError::Auth(e, Challenge::Bearer);
+    let verifier = verifier.ok_or(deny(AuthError::KeysUnavailable))?;
+    let token = token_from_header(value.as_bytes()).map_err(deny)?;
+    let verified = verifier
+        .verify(token, policy, now_secs())
+        .await
+        .map_err(deny)?;
+    Ok(Identity::Jwt {
+        verified,
+        token: token.to_string(),
+    })
+}

@@ -1,0 +1,149 @@
+//! Forwarding an authorized request: the inbound headers cleaned (`headers::InboundHygiene`),
+//! the gateway's own added (X-Forwarded-*, X-Request-Id, the token it verified or obtained, the
+//! route's claim headers and `upstream_headers`), the route's prefix stripped, the body capped
+//! while it streams, then the upstream (or `builtin:echo`) called with the route's timeout.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+
+use super::headers::{set_forwarded, trusted, InboundHygiene, X_REQUEST_ID};
+use super::path::strip_segments;
+use super::{echo, upstream, UpstreamClient};
+use crate::body::{Body, Capped};
+use crate::config::{RouteConfig, UpstreamTarget};
+use crate::error::GatewayError;
+use crate::jwt::verify::claim_as_string;
+
+/// Where the request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub ip: IpAddr,
+    pub tls: bool,
+}
+
+/// What forwarding needs from the gateway, built once per configuration.
+pub struct Forwarder<'a> {
+    pub client: &'a UpstreamClient,
+    pub hygiene: &'a InboundHygiene,
+    pub trusted_proxies: &'a [IpNet],
+    pub max_body_bytes: u64,
+}
+
+/// What auth established, as forwarding needs it: the claims for the claim headers and the
+/// token to place in `Authorization`.
+#[derive(Default, Clone, Copy)]
+pub struct Grant<'a> {
+    pub claims: Option<&'a Map<String, Value>>,
+    pub token: Option<&'a str>,
+}
+
+impl Forwarder<'_> {
+    pub async fn forward(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: Peer,
+        rid: &HeaderValue,
+        route: &RouteConfig,
+        grant: Grant<'_>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        let peer_trusted = trusted(peer.ip, self.trusted_proxies);
+        self.hygiene.clean(&mut headers, route, peer_trusted);
+        let original_host = headers.remove(HOST).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let proto = if peer.tls { "https" } else { "http" };
+        set_forwarded(
+            &mut headers,
+            peer.ip,
+            self.trusted_proxies,
+            proto,
+            original_host.as_ref(),
+        );
+        headers.insert(X_REQUEST_ID, rid.clone());
+        if let Some(token) = grant.token {
+            let value = if route.forward_token_scheme.is_empty() {
+                HeaderValue::from_str(token)
+            } else {
+                HeaderValue::from_str(&format!("{} {token}", route.forward_token_scheme))
+            };
+            if let Ok(mut v) = value {
+                v.set_sensitive(true);
+                headers.insert(AUTHORIZATION, v);
+            }
+        }
+        if let Some(claims) = grant.claims {
+            for (name, claim) in &route.claim_headers {
+                if let Some(v) = claims.get(claim) {
+                    match HeaderValue::from_str(&claim_as_string(v)) {
+                        Ok(hv) => {
+                            headers.insert(name.clone(), hv);
+                        }
+                        Err(_) => tracing::warn!(route = %route.name, header = %name,
+                            claim = %claim, "claim value cannot be a header value; not sent"),
+                    }
+                }
+            }
+        }
+        for (name, value) in &route.upstream_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+
+        let path = strip_prefix(route, parts.uri.path());
+        let body = Capped::new(body, self.max_body_bytes).boxed();
+        match &route.upstream {
+            UpstreamTarget::Echo => {
+                let mut pq = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path.to_string()
+                };
+                if let Some(q) = parts.uri.query() {
+                    pq.push('?');
+                    pq.push_str(q);
+                }
+                let mut req = Request::new(body);
+                *req.method_mut() = parts.method;
+                *req.uri_mut() = pq
+                    .parse()
+                    .map_err(|_| GatewayError::BadRequest("bad path"))?;
+                *req.headers_mut() = headers;
+                echo::respond(req).await
+            }
+            target @ UpstreamTarget::Url { .. } => {
+                let uri = upstream::upstream_uri(target, path, parts.uri.query())
+                    .ok_or(GatewayError::BadRequest("path cannot be forwarded"))?;
+                let mut req = Request::new(body);
+                *req.method_mut() = parts.method;
+                *req.uri_mut() = uri;
+                *req.version_mut() = Version::HTTP_11;
+                *req.headers_mut() = headers;
+                let mut resp = self.client.send(target, req, route.timeout).await?;
+                super::headers::remove_hop_by_hop(resp.headers_mut());
+                Ok(resp)
+            }
+        }
+    }
+}
+
+/// The path without the route's prefix, when the route says `strip_prefix`.
+fn strip_prefix<'p>(route: &RouteConfig, path: &'p str) -> &'p str {
+    if !route.strip_prefix || route.path_prefix == "/" {
+        return path;
+    }
+    if path.contains(';') {
+        // Routed without `;params`: strip the prefix's segments, params and all.
+        strip_segments(path, route.path_prefix.matches('/').count())
+    } else {
+        &path[route.path_prefix.len().min(path.len())..]
+    }
+}

@@ -1,0 +1,226 @@
+//! Building the request-path state from a configuration: the JWKS cache and verifier, the
+//! exchange, the upstream client and the route table. A rebuild (reload) keeps each component
+//! whose configuration did not change, with its caches and its background task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::StartError;
+use crate::config::{self, Config};
+use crate::dev_idp;
+use crate::error::UpstreamError;
+use crate::exchange::{self, Exchange};
+use crate::jwt::{self, HttpJwksFetcher, JwksCache, JwksFetcher, RefreshOutcome, Verifier};
+use crate::ops::metrics::{self, Metrics};
+use crate::ops::Readiness;
+use crate::pipeline::Gateway;
+use crate::proxy::{RouteTable, UpstreamClient};
+
+/// Builds the JWKS cache of a configuration: seeded from the file, fetching from the URL.
+pub fn build_jwks(
+    cfg: &config::JwksConfig,
+    fetcher_override: Option<Arc<dyn JwksFetcher>>,
+) -> Result<Arc<JwksCache>, StartError> {
+    let seed = match &cfg.file {
+        Some(path) => Some(read_jwks_file(path)?),
+        None => None,
+    };
+    let fetcher: Option<Arc<dyn JwksFetcher>> = match (fetcher_override, &cfg.url) {
+        (Some(f), _) => Some(f),
+        (None, Some(url)) => Some(Arc::new(
+            HttpJwksFetcher::new(cfg, url.clone()).map_err(StartError::JwksClient)?,
+        )),
+        (None, None) => None,
+    };
+    Ok(JwksCache::new(
+        seed,
+        fetcher,
+        cfg.refetch_cooldown,
+        cfg.max_stale,
+    ))
+}
+
+fn read_jwks_file(path: &std::path::Path) -> Result<jwt::KeySet, StartError> {
+    let body = std::fs::read(path)
+        .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))?;
+    jwt::parse_jwks(&body, &path.display().to_string())
+        .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))
+}
+
+/// Every `cognito_gate_jwks_refresh_total{outcome}`.
+const JWKS_OUTCOMES: [&str; 2] = ["success", "failure"];
+
+/// Builds the request-path state for `config`, keeping the JWKS cache, the exchange and the
+/// upstream client of `previous` when their configuration is unchanged. New components start
+/// their background tasks, which stop with them or when `stop` turns true.
+pub fn build_gateway(
+    config: Arc<Config>,
+    previous: Option<&Gateway>,
+    jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Arc<Gateway>, StartError> {
+    let metrics = match previous {
+        Some(p) => p.metrics.clone(),
+        None => {
+            let m = Arc::new(Metrics::new());
+            m.preset(
+                &JWKS_OUTCOMES,
+                &exchange::KINDS,
+                &exchange::OUTCOMES,
+                &exchange::cache::CACHE_RESULTS,
+            );
+            m
+        }
+    };
+
+    let keep_keys = previous.filter(|p| p.config.cognito == config.cognito);
+    let verifier = match (keep_keys, &config.cognito) {
+        (Some(p), Some(c)) => {
+            let v = p.verifier.clone();
+            if let (Some(v), Some(file), None) = (&v, &c.jwks.file, &c.jwks.url) {
+                // SIGHUP re-reads the JWKS file; with a url the fetched keys stay in force.
+                v.jwks().replace_keys(read_jwks_file(file)?);
+            }
+            v
+        }
+        (_, Some(c)) => {
+            let jwks = build_jwks(&c.jwks, jwks_fetcher)?;
+            let m = metrics.clone();
+            jwks.set_observer(Box::new(move |outcome| {
+                let outcome = match outcome {
+                    RefreshOutcome::Updated { .. } => JWKS_OUTCOMES[0],
+                    RefreshOutcome::Failed(_) => JWKS_OUTCOMES[1],
+                };
+                m.jwks_refresh
+                    .get_or_create(&metrics::OutcomeLabel { outcome })
+                    .inc();
+            }));
+            jwks.start_refresh(c.jwks.refresh_interval, stop.clone());
+            Some(Arc::new(Verifier::new(
+                c.issuer.clone(),
+                c.app_clients.clone(),
+                c.clock_skew,
+                jwks,
+            )))
+        }
+        (_, None) => None,
+    };
+
+    let keep_exchange = previous.filter(|p| {
+        same_arc(p.verifier.as_ref(), verifier.as_ref())
+            && p.config.private_api == config.private_api
+            && p.config.exchange == config.exchange
+            && p.config.service_accounts == config.service_accounts
+    });
+    let exchange = match (keep_exchange, &verifier) {
+        (Some(p), _) => p.exchange.clone(),
+        (None, Some(v)) => {
+            Exchange::build(&config, v, &metrics, stop).map_err(StartError::PrivateApi)?
+        }
+        (None, None) => None,
+    };
+
+    let upstream = match previous.filter(|p| p.config.upstream == config.upstream) {
+        Some(p) => p.upstream.clone(),
+        None => UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?,
+    };
+    let route_series = config
+        .routes
+        .iter()
+        .map(|r| {
+            let methods = r.auth.iter().map(|m| m.as_str());
+            let kinds = UpstreamError::ALL.map(UpstreamError::kind);
+            (
+                r.name.clone(),
+                metrics.route_series(&r.name, methods, &kinds),
+            )
+        })
+        .collect();
+    Ok(Arc::new(Gateway {
+        routes: RouteTable::new(&config.routes),
+        route_series,
+        readiness: Readiness::new(
+            verifier.as_ref().map(|v| v.jwks().clone()),
+            exchange
+                .as_ref()
+                .map(|x| x.services.clone())
+                .filter(|s| !s.is_empty()),
+        ),
+        verifier,
+        upstream,
+        exchange,
+        metrics,
+        config,
+    }))
+}
+
+pub fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Points a configuration at the running dev IdP bound on `bound`: `[private_api]` defaults to
+/// its `/dev` stage, and URLs naming its configured listen address with port 0
+/// (`private_api.base_url`, `cognito.jwks.url`) get the port it bound.
+pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), String> {
+    let Some(listen) = config.dev_idp.as_ref().map(|d| d.listen) else {
+        return Ok(());
+    };
+    let follow = |url: &mut reqwest::Url| {
+        let names_listen = url.port() == Some(0)
+            && url.host_str().map(|h| h.trim_matches(['[', ']']))
+                == Some(listen.ip().to_string().as_str());
+        if listen.port() == 0 && names_listen {
+            let _ = url.set_port(Some(bound.port()));
+        }
+    };
+    match &mut config.private_api {
+        Some(api) => follow(&mut api.base_url),
+        None => {
+            let base_url = reqwest::Url::parse(&format!("http://{bound}{}", dev_idp::STAGE_PREFIX))
+                .map_err(|e| e.to_string())?;
+            config.private_api = Some(config::PrivateApiConfig {
+                base_url,
+                style: config::ApiStyle::ApiGateway,
+                headers: Vec::new(),
+                ca_file: None,
+                timeout: config::DEFAULT_PRIVATE_API_TIMEOUT,
+                paths: config::ApiPaths::default(),
+            });
+        }
+    }
+    if let Some(url) = config.cognito.as_mut().and_then(|c| c.jwks.url.as_mut()) {
+        follow(url);
+    }
+    Ok(())
+}
+
+/// Starts the embedded dev IdP when `[dev_idp]` is configured, and points the configuration at
+/// it (see `point_at_dev_idp`).
+pub async fn start_dev_idp(
+    config: &mut Config,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<dev_idp::RunningDevIdp>, StartError> {
+    let (Some(cfg), Some(exchange)) = (&config.dev_idp, &config.exchange) else {
+        return Ok(None);
+    };
+    let listen = cfg.listen;
+    let issuer = match &config.cognito {
+        Some(c) => c.issuer.clone(),
+        None => format!("http://{listen}/{}", exchange.user_pool_id),
+    };
+    let running = dev_idp::start(cfg, exchange, issuer, stop)
+        .await
+        .map_err(|e| match e {
+            dev_idp::DevIdpStartError::Bind { addr, source } => StartError::Bind { addr, source },
+            other => StartError::DevIdp(other.to_string()),
+        })?;
+    point_at_dev_idp(config, running.addr)
+        .map_err(|e| StartError::DevIdp(format!("dev IdP URL: {e}")))?;
+    Ok(Some(running))
+}

@@ -1,0 +1,185 @@
+//! The running gateway: start (bind the listeners, build the components behind a readiness
+//! latch), reload (`reload.rs`), and shutdown as a load balancer expects: readiness fails
+//! first, then the listeners close and in-flight requests finish. Components own their
+//! background tasks (`build.rs`).
+
+mod build;
+mod reload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+pub use build::build_jwks;
+pub use reload::{needs_restart, ReloadError, ReloadSummary};
+
+use crate::config::Config;
+use crate::jwt::JwksFetcher;
+use crate::pipeline::Gateway;
+use crate::server::{self, ConnCounter, ConnSettings, Listener, Role};
+use crate::tls;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cognito.jwks.file: {0}")]
+    JwksFile(String),
+    #[error("cognito.jwks.url: {0}")]
+    JwksClient(String),
+    #[error("upstream client: {0}")]
+    Upstream(String),
+    #[error("private_api: {0}")]
+    PrivateApi(String),
+    #[error("{0}")]
+    DevIdp(String),
+}
+
+/// A started gateway.
+pub struct RunningGateway {
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    /// Where the embedded dev IdP listens, when `[dev_idp]` is configured.
+    pub dev_idp_addr: Option<SocketAddr>,
+    current: Arc<ArcSwap<Gateway>>,
+    tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    connections: Arc<ConnCounter>,
+}
+
+impl RunningGateway {
+    /// The gateway serving new requests now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    /// Connections currently open on all listeners.
+    pub fn active_connections(&self) -> usize {
+        self.connections.get()
+    }
+
+    /// Drains and stops: readiness turns 503 at once while requests are still served for
+    /// `shutdown_drain`; then the listeners close and in-flight requests get up to
+    /// `shutdown_grace` to finish; background tasks stop with the stop signal.
+    pub async fn shutdown(self) {
+        let gateway = self.current.load_full();
+        let server = &gateway.config.server;
+        gateway.readiness.start_draining();
+        tracing::info!(
+            drain_secs = server.shutdown_drain.as_secs_f64(),
+            "draining: readiness now fails; still serving"
+        );
+        tokio::time::sleep(server.shutdown_drain).await;
+        tracing::info!("closing listeners; waiting for in-flight requests");
+        let _ = self.stop.send(true);
+        for l in self.listeners {
+            let _ = l.await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts the gateway on `config`.
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    start_with(config, None).await
+}
+
+/// Starts the gateway, optionally with an injected JWKS fetcher (tests).
+pub async fn start_with(
+    mut config: Config,
+    jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
+) -> Result<RunningGateway, StartError> {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut listeners = Vec::new();
+
+    // The dev IdP comes first: the JWKS fetch and the service-account logins below call it.
+    let dev_idp_addr = match build::start_dev_idp(&mut config, stop_rx.clone()).await? {
+        Some(running) => {
+            listeners.push(running.task);
+            Some(running.addr)
+        }
+        None => None,
+    };
+    let config = Arc::new(config);
+    let gateway = build::build_gateway(config.clone(), None, jwks_fetcher, &stop_rx)?;
+    let current = Arc::new(ArcSwap::new(gateway));
+
+    let server = &config.server;
+    let settings = ConnSettings::from_config(server);
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let connections = Arc::new(ConnCounter::default());
+    let bound = |addr: SocketAddr| async move {
+        server::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let mut to_serve = Vec::new();
+    let mut http_addr = None;
+    let mut https_addr = None;
+    let mut admin_addr = None;
+    let mut tls_slot = None;
+    if let Some(addr) = server.listen {
+        let tcp = bound(addr).await?;
+        http_addr = tcp.local_addr().ok();
+        to_serve.push(Listener {
+            tcp,
+            tls: None,
+            role: Role::Main,
+        });
+    }
+    if let Some(t) = &server.tls {
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(tls::server_config(t).map_err(StartError::Tls)?);
+        let slot = Arc::new(ArcSwap::from_pointee(acceptor));
+        tls_slot = Some(slot.clone());
+        let tcp = bound(t.listen).await?;
+        https_addr = tcp.local_addr().ok();
+        to_serve.push(Listener {
+            tcp,
+            tls: Some(slot),
+            role: Role::Main,
+        });
+    }
+    if let Some(a) = &config.admin {
+        let tcp = bound(a.listen).await?;
+        admin_addr = tcp.local_addr().ok();
+        to_serve.push(Listener {
+            tcp,
+            tls: None,
+            role: Role::Admin,
+        });
+    }
+    for l in to_serve {
+        tracing::info!(addr = ?l.tcp.local_addr().ok(), tls = l.tls.is_some(), role = ?l.role, "listening");
+        listeners.push(tokio::spawn(server::serve(
+            l,
+            current.clone(),
+            settings.clone(),
+            limit.clone(),
+            connections.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    Ok(RunningGateway {
+        http_addr,
+        https_addr,
+        admin_addr,
+        dev_idp_addr,
+        current,
+        tls: tls_slot,
+        stop,
+        listeners,
+        connections,
+    })
+}
