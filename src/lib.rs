@@ -15,6 +15,7 @@ pub mod dev_idp;
 pub mod error;
 pub mod exchange;
 pub mod explain;
+pub mod hop;
 pub mod jwt;
 pub mod logging;
 pub mod ops;

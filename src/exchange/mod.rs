@@ -3,10 +3,12 @@
 //! login API issued. Knows nothing of forwarding.
 
 pub mod api;
+mod breaker;
 pub mod cache;
 pub mod error;
 pub mod issued;
 pub mod limit;
+pub mod response;
 pub mod secret_hash;
 pub mod service;
 

@@ -3,6 +3,7 @@
 
 pub mod jwks;
 pub mod keys;
+pub mod token;
 pub mod verify;
 
 pub use jwks::{HttpJwksFetcher, JwksCache, JwksFetcher, KeyLookupError, RefreshOutcome};

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use rustc_hash::FxHashSet;
 
 use crate::config::RouteConfig;
+pub use crate::hop::is_hop_by_hop;
 
 // Names parsed once, at compile time, rather than from a string on every request.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -93,22 +94,6 @@ impl InboundHygiene {
             headers.remove(&route.token_header);
         }
     }
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies also drop).
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::*;
-use super::validate::Ctx;
-use super::*;
+use super::Ctx;
+use crate::config::raw::*;
+use crate::config::*;
 
 pub const DEFAULT_PRIVATE_API_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);

@@ -1,0 +1,120 @@
+//! The summary `check-config` prints.
+
+use http::Method;
+
+use super::types::*;
+
+impl Config {
+    /// A short human summary, printed by `check-config`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let s = &self.server;
+        if let Some(l) = s.listen {
+            out.push_str(&format!("listen        http://{l} (HTTP/1.1 + h2c)\n"));
+        }
+        if let Some(t) = &s.tls {
+            let mtls = if t.client_ca.is_some() {
+                ", client certificates required"
+            } else {
+                ""
+            };
+            out.push_str(&format!("listen        https://{} (TLS{mtls})\n", t.listen));
+        }
+        if let Some(a) = &self.admin {
+            out.push_str(&format!("admin         http://{}\n", a.listen));
+        }
+        if let Some(c) = &self.cognito {
+            out.push_str(&format!("issuer        {}\n", c.issuer));
+            let clients = if c.app_clients.is_empty() {
+                "any (not checked)".to_string()
+            } else {
+                c.app_clients.join(", ")
+            };
+            out.push_str(&format!("app clients   {clients}\n"));
+            let mut src = Vec::new();
+            if let Some(u) = &c.jwks.url {
+                src.push(format!("url {u}"));
+            }
+            if let Some(f) = &c.jwks.file {
+                src.push(format!("file {}", f.display()));
+            }
+            out.push_str(&format!("jwks          {}\n", src.join(" + ")));
+        }
+        if let Some(p) = &self.private_api {
+            let style = match p.style {
+                ApiStyle::ApiGateway => "apigateway",
+                ApiStyle::CognitoIdp => "cognito-idp",
+            };
+            out.push_str(&format!("private api   {} ({style})\n", p.base_url));
+        }
+        if let Some(e) = &self.exchange {
+            let secret = if e.client_secret.is_some() {
+                ", SECRET_HASH"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "exchange      client {} pool {} flow {}{secret}\n",
+                e.client_id,
+                e.user_pool_id,
+                e.auth_flow.as_str()
+            ));
+        }
+        for a in &self.service_accounts {
+            out.push_str(&format!("service acct  {} (user {})\n", a.name, a.username));
+        }
+        if let Some(l) = &self.login_api {
+            out.push_str(&format!(
+                "login api     {}/login, /refresh, /challenge\n",
+                l.path_prefix
+            ));
+        }
+        if let Some(d) = &self.dev_idp {
+            out.push_str(&format!(
+                "dev idp       http://{} ({} users; development only)\n",
+                d.listen,
+                d.users.len()
+            ));
+        }
+        out.push_str(&format!("routes        {}\n", self.routes.len()));
+        for r in &self.routes {
+            let upstream = match &r.upstream {
+                UpstreamTarget::Echo => "builtin:echo".to_string(),
+                UpstreamTarget::Url {
+                    scheme,
+                    authority,
+                    base_path,
+                } => format!("{scheme}://{authority}{base_path}"),
+            };
+            let auth: Vec<&str> = r.auth.iter().map(|a| a.as_str()).collect();
+            let mut extra = String::new();
+            if !r.scopes.is_empty() {
+                extra.push_str(&format!(" scopes={}", r.scopes.join(",")));
+            }
+            if !r.groups.is_empty() {
+                extra.push_str(&format!(" groups={}", r.groups.join(",")));
+            }
+            let methods = if r.methods.is_empty() {
+                "*".to_string()
+            } else {
+                r.methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let host = r.host.as_deref().unwrap_or("");
+            out.push_str(&format!(
+                "  {:<12} {:<7} {}{} -> {} auth={}{}\n",
+                r.name,
+                methods,
+                host,
+                r.path_prefix,
+                upstream,
+                auth.join(","),
+                extra
+            ));
+        }
+        out
+    }
+}

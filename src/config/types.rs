@@ -1,0 +1,313 @@
+//! The typed configuration: what the rest of the gateway reads, parsed once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: Option<AdminConfig>,
+    pub log: LogConfig,
+    pub cognito: Option<CognitoConfig>,
+    pub upstream: UpstreamConfig,
+    pub routes: Vec<RouteConfig>,
+    pub private_api: Option<PrivateApiConfig>,
+    pub exchange: Option<ExchangeConfig>,
+    pub service_accounts: Vec<ServiceAccountConfig>,
+    pub login_api: Option<LoginApiConfig>,
+    pub dev_idp: Option<DevIdpConfig>,
+}
+
+/// A secret value (password, client secret): never printed by Debug or Display.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the private API is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiStyle {
+    /// `POST {base_url}{path}` with Cognito's JSON body, one resource per action (the API
+    /// Gateway proxy pattern).
+    ApiGateway,
+    /// `POST {base_url}/` with `X-Amz-Target` (JSON 1.1): a Cognito VPC endpoint or emulator.
+    CognitoIdp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiPaths {
+    pub admin_initiate_auth: String,
+    pub admin_respond_to_auth_challenge: String,
+    pub initiate_auth: String,
+    pub respond_to_auth_challenge: String,
+    pub get_tokens_from_refresh_token: String,
+}
+
+impl Default for ApiPaths {
+    /// The resource paths of DESIGN §3 (`[private_api.paths]` defaults).
+    fn default() -> Self {
+        ApiPaths {
+            admin_initiate_auth: "/admin-initiate-auth".into(),
+            admin_respond_to_auth_challenge: "/admin-respond-to-auth-challenge".into(),
+            initiate_auth: "/initiate-auth".into(),
+            respond_to_auth_challenge: "/respond-to-auth-challenge".into(),
+            get_tokens_from_refresh_token: "/get-tokens-from-refresh-token".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivateApiConfig {
+    pub base_url: reqwest::Url,
+    pub style: ApiStyle,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub paths: ApiPaths,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFlow {
+    AdminUserPassword,
+    AdminNoSrp,
+    UserPassword,
+}
+
+impl AuthFlow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFlow::AdminUserPassword => "ADMIN_USER_PASSWORD_AUTH",
+            AuthFlow::AdminNoSrp => "ADMIN_NO_SRP_AUTH",
+            AuthFlow::UserPassword => "USER_PASSWORD_AUTH",
+        }
+    }
+
+    /// Admin flows go through AdminInitiateAuth / AdminRespondToAuthChallenge.
+    pub fn is_admin(self) -> bool {
+        match self {
+            AuthFlow::AdminUserPassword | AuthFlow::AdminNoSrp => true,
+            AuthFlow::UserPassword => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshFlow {
+    RefreshTokenAuth,
+    GetTokensFromRefreshToken,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeConfig {
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub user_pool_id: String,
+    pub auth_flow: AuthFlow,
+    pub refresh_flow: RefreshFlow,
+    pub refresh_before: Duration,
+    pub cache_capacity: u64,
+    pub failure_ttl: Duration,
+    pub max_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceAccountConfig {
+    pub name: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginApiConfig {
+    pub path_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevIdpConfig {
+    pub listen: SocketAddr,
+    pub token_lifetime: Duration,
+    pub signing_keys: Option<PathBuf>,
+    pub users: Vec<DevUser>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevUser {
+    pub username: String,
+    pub password: Secret,
+    pub groups: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+    pub force_new_password: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Option<SocketAddr>,
+    pub tls: Option<TlsConfig>,
+    pub max_connections: usize,
+    /// Runtime worker threads; 0 = one per CPU the process may run on.
+    pub worker_threads: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub shutdown_drain: Duration,
+    pub shutdown_grace: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub health_path: String,
+    pub ready_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CognitoConfig {
+    pub issuer: String,
+    /// Accepted `aud` (ID tokens) / `client_id` (access tokens); empty = not checked.
+    pub app_clients: Vec<String>,
+    pub clock_skew: Duration,
+    pub jwks: JwksConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksConfig {
+    pub url: Option<reqwest::Url>,
+    pub file: Option<PathBuf>,
+    pub refresh_interval: Duration,
+    pub refetch_cooldown: Duration,
+    pub max_stale: Duration,
+    pub timeout: Duration,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Jwt,
+    Basic,
+    Service,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Basic => "basic",
+            AuthMethod::Service => "service",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// Which kind of token a jwt route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUsePolicy {
+    Id,
+    Access,
+    Any,
+}
+
+/// Which token the gateway places in the upstream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardToken {
+    /// The token the route verified, whichever kind it was.
+    Verified,
+    Id,
+    Access,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    Url {
+        scheme: http::uri::Scheme,
+        authority: http::uri::Authority,
+        /// Path prefix of the upstream URL, without a trailing slash ("" for none).
+        base_path: String,
+    },
+    Echo,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub methods: Vec<Method>,
+    pub upstream: UpstreamTarget,
+    pub strip_prefix: bool,
+    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout: Duration,
+    pub auth: Vec<AuthMethod>,
+    pub token_header: HeaderName,
+    pub scopes: Vec<String>,
+    pub token_use: TokenUsePolicy,
+    pub groups: Vec<String>,
+    pub allow_from: Vec<IpNet>,
+    pub forward_token: ForwardToken,
+    pub forward_token_scheme: String,
+    pub claim_headers: Vec<(HeaderName, String)>,
+    /// Forward the client's own Authorization header (an upstream that does its own auth);
+    /// only where the gateway neither reads nor sets Authorization on the route.
+    pub pass_client_authorization: bool,
+    /// The service account whose token `auth = ["service"]` forwards.
+    pub service_account: Option<String>,
+}

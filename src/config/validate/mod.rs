@@ -1,0 +1,249 @@
+//! Raw values to typed values. Every problem is pushed to `errors` with its key; validation goes
+//! on after a problem so that one run reports them all.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+
+use super::raw::*;
+use super::*;
+
+mod cognito;
+mod exchange;
+mod routes;
+mod server;
+
+use cognito::cognito;
+pub use exchange::DEFAULT_PRIVATE_API_TIMEOUT;
+use routes::{routes, RouteContext};
+use server::{log, server, upstream};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(3600);
+pub const DEFAULT_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
+pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(29);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
+
+pub(super) struct Ctx<'a> {
+    source: &'a Source,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => d,
+            Err(_) => {
+                self.err(
+                    key,
+                    format!(
+                        "not a duration: {text:?} (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub(super) fn positive_duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(key, value, default);
+        if d.is_zero() {
+            self.err(key, "must be greater than zero");
+            return default;
+        }
+        d
+    }
+
+    pub(super) fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+        match value.trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    key,
+                    format!("not a socket address: {value:?} (use e.g. \"127.0.0.1:8080\")"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn path(&mut self, key: &str, value: &str, must_exist: bool) -> Option<PathBuf> {
+        if value.is_empty() {
+            return None;
+        }
+        let p = PathBuf::from(value);
+        let p = if p.is_absolute() {
+            p
+        } else {
+            self.source.base_dir.join(p)
+        };
+        if must_exist && !p.is_file() {
+            self.err(key, format!("file not found: {value:?}"));
+            return None;
+        }
+        Some(p)
+    }
+
+    pub(super) fn count(&mut self, key: &str, value: Option<i64>, default: u64, min: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) if v >= min as i64 => v as u64,
+            Some(v) => {
+                self.err(key, format!("must be at least {min}, got {v}"));
+                default
+            }
+        }
+    }
+
+    pub(super) fn cidrs(&mut self, key: &str, values: &[String]) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let parsed = v
+                .parse::<IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => out.push(n.trunc()),
+                Err(_) => self.err(
+                    format!("{key}[{i}]"),
+                    format!("not a CIDR or IP address: {v:?}"),
+                ),
+            }
+        }
+        out
+    }
+
+    pub(super) fn headers(
+        &mut self,
+        key: &str,
+        map: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
+        for (name, value) in map {
+            let k = join_key(key, name);
+            let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                self.err(k, format!("not a valid header name: {name:?}"));
+                continue;
+            };
+            if crate::hop::is_hop_by_hop(&n) || n == http::header::HOST {
+                self.err(k, "this header is managed by the gateway and cannot be set");
+                continue;
+            }
+            match HeaderValue::from_str(value) {
+                Ok(v) => out.push((n, v)),
+                Err(_) => self.err(k, "not a valid header value"),
+            }
+        }
+        out
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigError>) -> Config {
+    let mut cx = Ctx { source, errors };
+    let server = server(&mut cx, raw.server);
+    let admin = raw.admin.map(|a| AdminConfig {
+        listen: match a.listen {
+            Some(l) => cx
+                .addr("admin.listen", &l)
+                .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+            None => {
+                cx.err("admin.listen", "required when [admin] is present");
+                ([127, 0, 0, 1], 0).into()
+            }
+        },
+    });
+    let log = log(&mut cx, raw.log);
+    let pool_from_cognito = raw.cognito.as_ref().and_then(|c| {
+        c.user_pool_id.clone().or_else(|| {
+            c.issuer
+                .as_deref()
+                .and_then(|i| i.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_string)
+        })
+    });
+    let cognito = raw.cognito.map(|c| cognito(&mut cx, c));
+    let upstream = upstream(&mut cx, raw.upstream);
+    let private_api = raw.private_api.map(|p| exchange::private_api(&mut cx, p));
+    let exchange = raw.exchange.map(|e| {
+        exchange::exchange(
+            &mut cx,
+            e,
+            pool_from_cognito,
+            private_api.as_ref().map(|p| p.style),
+        )
+    });
+    if exchange.is_some() && private_api.is_none() && raw.dev_idp.is_none() {
+        cx.err("private_api", "required when [exchange] is present");
+    }
+    if let (Some(e), Some(p)) = (&exchange, &private_api) {
+        if p.style == ApiStyle::CognitoIdp && e.auth_flow.is_admin() {
+            // Admin flows need IAM-signed calls, which a Cognito endpoint only takes signed.
+            tracing::debug!("admin auth flow over the cognito-idp style");
+        }
+    }
+    let service_accounts = exchange::service_accounts(&mut cx, raw.service_accounts);
+    let login_api = raw.login_api.map(|l| exchange::login_api(&mut cx, l));
+    let dev_idp = raw.dev_idp.map(|d| exchange::dev_idp(&mut cx, d));
+    let needs_exchange = !service_accounts.is_empty() || login_api.is_some();
+    if needs_exchange && exchange.is_none() {
+        cx.err(
+            "exchange",
+            "required when [service_accounts] or [login_api] are configured",
+        );
+    }
+    if dev_idp.is_some() && exchange.is_none() {
+        cx.err("exchange", "required when [dev_idp] is present (its client_id and client_secret are the dev IdP's app client)");
+    }
+    let known = RouteContext {
+        has_cognito: cognito.is_some(),
+        has_exchange: exchange.is_some(),
+        service_accounts: service_accounts.iter().map(|a| a.name.clone()).collect(),
+    };
+    let routes = routes(&mut cx, raw.routes, &known);
+    Config {
+        server,
+        admin,
+        log,
+        cognito,
+        upstream,
+        routes,
+        private_api,
+        exchange,
+        service_accounts,
+        login_api,
+        dev_idp,
+    }
+}

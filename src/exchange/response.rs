@@ -1,0 +1,219 @@
+//! What the private API answers, classified by content, not status: API Gateway's default
+//! integration response turns Cognito errors into HTTP 200 with `__type` in the body.
+
+use std::fmt;
+
+use serde_json::{json, Map, Value};
+
+use super::error::{DependencyError, ExchangeError};
+
+/// Tokens returned by Cognito. Debug never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSet {
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A challenge Cognito wants answered before it issues tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub name: String,
+    pub session: Option<String>,
+    pub parameters: Map<String, Value>,
+}
+
+impl fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Challenge")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthResult {
+    Tokens(TokenSet),
+    Challenge(Challenge),
+}
+
+impl AuthResult {
+    /// The Cognito-shaped JSON answer (what InitiateAuth returns).
+    pub fn to_cognito_json(&self) -> Value {
+        match self {
+            AuthResult::Tokens(t) => {
+                let mut result = json!({
+                    "IdToken": t.id_token,
+                    "AccessToken": t.access_token,
+                    "ExpiresIn": t.expires_in,
+                    "TokenType": "Bearer",
+                });
+                if let Some(r) = &t.refresh_token {
+                    result["RefreshToken"] = Value::String(r.clone());
+                }
+                json!({ "AuthenticationResult": result, "ChallengeParameters": {} })
+            }
+            AuthResult::Challenge(c) => {
+                let mut v = json!({
+                    "ChallengeName": c.name,
+                    "ChallengeParameters": c.parameters,
+                });
+                if let Some(s) = &c.session {
+                    v["Session"] = Value::String(s.clone());
+                }
+                v
+            }
+        }
+    }
+}
+
+fn status_error(status: u16) -> ExchangeError {
+    ExchangeError::Dependency(match status {
+        403 => DependencyError::Forbidden,
+        429 => DependencyError::Throttled,
+        s if s >= 500 => DependencyError::Status(s),
+        _ => DependencyError::Garbage,
+    })
+}
+
+/// Classifies a private API response by its content.
+pub fn classify(
+    status: u16,
+    error_type: Option<&str>,
+    body: &[u8],
+) -> Result<AuthResult, ExchangeError> {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return Err(match error_type {
+            Some(t) => ExchangeError::cognito(t),
+            None if (200..300).contains(&status) => {
+                ExchangeError::Dependency(DependencyError::Garbage)
+            }
+            None => status_error(status),
+        });
+    };
+    if let Some(Value::Object(r)) = obj.get("AuthenticationResult") {
+        let id = r.get("IdToken").and_then(Value::as_str);
+        let access = r.get("AccessToken").and_then(Value::as_str);
+        let (Some(id), Some(access)) = (id, access) else {
+            return Err(ExchangeError::Dependency(DependencyError::Garbage));
+        };
+        return Ok(AuthResult::Tokens(TokenSet {
+            id_token: id.to_string(),
+            access_token: access.to_string(),
+            refresh_token: r
+                .get("RefreshToken")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            expires_in: r.get("ExpiresIn").and_then(Value::as_u64).unwrap_or(3600),
+        }));
+    }
+    if let Some(Value::String(name)) = obj.get("ChallengeName") {
+        return Ok(AuthResult::Challenge(Challenge {
+            name: name.clone(),
+            session: obj
+                .get("Session")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            parameters: obj
+                .get("ChallengeParameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        }));
+    }
+    // Cognito's JSON 1.1 errors say `message`; some API Gateway mappings say `Message`.
+    let message = obj
+        .get("message")
+        .or_else(|| obj.get("Message"))
+        .and_then(Value::as_str);
+    if let Some(Value::String(t)) = obj.get("__type") {
+        return Err(ExchangeError::cognito_with_message(t, message));
+    }
+    if let Some(t) = error_type {
+        return Err(ExchangeError::cognito_with_message(t, message));
+    }
+    Err(if (200..300).contains(&status) {
+        ExchangeError::Dependency(DependencyError::Garbage)
+    } else {
+        status_error(status)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::error::CognitoErrorKind;
+
+    #[test]
+    fn classifies_by_content() {
+        let ok = br#"{"AuthenticationResult":{"IdToken":"i","AccessToken":"a","RefreshToken":"r","ExpiresIn":60,"TokenType":"Bearer"},"ChallengeParameters":{}}"#;
+        assert!(matches!(classify(200, None, ok), Ok(AuthResult::Tokens(t)) if t.expires_in == 60));
+        let ch =
+            br#"{"ChallengeName":"NEW_PASSWORD_REQUIRED","Session":"s","ChallengeParameters":{}}"#;
+        assert!(
+            matches!(classify(200, None, ch), Ok(AuthResult::Challenge(c)) if c.name == "NEW_PASSWORD_REQUIRED")
+        );
+        let err200 =
+            br#"{"__type":"NotAuthorizedException","message":"Incorrect username or password."}"#;
+        assert!(matches!(
+            classify(200, None, err200),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::NotAuthorized,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(400, Some("UserNotFoundException:x"), b"{}"),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::UserNotFound,
+                ..
+            })
+        ));
+        let locked =
+            br#"{"__type":"NotAuthorizedException","message":"Password attempts exceeded"}"#;
+        assert!(matches!(
+            classify(200, None, locked),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::PasswordAttemptsExceeded,
+                ..
+            })
+        ));
+        assert_eq!(
+            classify(403, None, br#"{"message":"Forbidden"}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Forbidden)
+        );
+        assert_eq!(
+            classify(429, None, br#"{"message":"Too Many Requests"}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Throttled)
+        );
+        assert_eq!(
+            classify(500, None, b"<html>boom</html>").unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Status(500))
+        );
+        assert_eq!(
+            classify(200, None, b"<html>").unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Garbage)
+        );
+        assert_eq!(
+            classify(200, None, br#"{"AuthenticationResult":{"IdToken":1}}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Garbage)
+        );
+        assert_eq!(
+            classify(502, None, br#"{"message":"Internal server error"}"#).unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Status(502))
+        );
+    }
+}
