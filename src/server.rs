@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -82,7 +82,7 @@ pub async fn serve(
     settings: ConnSettings,
     limit: Arc<Semaphore>,
     connections: Arc<ConnCounter>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -99,16 +99,90 @@ pub async fn serve(
         .max_header_list_size(settings.max_header_bytes.min(u32::MAX as usize) as u32)
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let tracker = TaskTracker::new();
-    let local = listener.tcp.local_addr().ok();
+    let grace = settings.shutdown_grace;
+    let tls = listener.tls.clone();
+    let role = listener.role;
+    accept_loop(
+        listener.tcp,
+        Some(limit),
+        stop.clone(),
+        grace,
+        move |stream, peer| {
+            let gateway = gateway.clone();
+            let builder = builder.clone();
+            let tls = tls.clone();
+            let settings = settings.clone();
+            let stop = stop.clone();
+            let connections = connections.clone();
+            async move {
+                connections.0.fetch_add(1, Ordering::Relaxed);
+                let metrics = gateway.load().metrics.clone();
+                metrics.connections_active.inc();
+                let info = ConnInfo {
+                    peer,
+                    tls: tls.is_some(),
+                };
+                let ctx = ConnCtx {
+                    info,
+                    role,
+                    gateway,
+                    settings,
+                    stop,
+                };
+                match tls.map(|t| t.load_full()) {
+                    Some(acceptor) => {
+                        let handshake = Box::pin(acceptor.accept(stream));
+                        match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                Box::pin(serve_conn(tls_stream, h2, ctx, &builder)).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => {
+                                tracing::debug!(client.addr = %peer, "TLS handshake timed out")
+                            }
+                        }
+                    }
+                    // Boxed, each at its own size: a plain connection does not carry the space
+                    // a TLS one needs for as long as it lives.
+                    None => Box::pin(serve_conn(stream, false, ctx, &builder)).await,
+                }
+                connections.0.fetch_sub(1, Ordering::Relaxed);
+                metrics.connections_active.dec();
+            }
+        },
+    )
+    .await;
+}
 
+/// Accepts until `stop` turns true — at most `limit` connections at once, when given — and
+/// runs `conn` for each on a tracked task; then stops accepting and waits up to `grace` for
+/// the connections to finish. The gateway's listeners and the dev IdP's share it.
+pub async fn accept_loop<F, Fut>(
+    tcp: TcpListener,
+    limit: Option<Arc<Semaphore>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    mut conn: F,
+) where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    let local = tcp.local_addr().ok();
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stopped(&mut stop) => break,
+        let permit = match &limit {
+            Some(limit) => tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
+                _ = stopped(&mut stop) => break,
+            },
+            None => None,
         };
         let (stream, peer) = tokio::select! {
-            r = listener.tcp.accept() => match r {
+            r = tcp.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -120,59 +194,15 @@ pub async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let builder = builder.clone();
-        let tls = listener.tls.clone();
-        let settings = settings.clone();
-        let stop = stop.clone();
-        let connections = connections.clone();
-        let role = listener.role;
+        let fut = conn(stream, peer);
         tracker.spawn(async move {
-            connections.0.fetch_add(1, Ordering::Relaxed);
-            let metrics = gateway.load().metrics.clone();
-            metrics.connections_active.inc();
-            let info = ConnInfo {
-                peer,
-                tls: tls.is_some(),
-            };
-            let ctx = ConnCtx {
-                info,
-                role,
-                gateway,
-                settings,
-                stop,
-            };
-            match tls.map(|t| t.load_full()) {
-                Some(acceptor) => {
-                    let handshake = Box::pin(acceptor.accept(stream));
-                    match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await {
-                        Ok(Ok(tls_stream)) => {
-                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            Box::pin(serve_conn(tls_stream, h2, ctx, &builder)).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => {
-                            tracing::debug!(client.addr = %peer, "TLS handshake timed out")
-                        }
-                    }
-                }
-                // Boxed, each at its own size: a plain connection does not carry the space a
-                // TLS one needs for as long as it lives.
-                None => Box::pin(serve_conn(stream, false, ctx, &builder)).await,
-            }
-            connections.0.fetch_sub(1, Ordering::Relaxed);
-            metrics.connections_active.dec();
+            fut.await;
             drop(permit);
         });
     }
-    drop(listener);
+    drop(tcp);
     tracker.close();
-    if tokio::time::timeout(settings.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(listener = ?local, remaining = tracker.len(),
             "shutdown_grace expired; closing the remaining connections");
     }
@@ -244,7 +274,7 @@ where
 }
 
 /// Resolves once `stop` holds true (at once if it already does).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

@@ -96,6 +96,8 @@ async fn fake_private_api(state: Arc<FakeState>) -> std::net::SocketAddr {
             let password = params["PASSWORD"].as_str().unwrap_or("");
             match user.as_str() {
                 "alice" if password == "pw-alice" => tokens(&k1, "alice", lifetime),
+                // An alias (as an email address would be): the tokens name the canonical user.
+                "alice-alias" if password == "pw-alice" => tokens(&k1, "alice", lifetime),
                 "alice" => cognito_error("com.amazonaws#NotAuthorizedException:x"),
                 "html" => Response::builder()
                     .status(500)
@@ -170,6 +172,13 @@ name = "legacy"
 path_prefix = "/legacy"
 upstream = "builtin:echo"
 auth = ["basic"]
+claim_headers = {{ "x-cognito-username" = "cognito:username" }}
+
+[[routes]]
+name = "either"
+path_prefix = "/either"
+upstream = "builtin:echo"
+auth = ["jwt", "basic"]
 claim_headers = {{ "x-cognito-username" = "cognito:username" }}
 "#,
         cognito = cognito_section(&jwks.url(), &format!("[\"{CLIENT_ID}\"]")),
@@ -663,4 +672,66 @@ async fn a_username_cognito_rejects_as_invalid_is_bad_credentials_on_basic() {
     let (status, headers, body) = basic(&c, &format!("{}/legacy/x", e.base), "badparam", "x").await;
     assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
     assert_eq!(headers["www-authenticate"], "Basic realm=\"cognito-gate\"");
+}
+
+#[tokio::test]
+async fn a_route_with_jwt_then_basic_takes_both_kinds_of_credentials() {
+    let e = env(3600, "", 100).await;
+    let c = client();
+    let url = format!("{}/either/x", e.base);
+    let (status, _, seen) = basic(&c, &url, "alice", "pw-alice").await;
+    assert_eq!(
+        status, 200,
+        "Basic is the basic method's, not a malformed token"
+    );
+    assert_eq!(seen["headers"]["x-cognito-username"], "alice");
+    let token = TestKey::load("k1").sign(&with(
+        id_claims(),
+        json!({"aud": CLIENT_ID, "cognito:username": "bob"}),
+    ));
+    let (status, _, seen) = get(&c, &url, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["headers"]["x-cognito-username"], "bob");
+    let (status, headers, _) = get(&c, &url, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers["www-authenticate"], "Bearer",
+        "the first method's challenge"
+    );
+    let (status, headers, _) = basic(&c, &url, "alice", "wrong").await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"cognito-gate\"");
+}
+
+#[tokio::test]
+async fn refresh_after_an_alias_login_hashes_the_canonical_username() {
+    let e = env(3600, "", 100).await;
+    let c = client();
+    let (status, body) = post_json(
+        &c,
+        format!("{}/auth/login", e.base),
+        json!({"username": "alice-alias", "password": "pw-alice"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rt = body["AuthenticationResult"]["RefreshToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The app sends the name it logged in with; SECRET_HASH must use "alice".
+    let refresh = format!("{}/auth/refresh", e.base);
+    let (status, body) = post_json(
+        &c,
+        refresh.clone(),
+        json!({"refresh_token": rt, "username": "alice-alias"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!e.state.bad_hash.load(Ordering::SeqCst));
+    // Or no name at all.
+    let (status, _) = post_json(&c, refresh.clone(), json!({"refresh_token": rt})).await;
+    assert_eq!(status, 200);
+    // A refresh token the gateway did not issue still needs the username.
+    let (status, body) = post_json(&c, refresh, json!({"refresh_token": "rt-unknown"})).await;
+    assert_eq!((status, body), (400, json!({"message": "Bad Request"})));
 }

@@ -751,6 +751,50 @@ async fn metrics_count_each_request_once_by_route_status_and_decision() {
 }
 
 #[tokio::test]
+async fn every_metric_is_visible_on_a_fresh_process() {
+    // No exchange, no JWKS: still every family of DESIGN §5, with its known series at zero.
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let admin = format!("http://{}/metrics", gw.admin_addr.unwrap());
+    let text = client()
+        .get(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "cognito_gate_requests_total",
+        "cognito_gate_request_duration_seconds",
+        "cognito_gate_auth_decisions_total",
+        "cognito_gate_jwks_refresh_total",
+        "cognito_gate_jwks_age_seconds",
+        "cognito_gate_token_exchange_total",
+        "cognito_gate_token_exchange_duration_seconds",
+        "cognito_gate_token_cache_total",
+        "cognito_gate_upstream_errors_total",
+        "cognito_gate_connections_active",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "no {family} in\n{text}"
+        );
+    }
+    for line in [
+        "cognito_gate_token_cache_total{result=\"hit\"} 0",
+        "cognito_gate_token_cache_total{result=\"rate_limited\"} 0",
+        "cognito_gate_upstream_errors_total{route=\"open\",kind=\"connect\"} 0",
+        "cognito_gate_upstream_errors_total{route=\"open\",kind=\"timeout\"} 0",
+        "cognito_gate_jwks_refresh_total{outcome=\"failure\"} 0",
+        "cognito_gate_token_exchange_total{kind=\"login\",outcome=\"success\"} 0",
+        "cognito_gate_token_exchange_total{kind=\"refresh\",outcome=\"rejected\"} 0",
+    ] {
+        assert!(text.contains(line), "no {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn plain_upstream_connections_are_reused_and_closed_ones_replaced() {
     let up = EchoUpstream::start().await;
     // Answers one request per connection, without announcing it, then closes.

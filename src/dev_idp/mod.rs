@@ -30,7 +30,6 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::task::TaskTracker;
 
 pub use error::IdpError;
 pub use tokens::{stable_sub, SigningKeys, ACCESS_KID, ID_KID, SIGNIN_SCOPE};
@@ -204,27 +203,16 @@ pub async fn start(
 }
 
 /// Accepts until `stop`, then lets in-flight requests finish for up to `SHUTDOWN_GRACE`.
-pub async fn serve(listener: TcpListener, idp: Arc<DevIdp>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, idp: Arc<DevIdp>, stop: watch::Receiver<bool>) {
     // No header-read timeout: hyper's also fires on idle keep-alive connections, which would
     // race the gateway's pooled private API client. The listener is local and for development.
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    let tracker = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dev IdP: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut stop) => break,
-        };
+    let conn_stop = stop.clone();
+    crate::server::accept_loop(listener, None, stop, SHUTDOWN_GRACE, move |stream, _| {
         let idp = idp.clone();
         let builder = builder.clone();
-        let mut stop = stop.clone();
-        tracker.spawn(async move {
+        let mut stop = conn_stop.clone();
+        async move {
             let svc = service_fn(move |req: hyper::Request<Incoming>| {
                 let idp = idp.clone();
                 async move { Ok::<_, Infallible>(respond(&idp, req).await) }
@@ -233,7 +221,7 @@ pub async fn serve(listener: TcpListener, idp: Arc<DevIdp>, mut stop: watch::Rec
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
-                _ = stopped(&mut stop) => {
+                _ = crate::server::stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
                 }
@@ -241,16 +229,9 @@ pub async fn serve(listener: TcpListener, idp: Arc<DevIdp>, mut stop: watch::Rec
             if let Err(e) = result {
                 tracing::debug!(error = %e, "dev IdP: connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    tracker.close();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
-}
-
-/// Resolves once `stop` holds true.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+        }
+    })
+    .await;
 }
 
 /// Reads a bounded body and answers; an oversized body gets API Gateway's 413.

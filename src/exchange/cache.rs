@@ -287,3 +287,143 @@ impl CredentialCache {
         self.sessions.entry_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::exchange::test_support::{tokio_clock, verifier, FakeCalls};
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn cache(calls: &Arc<FakeCalls>, clock: Clock, refresh_before: u64) -> Arc<CredentialCache> {
+        CredentialCache::new(
+            calls.clone(),
+            verifier(),
+            Arc::new(FailureLimiter::new(10)),
+            CacheSettings {
+                capacity: 100,
+                failure_ttl: Duration::from_secs(30),
+                refresh_before: Duration::from_secs(refresh_before),
+            },
+            clock,
+            None,
+        )
+    }
+
+    async fn advance_to(start: tokio::time::Instant, secs: u64) {
+        tokio::time::sleep_until(start + Duration::from_secs(secs)).await;
+    }
+
+    /// Lets spawned background work run to completion (paused time advances only when idle).
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_are_refreshed_refresh_before_expiry_in_the_background() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        let calls = FakeCalls::new(clock.clone(), 3600, Duration::ZERO);
+        let c = cache(&calls, clock, 300);
+        let first = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        advance_to(start, 3299).await;
+        let t = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        assert!(Arc::ptr_eq(&t, &first));
+        settle().await;
+        assert_eq!((calls.logins(), calls.refreshes()), (1, 0), "not due yet");
+        advance_to(start, 3301).await;
+        let t = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        assert!(Arc::ptr_eq(&t, &first), "still valid: answered at once");
+        settle().await;
+        assert_eq!(
+            (calls.logins(), calls.refreshes()),
+            (1, 1),
+            "refreshed once"
+        );
+        let t = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        assert!(t.expires_at() > first.expires_at(), "the refreshed tokens");
+        assert_eq!(c.stats.refreshes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_lived_tokens_are_refreshed_at_half_their_lifetime() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        // 120 s tokens with refresh_before 5 min: due after 60 s, not from the start.
+        let calls = FakeCalls::new(clock.clone(), 120, Duration::ZERO);
+        let c = cache(&calls, clock, 300);
+        c.tokens("alice", "pw", CLIENT).await.unwrap();
+        advance_to(start, 59).await;
+        c.tokens("alice", "pw", CLIENT).await.unwrap();
+        settle().await;
+        assert_eq!(calls.refreshes(), 0);
+        advance_to(start, 61).await;
+        c.tokens("alice", "pw", CLIENT).await.unwrap();
+        settle().await;
+        assert_eq!(calls.refreshes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_tokens_are_never_handed_out_and_a_failed_refresh_logs_in_again() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        let calls = FakeCalls::new(clock.clone(), 600, Duration::ZERO);
+        let c = cache(&calls, clock.clone(), 60);
+        let first = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        calls.fail_refresh.store(true, Ordering::SeqCst);
+        advance_to(start, 601).await;
+        let t = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        assert!(t.expires_at() > clock(), "never an expired token");
+        assert!(!Arc::ptr_eq(&t, &first));
+        assert_eq!((calls.logins(), calls.refreshes()), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_does_not_drop_a_session_another_request_just_made() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        // Refreshes take a second, logins no time: the second request is still refreshing the
+        // old session when the first has logged in again.
+        let calls = FakeCalls::with_login_latency(
+            clock.clone(),
+            600,
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
+        let c = cache(&calls, clock, 60);
+        c.tokens("alice", "pw", CLIENT).await.unwrap();
+        calls.fail_refresh.store(true, Ordering::SeqCst);
+        advance_to(start, 700).await;
+        // A refreshes (fails), drops the session and logs in again; B waited for A's refresh,
+        // tries its own (fails too), and must find A's new session rather than drop it.
+        let (a, b) = tokio::join!(
+            c.tokens("alice", "pw", CLIENT),
+            c.tokens("alice", "pw", CLIENT)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one new session");
+        assert_eq!(calls.refreshes(), 2);
+        assert_eq!(calls.logins(), 2, "the initial login and A's, no third");
+        let again = c.tokens("alice", "pw", CLIENT).await.unwrap();
+        assert!(Arc::ptr_eq(&again, &a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wrong_credentials_are_answered_from_the_negative_cache() {
+        let clock = tokio_clock();
+        let calls = FakeCalls::new(clock.clone(), 600, Duration::ZERO);
+        calls.fail_login.store(true, Ordering::SeqCst);
+        let c = cache(&calls, clock, 60);
+        for _ in 0..3 {
+            assert!(matches!(
+                c.tokens("alice", "bad", CLIENT).await,
+                Err(CredentialError::Exchange(_))
+            ));
+        }
+        assert_eq!(calls.logins(), 1);
+        assert_eq!(c.stats.negative_hits.load(Ordering::SeqCst), 2);
+    }
+}

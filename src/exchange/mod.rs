@@ -11,6 +11,8 @@ pub mod limit;
 pub mod response;
 pub mod secret_hash;
 pub mod service;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -174,3 +174,113 @@ impl ServiceAccounts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::config::Secret;
+    use crate::exchange::test_support::{tokio_clock, verifier, FakeCalls};
+
+    fn accounts(calls: &Arc<FakeCalls>, clock: Clock) -> Arc<ServiceAccounts> {
+        ServiceAccounts::new(
+            &[ServiceAccountConfig {
+                name: "batch".into(),
+                username: "svc-batch".into(),
+                password: Secret::new("pw"),
+            }],
+            calls.clone(),
+            verifier(),
+            Duration::from_secs(300),
+            clock,
+        )
+    }
+
+    async fn advance_to(start: tokio::time::Instant, secs: f64) {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(secs)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_comes_refresh_before_expiry_less_up_to_a_tenth_of_jitter() {
+        let clock = tokio_clock();
+        let calls = FakeCalls::new(clock.clone(), 3600, Duration::ZERO);
+        let a = accounts(&calls, clock);
+        let account = a.accounts["batch"].clone();
+        let tokens = a.renew(&account).await.unwrap();
+        assert_eq!(a.renew_after(&tokens, 0), Duration::from_secs(3300));
+        assert_eq!(a.renew_after(&tokens, 359), Duration::from_secs(2941));
+        assert_eq!(
+            a.renew_after(&tokens, 360),
+            Duration::from_secs(3300),
+            "modulo"
+        );
+        // Short-lived tokens: at half their lifetime at the latest, never below a second.
+        let short = FakeCalls::new(tokio_clock(), 100, Duration::ZERO);
+        let b = accounts(&short, tokio_clock());
+        let t = b.renew(&b.accounts["batch"]).await.unwrap();
+        assert_eq!(b.renew_after(&t, 0), Duration::from_secs(50));
+        let tiny = FakeCalls::new(tokio_clock(), 1, Duration::ZERO);
+        let c = accounts(&tiny, tokio_clock());
+        let t = c.renew(&c.accounts["batch"]).await.unwrap();
+        assert_eq!(c.renew_after(&t, 7), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepers_log_in_at_start_refresh_ahead_of_expiry_and_stop_with_the_accounts() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        let calls = FakeCalls::new(clock.clone(), 3600, Duration::ZERO);
+        let a = accounts(&calls, clock);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        a.start(rx.clone());
+        a.start(rx);
+        advance_to(start, 1.0).await;
+        assert!(a.all_ready());
+        assert_eq!((calls.logins(), calls.refreshes()), (1, 0), "one keeper");
+        advance_to(start, 2939.0).await;
+        assert_eq!(
+            calls.refreshes(),
+            0,
+            "not before the earliest jittered time"
+        );
+        advance_to(start, 3301.0).await;
+        assert_eq!(calls.refreshes(), 1, "by refresh_before ahead of expiry");
+        assert_eq!(calls.logins(), 1, "refreshed, not logged in again");
+        drop(a);
+        advance_to(start, 100_000.0).await;
+        assert_eq!((calls.logins(), calls.refreshes()), (1, 1), "keeper ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_back_off_and_expired_tokens_are_not_handed_out() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        let calls = FakeCalls::new(clock.clone(), 3600, Duration::ZERO);
+        calls.fail_login.store(true, Ordering::SeqCst);
+        let a = accounts(&calls, clock);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        a.start(rx);
+        // Attempts at 0, 0.5, 1.5, 3.5 and 7.5 s (backoff 0.5 s doubling).
+        advance_to(start, 8.0).await;
+        assert_eq!(calls.logins(), 5);
+        assert!(a.tokens("batch").is_none() && !a.all_ready());
+        assert_eq!(a.not_ready(), vec!["batch"]);
+        // Capped at 60 s.
+        calls.logins.store(0, Ordering::SeqCst);
+        advance_to(start, 1000.0).await;
+        // 15.5, 31.5, 63.5 s, then every 60 s from 123.5 to 963.5 s.
+        assert_eq!(calls.logins(), 18);
+        // Working again: tokens, then past their expiry with every renewal failing, none.
+        calls.fail_login.store(false, Ordering::SeqCst);
+        advance_to(start, 1061.0).await;
+        assert!(a.tokens("batch").is_some());
+        calls.fail_login.store(true, Ordering::SeqCst);
+        calls.fail_refresh.store(true, Ordering::SeqCst);
+        advance_to(start, 1061.0 + 3601.0).await;
+        assert!(
+            a.tokens("batch").is_none(),
+            "an expired token is never handed out"
+        );
+    }
+}
