@@ -247,6 +247,14 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// Every method, in the order the config's error messages list them.
+    pub const ALL: [AuthMethod; 4] = [
+        AuthMethod::Jwt,
+        AuthMethod::Basic,
+        AuthMethod::Service,
+        AuthMethod::None,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Jwt => "jwt",
@@ -254,6 +262,11 @@ impl AuthMethod {
             AuthMethod::Service => "service",
             AuthMethod::None => "none",
         }
+    }
+
+    /// The method a config names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
     }
 }
 

@@ -105,18 +105,20 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         }
         Some(list) => {
             for (j, a) in list.iter().enumerate() {
-                let method = match a.as_str() {
-                    "jwt" => AuthMethod::Jwt,
-                    "none" => AuthMethod::None,
-                    "basic" => AuthMethod::Basic,
-                    "service" => AuthMethod::Service,
-                    other => {
-                        cx.err(
-                            format!("{key}.auth[{j}]"),
-                            format!("unknown auth method {other:?} (use \"jwt\", \"basic\", \"service\" or \"none\")"),
-                        );
-                        continue;
-                    }
+                let Some(method) = AuthMethod::from_name(a) else {
+                    let names: Vec<String> = AuthMethod::ALL
+                        .iter()
+                        .map(|m| format!("{:?}", m.as_str()))
+                        .collect();
+                    let (last, rest) = names.split_last().expect("methods exist");
+                    cx.err(
+                        format!("{key}.auth[{j}]"),
+                        format!(
+                            "unknown auth method {a:?} (use {} or {last})",
+                            rest.join(", ")
+                        ),
+                    );
+                    continue;
                 };
                 if auth.contains(&method) {
                     cx.err(format!("{key}.auth[{j}]"), format!("{a:?} is listed twice"));
