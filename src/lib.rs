@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod shared;
 pub mod tls;
 
 pub use runtime::{

@@ -517,6 +517,21 @@ async fn post_json(c: &reqwest::Client, url: String, body: Value) -> (u16, Value
     )
 }
 
+/// Awaits the requests and checks how many were refused as wrong credentials and as limited.
+async fn expect_401s_then_429s(
+    tasks: Vec<tokio::task::JoinHandle<u16>>,
+    denied: usize,
+    limited: usize,
+) {
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!((count(401), count(429)), (denied, limited), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn parallel_wrong_logins_cannot_pass_the_failure_limit() {
     let e = env(3600, "", 10).await;
@@ -537,21 +552,7 @@ async fn parallel_wrong_logins_cannot_pass_the_failure_limit() {
             })
         })
         .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    statuses.sort_unstable();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        10,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        30,
-        "{statuses:?}"
-    );
+    expect_401s_then_429s(tasks, 10, 30).await;
     assert_eq!(e.state.calls(&format!("{LOGIN} alice")), 10);
 
     // The same through Basic, from another address and for another username.
@@ -562,20 +563,7 @@ async fn parallel_wrong_logins_cannot_pass_the_failure_limit() {
             tokio::spawn(async move { basic(&c, &url, "mallory", &format!("w{i}")).await.0 })
         })
         .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        10,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        30,
-        "{statuses:?}"
-    );
+    expect_401s_then_429s(tasks, 10, 30).await;
     assert_eq!(e.state.calls(&format!("{LOGIN} mallory")), 10);
 }
 

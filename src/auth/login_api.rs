@@ -82,7 +82,7 @@ pub async fn serve(
                     "username or password out of bounds",
                 ));
             }
-            let attempt = reserve(exchange, Some(&b.username), client)?;
+            let attempt = reserve(exchange, Some(&b.username), client).await?;
             let r = exchange.api.login(&b.username, &b.password).await;
             if let Ok(AuthResult::Tokens(set)) = &r {
                 exchange.issued.remember(set);
@@ -101,7 +101,7 @@ pub async fn serve(
             if b.refresh_token.is_empty() {
                 return Err(GatewayError::BadRequest("refresh_token required"));
             }
-            let attempt = reserve(exchange, None, client)?;
+            let attempt = reserve(exchange, None, client).await?;
             settle(
                 exchange.api.refresh(&b.refresh_token, &username).await,
                 attempt,
@@ -114,7 +114,7 @@ pub async fn serve(
             }
             // The session, not the named user, is what the client holds (Cognito limits code
             // attempts per session itself): failures are charged to the address.
-            let attempt = reserve(exchange, None, client)?;
+            let attempt = reserve(exchange, None, client).await?;
             let r = exchange
                 .api
                 .respond(&b.challenge_name, &b.session, &b.username, &b.responses)
@@ -142,9 +142,14 @@ fn valid_username(u: &str) -> bool {
     !u.is_empty() && u.len() <= 256
 }
 
-fn reserve(x: &Exchange, username: Option<&str>, client: IpAddr) -> Result<Attempt, GatewayError> {
+async fn reserve(
+    x: &Exchange,
+    username: Option<&str>,
+    client: IpAddr,
+) -> Result<Attempt, GatewayError> {
     x.limiter
         .reserve(username, client)
+        .await
         .ok_or(GatewayError::TooManyFailures)
 }
 

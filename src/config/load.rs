@@ -111,7 +111,9 @@ impl Config {
                     let key = typed_path(e.path());
                     if reported.insert(key.clone()) {
                         // serde quotes the bad value; a secret's stays out of the message.
-                        let secret = key.ends_with("password") || key.ends_with("client_secret");
+                        let secret = key.ends_with("password")
+                            || key.ends_with("client_secret")
+                            || key.ends_with("encryption_key");
                         let message = if secret {
                             "must be a string".to_string()
                         } else {

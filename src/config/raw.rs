@@ -19,6 +19,20 @@ pub struct RawConfig {
     pub service_accounts: BTreeMap<String, RawServiceAccount>,
     pub login_api: Option<RawLoginApi>,
     pub dev_idp: Option<RawDevIdp>,
+    pub shared_state: Option<RawSharedState>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSharedState {
+    pub url: Option<String>,
+    pub cluster: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<String>,
+    pub key_prefix: Option<String>,
+    pub timeout: Option<String>,
+    pub encryption_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

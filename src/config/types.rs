@@ -21,6 +21,23 @@ pub struct Config {
     pub service_accounts: Vec<ServiceAccountConfig>,
     pub login_api: Option<LoginApiConfig>,
     pub dev_idp: Option<DevIdpConfig>,
+    pub shared_state: Option<SharedStateConfig>,
+}
+
+/// `[shared_state]`: exchange state shared by a fleet of replicas in Valkey or Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedStateConfig {
+    /// `redis://` or `rediss://` (TLS); in cluster mode, one node to discover the rest from.
+    pub url: String,
+    pub cluster: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub key_prefix: String,
+    /// Per operation; beyond it the replica acts on its own.
+    pub timeout: Duration,
+    /// 32 bytes: seals values (AES-256-GCM) and keys entries (HMAC-SHA256).
+    pub encryption_key: Secret,
 }
 
 /// A secret value (password, client secret): never printed by Debug or Display.

@@ -16,6 +16,7 @@ use sha2::Sha256;
 
 use super::api::AuthResult;
 use super::error::ExchangeError;
+use super::fleet::{Entry, Fleet, Found, Lock, Subject};
 use super::limit::FailureLimiter;
 use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens};
 use crate::config::ExchangeConfig;
@@ -32,6 +33,18 @@ type Key = [u8; 32];
 struct Session {
     tokens: ArcSwap<Tokens>,
     refreshing: Arc<tokio::sync::Mutex<()>>,
+    /// Its entry in the fleet's shared state (keys only), when there is one.
+    entry: Option<Entry>,
+}
+
+impl Session {
+    fn new(tokens: Tokens, entry: Option<Entry>) -> Arc<Self> {
+        Arc::new(Session {
+            tokens: ArcSwap::from_pointee(tokens),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
+            entry,
+        })
+    }
 }
 
 /// Why Basic credentials could not be turned into tokens.
@@ -71,7 +84,14 @@ impl From<&ExchangeConfig> for CacheSettings {
 }
 
 /// Every value of `cognito_gate_token_cache_total{result}`.
-pub const CACHE_RESULTS: [&str; 5] = ["hit", "miss", "negative", "refresh", "rate_limited"];
+pub const CACHE_RESULTS: [&str; 6] = [
+    "hit",
+    "miss",
+    "negative",
+    "refresh",
+    "rate_limited",
+    "shared_hit",
+];
 
 pub struct CredentialCache {
     api: Arc<dyn CognitoCalls>,
@@ -82,7 +102,9 @@ pub struct CredentialCache {
     failures: Cache<Key, ExchangeError>,
     limiter: Arc<FailureLimiter>,
     refresh_before: i64,
+    failure_ttl: Duration,
     metrics: Option<Arc<Metrics>>,
+    fleet: Option<Arc<Fleet>>,
     pub stats: CacheStats,
 }
 
@@ -94,8 +116,11 @@ impl CredentialCache {
         settings: CacheSettings,
         clock: Clock,
         metrics: Option<Arc<Metrics>>,
+        fleet: Option<Arc<Fleet>>,
     ) -> Arc<Self> {
         Arc::new(CredentialCache {
+            failure_ttl: settings.failure_ttl,
+            fleet,
             sessions: Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(MAX_SESSION_AGE)
@@ -151,38 +176,106 @@ impl CredentialCache {
         }
         let result = self
             .sessions
-            .try_get_with(key, async {
-                // Only the request that runs the shared login reserves an attempt: one call to
-                // the private API is one attempt, however many requests wait for it.
-                let Some(attempt) = self.limiter.reserve(Some(username), client) else {
-                    self.count("rate_limited");
-                    return Err(CredentialError::TooManyFailures);
-                };
-                self.count("miss");
-                match self.login(username, password).await {
-                    Ok(tokens) => {
-                        attempt.refund();
-                        Ok(Arc::new(Session {
-                            tokens: ArcSwap::from_pointee(tokens),
-                            refreshing: Arc::new(tokio::sync::Mutex::new(())),
-                        }))
-                    }
-                    Err(e) => {
-                        if e.is_credential_failure() {
-                            // Stays charged; later requests with these credentials are
-                            // answered from the negative cache without another attempt.
-                            self.failures.insert(key, e.clone()).await;
-                        } else {
-                            attempt.refund();
-                        }
-                        Err(CredentialError::Exchange(e))
-                    }
-                }
-            })
+            .try_get_with(key, self.first_tokens(key, username, password, client))
             .await;
         match result {
             Ok(session) => Ok(session.tokens.load_full()),
             Err(e) => Err((*e).clone()),
+        }
+    }
+
+    /// A session for credentials this replica does not hold: the fleet's tokens or failure when
+    /// it has them; else one login, which the other replicas wait for (the fleet's lock).
+    async fn first_tokens(
+        &self,
+        key: Key,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Arc<Session>, CredentialError> {
+        let entry = self
+            .fleet
+            .as_ref()
+            .map(|f| f.entry(Subject::Credential { username, password }));
+        let mut held = None;
+        if let (Some(fleet), Some(entry)) = (&self.fleet, &entry) {
+            let mut found = fleet.find(entry).await.ok();
+            if matches!(found, Some(Found::Nothing)) {
+                match fleet.lock(entry).await {
+                    Ok(Lock::Held(h)) => held = Some(h),
+                    Ok(Lock::Busy) => {
+                        found = fleet
+                            .wait_for(entry, |f| !matches!(f, Found::Nothing))
+                            .await;
+                    }
+                    Err(_) => {}
+                }
+            }
+            match found {
+                Some(Found::Tokens(stored)) => {
+                    if let Some(tokens) = fleet.adopt(stored).await {
+                        self.count("shared_hit");
+                        return Ok(Session::new(tokens, Some(entry.clone())));
+                    }
+                }
+                Some(Found::Failed(e)) => {
+                    self.failures.insert(key, e.clone()).await;
+                    self.count("negative");
+                    return Err(CredentialError::Exchange(e));
+                }
+                Some(Found::Nothing) | None => {}
+            }
+        }
+        let result = self
+            .login_once(key, username, password, client, entry.clone())
+            .await;
+        if let (Some(fleet), Some(entry)) = (&self.fleet, &entry) {
+            match &result {
+                Ok(session) => {
+                    let _ = fleet.put_tokens(entry, &session.tokens.load_full()).await;
+                }
+                Err(CredentialError::Exchange(e)) if e.is_credential_failure() => {
+                    let _ = fleet.put_failure(entry, e, self.failure_ttl).await;
+                }
+                Err(_) => {}
+            }
+            if let Some(h) = held {
+                fleet.unlock(h).await;
+            }
+        }
+        result
+    }
+
+    /// One login under a reserved attempt. Only the request that runs the login reserves: one
+    /// call to the private API is one attempt, however many requests wait for it.
+    async fn login_once(
+        &self,
+        key: Key,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+        entry: Option<Entry>,
+    ) -> Result<Arc<Session>, CredentialError> {
+        let Some(attempt) = self.limiter.reserve(Some(username), client).await else {
+            self.count("rate_limited");
+            return Err(CredentialError::TooManyFailures);
+        };
+        self.count("miss");
+        match self.login(username, password).await {
+            Ok(tokens) => {
+                attempt.refund();
+                Ok(Session::new(tokens, entry))
+            }
+            Err(e) => {
+                if e.is_credential_failure() {
+                    // Stays charged; later requests with these credentials are answered from
+                    // the negative cache without another attempt.
+                    self.failures.insert(key, e.clone()).await;
+                } else {
+                    attempt.refund();
+                }
+                Err(CredentialError::Exchange(e))
+            }
         }
     }
 
@@ -252,7 +345,14 @@ impl CredentialCache {
             self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
             self.count("refresh");
         }
-        match renew(&*self.api, &self.verifier, &current, (self.clock)()).await {
+        let alone = || renew(&*self.api, &self.verifier, &current, (self.clock)());
+        let renewed = match (&self.fleet, &session.entry) {
+            (Some(fleet), Some(entry)) => {
+                fleet.renew_once(entry, current.expires_at(), alone).await
+            }
+            _ => alone().await,
+        };
+        match renewed {
             Ok(tokens) => {
                 session.tokens.store(Arc::new(tokens));
                 true
@@ -302,13 +402,14 @@ mod tests {
         CredentialCache::new(
             calls.clone(),
             verifier(),
-            Arc::new(FailureLimiter::new(10)),
+            Arc::new(FailureLimiter::new(10, None)),
             CacheSettings {
                 capacity: 100,
                 failure_ttl: Duration::from_secs(30),
                 refresh_before: Duration::from_secs(refresh_before),
             },
             clock,
+            None,
             None,
         )
     }

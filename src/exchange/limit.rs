@@ -3,7 +3,9 @@
 //! refunded when it did not fail on the credentials, so parallel attempts cannot pass the limit
 //! between a check and the answer. Usernames are compared the way Cognito compares them by
 //! default (case-insensitively), after Unicode compatibility normalisation, so `ALICE`,
-//! `alice ` and a full-width `ａlice` share one budget.
+//! `alice ` and a full-width `ａlice` share one budget. With shared state the counters are the
+//! fleet's (Valkey `INCR` with the window as expiry, keys HMAC'd); while it is unavailable, this
+//! replica's own.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 use unicode_normalization::UnicodeNormalization;
+
+use crate::shared::{SharedState, Unavailable};
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Bounds the memory an attacker can make the limiter use.
@@ -23,21 +27,42 @@ pub struct FailureLimiter {
     max: u32,
     by_user: Cache<String, Counter>,
     by_addr: Cache<IpAddr, Counter>,
+    shared: Option<Arc<SharedState>>,
+}
+
+enum Charge {
+    Local([Option<Counter>; 2]),
+    Shared {
+        shared: Arc<SharedState>,
+        keys: Vec<String>,
+    },
 }
 
 /// One reserved attempt. Dropping it keeps it charged (a failed login, or a caller that went
 /// away after the private API was called); `refund` gives it back.
 #[must_use = "an attempt is charged unless refunded"]
 pub struct Attempt {
-    counters: [Option<Counter>; 2],
+    charge: Charge,
 }
 
 impl Attempt {
     /// The attempt did not fail on the credentials: it does not count.
     pub fn refund(self) {
-        for c in self.counters.iter().flatten() {
-            // Never below zero, even if the window reset the counter meanwhile.
-            let _ = c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        match self.charge {
+            Charge::Local(counters) => {
+                for c in counters.iter().flatten() {
+                    // Never below zero, even if the window reset the counter meanwhile.
+                    let _ =
+                        c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                }
+            }
+            Charge::Shared { shared, keys } => {
+                tokio::spawn(async move {
+                    for k in keys {
+                        let _ = shared.decr(&k).await;
+                    }
+                });
+            }
         }
     }
 }
@@ -49,7 +74,7 @@ pub fn normalise_username(username: &str) -> String {
 }
 
 impl FailureLimiter {
-    pub fn new(max: u32) -> Self {
+    pub fn new(max: u32, shared: Option<Arc<SharedState>>) -> Self {
         FailureLimiter {
             max,
             by_user: Cache::builder()
@@ -60,12 +85,65 @@ impl FailureLimiter {
                 .time_to_live(WINDOW)
                 .max_capacity(MAX_TRACKED)
                 .build(),
+            shared,
         }
     }
 
     /// Reserves one attempt against the address and, when given, the username. `None` when
     /// either has used up its failures for the window (nothing is then charged).
-    pub fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
+    pub async fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
+        if let Some(shared) = &self.shared {
+            if let Ok(r) = self.reserve_shared(shared, username, addr).await {
+                return r;
+            }
+        }
+        self.reserve_local(username, addr)
+    }
+
+    async fn reserve_shared(
+        &self,
+        shared: &Arc<SharedState>,
+        username: Option<&str>,
+        addr: IpAddr,
+    ) -> Result<Option<Attempt>, Unavailable> {
+        let addr_key = shared
+            .sealer()
+            .key("limit-addr", &[addr.to_string().as_bytes()]);
+        let n = shared.incr_window(&addr_key, WINDOW).await?;
+        if n > i64::from(self.max) {
+            let _ = shared.decr(&addr_key).await;
+            return Ok(None);
+        }
+        let mut keys = vec![addr_key];
+        if let Some(u) = username {
+            let user_key = shared
+                .sealer()
+                .key("limit-user", &[normalise_username(u).as_bytes()]);
+            let n = match shared.incr_window(&user_key, WINDOW).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = shared.decr(&keys[0]).await;
+                    return Err(e);
+                }
+            };
+            keys.push(user_key);
+            if n > i64::from(self.max) {
+                for k in &keys {
+                    let _ = shared.decr(k).await;
+                }
+                return Ok(None);
+            }
+        }
+        Ok(Some(Attempt {
+            charge: Charge::Shared {
+                shared: shared.clone(),
+                keys,
+            },
+        }))
+    }
+
+    /// This replica's own counters.
+    pub fn reserve_local(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
         let addr_counter = self.by_addr.get_with(addr, Default::default);
         if !self.take(&addr_counter) {
             return None;
@@ -78,7 +156,7 @@ impl FailureLimiter {
                     .get_with(normalise_username(u), Default::default);
                 if !self.take(&c) {
                     Attempt {
-                        counters: [Some(addr_counter), None],
+                        charge: Charge::Local([Some(addr_counter), None]),
                     }
                     .refund();
                     return None;
@@ -87,7 +165,7 @@ impl FailureLimiter {
             }
         };
         Some(Attempt {
-            counters: [Some(addr_counter), user_counter],
+            charge: Charge::Local([Some(addr_counter), user_counter]),
         })
     }
 
@@ -104,61 +182,75 @@ impl FailureLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn limits_by_user_and_by_address() {
-        let l = FailureLimiter::new(3);
+    fn limiter(max: u32) -> FailureLimiter {
+        FailureLimiter::new(max, None)
+    }
+
+    #[tokio::test]
+    async fn limits_by_user_and_by_address() {
+        let l = limiter(3);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            drop(l.reserve(Some("alice"), a).expect("under the limit"));
+            drop(l.reserve(Some("alice"), a).await.expect("under the limit"));
         }
-        assert!(l.reserve(Some("alice"), b).is_none(), "per username");
-        assert!(l.reserve(Some("bob"), a).is_none(), "per address");
-        assert!(l.reserve(Some("bob"), b).is_some());
+        assert!(l.reserve(Some("alice"), b).await.is_none(), "per username");
+        assert!(l.reserve(Some("bob"), a).await.is_none(), "per address");
+        assert!(l.reserve(Some("bob"), b).await.is_some());
     }
 
-    #[test]
-    fn refunded_attempts_do_not_count_and_a_refusal_charges_nothing() {
-        let l = FailureLimiter::new(2);
+    #[tokio::test]
+    async fn refunded_attempts_do_not_count_and_a_refusal_charges_nothing() {
+        let l = limiter(2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..10 {
-            l.reserve(Some("alice"), a).unwrap().refund();
+            l.reserve(Some("alice"), a).await.unwrap().refund();
         }
-        let held: Vec<Attempt> = (0..2).map(|_| l.reserve(Some("bob"), b).unwrap()).collect();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(l.reserve(Some("bob"), b).await.unwrap());
+        }
         // bob is at the limit: a refusal for bob must not use up the address's budget.
-        assert!(l.reserve(Some("bob"), a).is_none());
-        assert!(l.reserve(Some("carol"), a).is_some());
+        assert!(l.reserve(Some("bob"), a).await.is_none());
+        assert!(l.reserve(Some("carol"), a).await.is_some());
         drop(held);
     }
 
-    #[test]
-    fn usernames_share_a_budget_across_case_space_and_width() {
+    #[tokio::test]
+    async fn usernames_share_a_budget_across_case_space_and_width() {
         assert_eq!(normalise_username(" Test-User "), "test-user");
         assert_eq!(normalise_username("ｔest-user"), "test-user");
         assert_eq!(normalise_username("TEST-USER"), "test-user");
-        let l = FailureLimiter::new(1);
-        drop(l.reserve(Some("test-user"), "10.0.0.1".parse().unwrap()));
+        let l = limiter(1);
+        drop(
+            l.reserve(Some("test-user"), "10.0.0.1".parse().unwrap())
+                .await,
+        );
         for (i, variant) in ["TEST-USER", "test-user ", "ｔest-user"].iter().enumerate() {
             let addr: IpAddr = format!("10.0.1.{i}").parse().unwrap();
-            assert!(l.reserve(Some(variant), addr).is_none(), "{variant:?}");
+            assert!(
+                l.reserve(Some(variant), addr).await.is_none(),
+                "{variant:?}"
+            );
         }
     }
 
-    #[test]
-    fn addresses_alone_for_requests_that_name_no_trustworthy_username() {
-        let l = FailureLimiter::new(1);
+    #[tokio::test]
+    async fn addresses_alone_for_requests_that_name_no_trustworthy_username() {
+        let l = limiter(1);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        drop(l.reserve(None, a));
-        assert!(l.reserve(None, a).is_none());
+        drop(l.reserve(None, a).await);
+        assert!(l.reserve(None, a).await.is_none());
         assert!(l
             .reserve(Some("alice"), "10.0.0.2".parse().unwrap())
+            .await
             .is_some());
     }
 
     #[test]
     fn parallel_reservations_never_pass_the_limit() {
-        let l = Arc::new(FailureLimiter::new(10));
+        let l = Arc::new(limiter(10));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let granted = Arc::new(AtomicU32::new(0));
         let threads: Vec<_> = (0..8)
@@ -166,7 +258,7 @@ mod tests {
                 let (l, g) = (l.clone(), granted.clone());
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        if let Some(t) = l.reserve(Some("alice"), a) {
+                        if let Some(t) = l.reserve_local(Some("alice"), a) {
                             g.fetch_add(1, Ordering::SeqCst);
                             drop(t);
                         }

@@ -6,6 +6,7 @@ pub mod api;
 mod breaker;
 pub mod cache;
 pub mod error;
+pub mod fleet;
 pub mod issued;
 pub mod limit;
 pub mod response;
@@ -29,6 +30,8 @@ pub use service::ServiceAccounts;
 use crate::config::{Config, TokenUsePolicy};
 use crate::jwt::{RoutePolicy, TokenUse, Verified, Verifier};
 use crate::ops::metrics::Metrics;
+use crate::shared::SharedState;
+use fleet::Fleet;
 
 /// The calls the credential cache and the service accounts make: the private API in service,
 /// a fake in their tests.
@@ -64,6 +67,15 @@ impl CognitoCalls for PrivateApi {
     }
 }
 
+/// Why the exchange could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("private_api: {0}")]
+    PrivateApi(String),
+    #[error("shared_state: {0}")]
+    SharedState(String),
+}
+
 /// The credential-exchange side of the gateway.
 #[derive(Clone)]
 pub struct Exchange {
@@ -83,15 +95,31 @@ impl Exchange {
         verifier: &Arc<Verifier>,
         metrics: &Arc<Metrics>,
         shutdown: &tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Option<Exchange>, String> {
+    ) -> Result<Option<Exchange>, BuildError> {
         let (Some(api_cfg), Some(ex_cfg)) = (&config.private_api, &config.exchange) else {
             return Ok(None);
         };
         let api = Arc::new(
-            PrivateApi::new(api_cfg.clone(), ex_cfg.clone())?.with_metrics(metrics.clone()),
+            PrivateApi::new(api_cfg.clone(), ex_cfg.clone())
+                .map_err(BuildError::PrivateApi)?
+                .with_metrics(metrics.clone()),
         );
-        let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute));
         let clock = system_clock();
+        let shared = match &config.shared_state {
+            Some(cfg) => Some(Arc::new(
+                SharedState::new(cfg, Some(metrics.clone())).map_err(BuildError::SharedState)?,
+            )),
+            None => None,
+        };
+        let fleet = shared.as_ref().map(|s| {
+            Arc::new(Fleet::new(
+                s.clone(),
+                api_cfg.timeout,
+                verifier.clone(),
+                clock.clone(),
+            ))
+        });
+        let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute, shared));
         let calls: Arc<dyn CognitoCalls> = api.clone();
         let services = ServiceAccounts::new(
             &config.service_accounts,
@@ -99,6 +127,7 @@ impl Exchange {
             verifier.clone(),
             ex_cfg.refresh_before,
             clock.clone(),
+            fleet.clone(),
         );
         services.start(shutdown.clone());
         Ok(Some(Exchange {
@@ -109,6 +138,7 @@ impl Exchange {
                 cache::CacheSettings::from(ex_cfg),
                 clock,
                 Some(metrics.clone()),
+                fleet,
             ),
             services,
             issued: Arc::new(IssuedTokens::new(ex_cfg.cache_capacity)),

@@ -11,6 +11,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::api::AuthResult;
 use super::error::ExchangeError;
+use super::fleet::{Fleet, Subject};
 use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens};
 use crate::config::ServiceAccountConfig;
 use crate::jwt::Verifier;
@@ -32,6 +33,8 @@ pub struct ServiceAccounts {
     clock: Clock,
     refresh_before: i64,
     keepers: Mutex<Vec<AbortOnDropHandle<()>>>,
+    /// With shared state: one login or refresh per account for the whole fleet.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl ServiceAccounts {
@@ -41,8 +44,10 @@ impl ServiceAccounts {
         verifier: Arc<Verifier>,
         refresh_before: Duration,
         clock: Clock,
+        fleet: Option<Arc<Fleet>>,
     ) -> Arc<Self> {
         Arc::new(ServiceAccounts {
+            fleet,
             accounts: configs
                 .iter()
                 .map(|c| {
@@ -149,9 +154,32 @@ impl ServiceAccounts {
         wait.max(Duration::from_secs(1))
     }
 
+    /// New tokens for the account: with shared state, once for the fleet (another replica's
+    /// when it has renewed them already); else this replica's own.
+    async fn renew(&self, account: &Account) -> Result<Arc<Tokens>, ExchangeError> {
+        let Some(fleet) = &self.fleet else {
+            return self.renew_alone(account).await;
+        };
+        let entry = fleet.entry(Subject::Service {
+            name: &account.cfg.name,
+            username: &account.cfg.username,
+        });
+        let expiry = account
+            .tokens
+            .load()
+            .as_ref()
+            .map_or(i64::MIN, |t| t.expires_at());
+        fleet
+            .renew_once(&entry, expiry, || async {
+                self.renew_alone(account).await.map(Arc::unwrap_or_clone)
+            })
+            .await
+            .map(Arc::new)
+    }
+
     /// Refreshes with the refresh token when there is one; logs in with the password otherwise
     /// or when the refresh fails.
-    async fn renew(&self, account: &Account) -> Result<Arc<Tokens>, ExchangeError> {
+    async fn renew_alone(&self, account: &Account) -> Result<Arc<Tokens>, ExchangeError> {
         if let Some(current) = account.tokens.load_full() {
             if current.set.refresh_token.is_some() {
                 match renew(&*self.api, &self.verifier, &current, (self.clock)()).await {
@@ -194,6 +222,7 @@ mod tests {
             verifier(),
             Duration::from_secs(300),
             clock,
+            None,
         )
     }
 

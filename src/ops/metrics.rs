@@ -46,6 +46,12 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SharedOpLabels {
+    pub op: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteKind {
     pub route: String,
     pub kind: &'static str,
@@ -131,6 +137,9 @@ pub struct Metrics {
     pub token_cache: Family<ResultLabel, Counter>,
     pub upstream_errors: Family<RouteKind, Counter>,
     pub connections_active: Gauge,
+    pub shared_state_up: Gauge,
+    pub shared_state_ops: Family<SharedOpLabels, Counter>,
+    pub shared_state_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -204,8 +213,29 @@ impl Metrics {
             "Client connections currently open",
             connections_active.clone(),
         );
+        let shared_state_up = Gauge::default();
+        registry.register(
+            "shared_state_up",
+            "1 while the shared state (Valkey) answers, 0 while this replica acts alone",
+            shared_state_up.clone(),
+        );
+        let shared_state_ops = Family::<SharedOpLabels, Counter>::default();
+        registry.register(
+            "shared_state_ops",
+            "Shared state operations by op and outcome (ok, error, skipped while paused)",
+            shared_state_ops.clone(),
+        );
+        let shared_state_duration = latency_histogram();
+        registry.register(
+            "shared_state_duration_seconds",
+            "Latency of shared state operations",
+            shared_state_duration.clone(),
+        );
         Metrics {
             registry,
+            shared_state_up,
+            shared_state_ops,
+            shared_state_duration,
             requests,
             request_duration,
             auth_decisions,

@@ -113,12 +113,11 @@ pub fn build_gateway(
             && p.config.private_api == config.private_api
             && p.config.exchange == config.exchange
             && p.config.service_accounts == config.service_accounts
+            && p.config.shared_state == config.shared_state
     });
     let exchange = match (keep_exchange, &verifier) {
         (Some(p), _) => p.exchange.clone(),
-        (None, Some(v)) => {
-            Exchange::build(&config, v, &metrics, stop).map_err(StartError::PrivateApi)?
-        }
+        (None, Some(v)) => Exchange::build(&config, v, &metrics, stop).map_err(StartError::from)?,
         (None, None) => None,
     };
 

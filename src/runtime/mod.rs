@@ -38,8 +38,8 @@ pub enum StartError {
     JwksClient(String),
     #[error("upstream client: {0}")]
     Upstream(String),
-    #[error("private_api: {0}")]
-    PrivateApi(String),
+    #[error("{0}")]
+    Exchange(#[from] crate::exchange::BuildError),
     #[error("{0}")]
     DevIdp(String),
 }

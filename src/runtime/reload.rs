@@ -45,6 +45,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         exchange: _,
         service_accounts: _,
         login_api: _,
+        shared_state: _,
     } = new;
     let ServerConfig {
         listen,

