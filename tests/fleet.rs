@@ -314,6 +314,22 @@ impl Replica {
     }
 }
 
+/// `n` concurrent Basic requests for alice spread over the replicas, each answered 200.
+async fn all_ok(replicas: &Arc<Vec<Replica>>, c: &reqwest::Client, n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (replicas, c) = (replicas.clone(), c.clone());
+            tokio::spawn(async move {
+                let r = &replicas[i % replicas.len()];
+                r.basic(&c, "alice", "pw-alice").await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+}
+
 fn shared(url: &str) -> String {
     format!("url = \"{url}\"\ntimeout = \"200ms\"\n")
 }
@@ -326,15 +342,7 @@ async fn one_login_for_the_fleet_and_a_restarted_replica_finds_its_tokens() {
     let fleet = Fleet::new(3600).await;
     let replicas = Arc::new(fleet.replicas(3, &shared(&valkey.url()), "").await);
     let c = client();
-    let tasks: Vec<_> = (0..300)
-        .map(|i| {
-            let (replicas, c) = (replicas.clone(), c.clone());
-            tokio::spawn(async move { replicas[i % 3].basic(&c, "alice", "pw-alice").await })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    all_ok(&replicas, &c, 300).await;
     assert_eq!(
         fleet.api.calls("login alice"),
         1,
@@ -816,15 +824,7 @@ async fn cluster_mode_shares_across_slots_and_nodes() {
     let extra = "max_failures_per_minute = 3";
     let replicas = Arc::new(fleet.replicas(3, &shared, extra).await);
     let c = client();
-    let tasks: Vec<_> = (0..90)
-        .map(|i| {
-            let (replicas, c) = (replicas.clone(), c.clone());
-            tokio::spawn(async move { replicas[i % 3].basic(&c, "alice", "pw-alice").await })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    all_ok(&replicas, &c, 90).await;
     assert_eq!(fleet.api.calls("login alice"), 1);
     for (i, r) in replicas.iter().enumerate() {
         assert_eq!(r.basic(&c, "bob", &format!("guess{i}")).await, 401);

@@ -111,6 +111,9 @@ impl Exchange {
             )),
             None => None,
         };
+        if let Some(s) = &shared {
+            s.start_probe(shutdown.clone());
+        }
         let fleet = shared.as_ref().map(|s| {
             Arc::new(Fleet::new(
                 s.clone(),

@@ -58,7 +58,13 @@ pub struct SharedState {
     sealer: Sealer,
     health: Mutex<Health>,
     metrics: Option<Arc<Metrics>>,
+    /// The health probe, owned here: it ends with the shared state.
+    prober: std::sync::OnceLock<tokio_util::task::AbortOnDropHandle<()>>,
 }
+
+/// How often the health probe pings, so that `shared_state_up` is true without traffic and a
+/// replica that was acting alone shares again soon after Valkey is back.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// `INCR` that starts a window: the first increment sets the expiry.
 const INCR_WINDOW: &str = r"
@@ -145,16 +151,45 @@ impl SharedState {
                     .map_err(|e| format!("shared_state: {e}"))?,
             )
         };
-        if let Some(m) = &metrics {
-            m.shared_state_up.set(1);
-        }
         Ok(SharedState {
             backend,
             timeout: cfg.timeout,
             sealer: Sealer::new(&master, &cfg.key_prefix),
             health: Mutex::new(Health::default()),
             metrics,
+            prober: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts the health probe (once): a PING now and every `PROBE_EVERY`. It stops when the
+    /// shared state is dropped or `shutdown` turns true.
+    pub fn start_probe(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.prober.get().is_some() {
+            return;
+        }
+        let this = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Some(shared) = this.upgrade() else {
+                    return;
+                };
+                let _ = shared.ping().await;
+                drop(shared);
+                tokio::select! {
+                    _ = tokio::time::sleep(PROBE_EVERY) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+        let _ = self
+            .prober
+            .set(tokio_util::task::AbortOnDropHandle::new(task));
+    }
+
+    /// `PING`: records whether Valkey answers.
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        let _: String = self.run("ping", &redis::cmd("PING")).await?;
+        Ok(())
     }
 
     pub fn sealer(&self) -> &Sealer {

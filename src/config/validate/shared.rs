@@ -92,3 +92,73 @@ pub(super) fn shared_state(cx: &mut Ctx, s: RawSharedState) -> SharedStateConfig
         encryption_key,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Source};
+
+    fn problems(shared: &str, with_exchange: bool) -> Vec<String> {
+        let exchange = if with_exchange {
+            "[private_api]\nbase_url = \"http://127.0.0.1:1/dev\"\n[exchange]\nclient_id = \"c\"\nuser_pool_id = \"p\"\n"
+        } else {
+            ""
+        };
+        let text =
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{exchange}[shared_state]\n{shared}");
+        let source = Source {
+            name: "t".into(),
+            base_dir: ".".into(),
+        };
+        match Config::parse_with_env(&text, &source, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const KEY: &str = "encryption_key = \"KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=\"";
+
+    #[test]
+    fn every_problem_names_its_key_and_no_secret() {
+        assert!(problems(&format!("url = \"redis://127.0.0.1:6379\"\n{KEY}"), true).is_empty());
+        assert!(problems(
+            &format!("url = \"rediss://v:6379\"\ncluster = true\ntimeout = \"50ms\"\n{KEY}"),
+            true
+        )
+        .is_empty());
+        assert_eq!(
+            problems("url = \"http://x\"\nencryption_key = \"c2hvcnQ=\"\ntimeout = \"0s\"\nkey_prefix = \"{a}\"\nca_file = \"/nonexistent/ca.pem\"", true),
+            vec![
+                "shared_state.url: must be redis:// or rediss://, got \"http://x\"",
+                "shared_state.encryption_key: must be 32 bytes, base64; this is 5 bytes",
+                "shared_state.ca_file: file not found: \"/nonexistent/ca.pem\"",
+                "shared_state.key_prefix: may not contain braces (cluster hash tags) or white space",
+                "shared_state.timeout: must be greater than zero",
+            ]
+        );
+        assert_eq!(
+            problems(
+                &format!("url = \"redis://v:6379\"\nca_file = \"Cargo.toml\"\n{KEY}"),
+                true
+            ),
+            vec!["shared_state.ca_file: only used with a rediss:// url"]
+        );
+        let missing = problems("", true);
+        assert!(
+            missing.contains(&"shared_state.url: required".to_string()),
+            "{missing:?}"
+        );
+        assert!(missing
+            .iter()
+            .any(|p| p.starts_with("shared_state.encryption_key: required")));
+        let creds = problems(&format!("url = \"redis://u:hunter2@v:6379\"\n{KEY}"), true);
+        assert_eq!(
+            creds,
+            vec!["shared_state.url: put credentials in shared_state.username and shared_state.password, not in the URL"]
+        );
+        assert!(creds.iter().all(|p| !p.contains("hunter2")));
+        assert_eq!(
+            problems(&format!("url = \"redis://v:6379\"\n{KEY}"), false),
+            vec!["shared_state: only the exchange's state is shared: it needs [exchange]"]
+        );
+    }
+}
