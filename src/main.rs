@@ -224,7 +224,7 @@ fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCod
             );
         }
         let verifier = cognito_gate::jwt::Verifier::new(
-            cognito.issuer.clone(),
+            cognito.issuers.clone(),
             cognito.app_clients.clone(),
             cognito.clock_skew,
             jwks,

@@ -20,6 +20,7 @@ use crate::jwt::Verifier;
 use crate::ops::access_log::{self, Outcome};
 use crate::ops::metrics::{Metrics, RouteSeries};
 use crate::ops::{health_response, Readiness};
+use crate::proxy::cors;
 use crate::proxy::headers::{client_addr, request_id, X_REQUEST_ID};
 use crate::proxy::path::normalise;
 use crate::proxy::{Forwarder, Grant, Peer, RouteTable, UpstreamClient};
@@ -62,6 +63,8 @@ impl Gateway {
             return resp;
         }
         let rid = request_id(req.headers());
+        // Kept for the route's CORS headers, which every response of a CORS route carries.
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
         // What only the access log needs is kept only when the access log is on.
         let logged = access_log::enabled().then(|| (req.method().clone(), req.uri().clone()));
         let mut outcome = Outcome {
@@ -84,6 +87,9 @@ impl Gateway {
             }
         };
         resp.headers_mut().insert(X_REQUEST_ID, rid.clone());
+        if let Some(cors) = outcome.route.as_ref().and_then(|r| r.cors.as_ref()) {
+            cors::decorate(resp.headers_mut(), cors, origin.as_ref());
+        }
         let status = resp.status().as_u16();
         access_log::record(&self.metrics, &self.route_series, &outcome, status, started);
         if let Some(request) = logged {
@@ -124,13 +130,23 @@ impl Gateway {
             }
         }
 
+        let host = request_host(&req);
+        let path = route_path.as_deref().unwrap_or(req.uri().path());
+        // A CORS preflight is answered for the route of the method it asks about, with no auth.
+        if let Some(method) = cors::preflight_method(&req) {
+            let route = self.routes.find(host.as_deref(), &method, path);
+            if let Some(route) = route.filter(|r| r.cors.is_some()) {
+                outcome.route = Some(route.clone());
+                let cors = route.cors.as_ref().expect("filtered");
+                return Ok(cors::preflight(
+                    cors,
+                    req.headers().get(http::header::ORIGIN),
+                ));
+            }
+        }
         let route = self
             .routes
-            .find(
-                request_host(&req).as_deref(),
-                req.method(),
-                route_path.as_deref().unwrap_or(req.uri().path()),
-            )
+            .find(host.as_deref(), req.method(), path)
             .ok_or(GatewayError::NoRoute)?
             .clone();
         outcome.route = Some(route.clone());

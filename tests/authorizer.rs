@@ -893,3 +893,71 @@ async fn clock_skew_tolerates_recently_expired_tokens() {
     let (status, _, body) = get(&c, &format!("{base}/id/x"), Some(&old)).await;
     assert_eq!((status, body), (401, json!({"message": EXPIRED})));
 }
+
+#[tokio::test]
+async fn both_issuer_formats_for_a_pool_given_by_region_and_id() {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let original = ISSUER;
+    let updated = ISSUER.replace("https://cognito-idp.", "https://issuer-cognito-idp.");
+    let with_iss = |iss: &str| k1.sign(&with(id_claims(), json!({ "iss": iss })));
+    let c = client();
+    for (format, original_ok, updated_ok) in [
+        ("", true, true),
+        ("issuer_format = \"any\"", true, true),
+        ("issuer_format = \"original\"", true, false),
+        ("issuer_format = \"updated\"", false, true),
+    ] {
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[cognito]\nregion = \"ap-northeast-1\"\nuser_pool_id = \"ap-northeast-1_TestPool\"\n{format}\napp_clients = []\n[cognito.jwks]\nurl = \"{}\"\n[[routes]]\nname = \"id\"\npath_prefix = \"/id\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\n",
+            jwks.url()
+        );
+        let gw = start_ready(config(&toml)).await;
+        let url = format!("http://{}/id/x", gw.http_addr.unwrap());
+        let status = |ok: bool| if ok { 200 } else { 401 };
+        let (s, _, body) = get(&c, &url, Some(&with_iss(original))).await;
+        assert_eq!(s, status(original_ok), "{format}: original {body}");
+        let (s, _, body) = get(&c, &url, Some(&with_iss(&updated))).await;
+        assert_eq!(s, status(updated_ok), "{format}: updated {body}");
+        // Neither format of another pool, nor a near miss.
+        for iss in [
+            "https://cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_Other",
+            "https://issuer-cognito-idp.us-east-1.amazonaws.com/ap-northeast-1_TestPool",
+            "https://cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_TestPool/",
+        ] {
+            let (s, _, body) = get(&c, &url, Some(&with_iss(iss))).await;
+            assert_eq!(
+                (s, body),
+                (401, json!({"message": "Unauthorized"})),
+                "{iss}"
+            );
+        }
+    }
+    // An explicit issuer is compared exactly, and issuer_format does not apply to it.
+    let source = cognito_gate::config::Source {
+        name: "t".into(),
+        base_dir: ".".into(),
+    };
+    let err = cognito_gate::config::Config::parse(
+        "[cognito]\nissuer = \"https://idp.example/pool\"\nissuer_format = \"any\"\napp_clients = []\n[cognito.jwks]\nurl = \"http://127.0.0.1:1/jwks\"\n",
+        &source,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cognito.issuer_format: only with region and user_pool_id"),
+        "{err}"
+    );
+    let err = cognito_gate::config::Config::parse(
+        "[cognito]\nregion = \"ap-northeast-1\"\nuser_pool_id = \"ap-northeast-1_X\"\nissuer_format = \"new\"\napp_clients = []\n[cognito.jwks]\nurl = \"http://127.0.0.1:1/jwks\"\n",
+        &source,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "cognito.issuer_format: must be \"original\", \"updated\" or \"any\", got \"new\""
+        ),
+        "{err}"
+    );
+}

@@ -859,3 +859,165 @@ async fn plain_upstream_connections_are_reused_and_closed_ones_replaced() {
     }
     assert_eq!(closing_conns.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
+
+#[tokio::test]
+async fn cors_preflights_are_answered_here_and_every_response_carries_the_origin() {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let up = EchoUpstream::start().await;
+    let toml = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+{cognito}
+[[routes]]
+name = "app"
+path_prefix = "/app"
+methods = ["GET", "POST"]
+upstream = "{u}"
+auth = ["jwt"]
+[routes.cors]
+allow_origins = ["https://app.example.com"]
+allow_methods = ["GET", "POST"]
+allow_headers = ["authorization", "content-type"]
+expose_headers = ["x-request-id"]
+max_age = "10m"
+allow_credentials = true
+
+[[routes]]
+name = "open"
+path_prefix = "/open"
+upstream = "{u}"
+auth = ["none"]
+[routes.cors]
+allow_origins = ["*"]
+
+[[routes]]
+name = "plain"
+path_prefix = "/plain"
+upstream = "{u}"
+auth = ["jwt"]
+"#,
+        cognito = cognito_section(&jwks.url(), "[]"),
+        u = up.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let allowed = "https://app.example.com";
+    let preflight = |path: &str, origin: &str| {
+        c.request(reqwest::Method::OPTIONS, format!("{base}{path}"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    // A preflight: 204, no auth, never forwarded (the route's methods do not list OPTIONS).
+    let resp = preflight("/app/orders", allowed).await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], allowed);
+    assert_eq!(h["access-control-allow-methods"], "GET, POST");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization, content-type"
+    );
+    assert_eq!(h["access-control-max-age"], "600");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["vary"], "Origin");
+    assert_eq!(up.hits(), 0, "answered by the gateway");
+    // A disallowed origin: still no auth and no forwarding, but no CORS headers.
+    let resp = preflight("/app/orders", "https://evil.example")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(resp
+        .headers()
+        .keys()
+        .all(|k| !k.as_str().starts_with("access-control-")));
+    // The gateway's own 401 carries the origin, so the browser can read it.
+    let resp = c
+        .get(format!("{base}/app/orders"))
+        .header("origin", allowed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["access-control-allow-origin"], allowed);
+    assert_eq!(
+        resp.headers()["access-control-expose-headers"],
+        "x-request-id"
+    );
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    // An allowed request: forwarded, and the response carries the origin.
+    let token = k1.sign(&id_claims());
+    let resp = c
+        .get(format!("{base}/app/orders"))
+        .header("origin", allowed)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], allowed);
+    assert_eq!(up.hits(), 1);
+    // A disallowed origin on an actual request: served as usual, no CORS headers.
+    let resp = c
+        .get(format!("{base}/app/orders"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    // Any origin: "*".
+    let resp = preflight("/open/x", "https://anywhere.example")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert!(resp
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    // Without cors, OPTIONS is an ordinary request and needs auth (API Gateway without a MOCK
+    // OPTIONS method).
+    let resp = preflight("/plain/x", allowed).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(up.hits(), 1);
+}
+
+#[test]
+fn cors_settings_are_checked() {
+    let source = cognito_gate::config::Source {
+        name: "t".into(),
+        base_dir: ".".into(),
+    };
+    let parse = |cors: &str| {
+        cognito_gate::config::Config::parse(
+            &format!("[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n[routes.cors]\n{cors}"),
+            &source,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    assert_eq!(parse("allow_origins = [\"https://a.example:8443\"]"), "");
+    let err = parse("allow_origins = [\"*\"]\nallow_credentials = true");
+    assert!(
+        err.contains(
+            "routes[0].cors.allow_origins: \"*\" cannot be combined with allow_credentials"
+        ),
+        "{err}"
+    );
+    let err = parse("allow_origins = [\"https://a.example/path\", \"a.example\"]\nallow_methods = [\"G ET\"]\nallow_headers = [\"bad header\"]");
+    for line in [
+        "routes[0].cors.allow_origins[0]: not an origin (scheme://host[:port]): \"https://a.example/path\"",
+        "routes[0].cors.allow_origins[1]: not an origin (scheme://host[:port]): \"a.example\"",
+        "routes[0].cors.allow_methods[0]: not a method: \"G ET\"",
+        "routes[0].cors.allow_headers[0]: not a header name: \"bad header\"",
+    ] {
+        assert!(err.contains(line), "no {line} in {err}");
+    }
+    assert!(parse("").contains("routes[0].cors.allow_origins: required"));
+}

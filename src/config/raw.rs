@@ -82,6 +82,7 @@ pub struct RawCognito {
     pub region: Option<String>,
     pub user_pool_id: Option<String>,
     pub issuer: Option<String>,
+    pub issuer_format: Option<String>,
     pub app_clients: Option<Vec<String>>,
     pub clock_skew: Option<String>,
     pub jwks: RawJwks,
@@ -131,6 +132,18 @@ pub struct RawRoute {
     pub claim_headers: BTreeMap<String, String>,
     pub pass_client_authorization: bool,
     pub service_account: Option<String>,
+    pub cors: Option<RawCors>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<String>,
+    pub allow_credentials: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

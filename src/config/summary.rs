@@ -24,7 +24,7 @@ impl Config {
             out.push_str(&format!("admin         http://{}\n", a.listen));
         }
         if let Some(c) = &self.cognito {
-            out.push_str(&format!("issuer        {}\n", c.issuer));
+            out.push_str(&format!("issuer        {}\n", c.issuers.join(" or ")));
             let clients = if c.app_clients.is_empty() {
                 "any (not checked)".to_string()
             } else {

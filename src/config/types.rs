@@ -228,7 +228,11 @@ pub struct LogConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CognitoConfig {
+    /// The issuer tokens are issued under (the first accepted one): the dev IdP signs with it.
     pub issuer: String,
+    /// Every accepted `iss`, compared exactly: an explicit issuer, or the pool's original and/or
+    /// updated (`issuer-cognito-idp`) issuer URL (`issuer_format`).
+    pub issuers: Vec<String>,
     /// Accepted `aud` (ID tokens) / `client_id` (access tokens); empty = not checked.
     pub app_clients: Vec<String>,
     pub clock_skew: Duration,
@@ -340,4 +344,18 @@ pub struct RouteConfig {
     pub pass_client_authorization: bool,
     /// The service account whose token `auth = ["service"]` forwards.
     pub service_account: Option<String>,
+    /// `[routes.cors]`: preflights answered by the gateway, CORS headers on every response.
+    pub cors: Option<CorsConfig>,
+}
+
+/// A route's CORS policy, its header values made once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsConfig {
+    /// `None`: any origin (`*`); else the exact origins allowed.
+    pub allow_origins: Option<Vec<HeaderValue>>,
+    pub allow_methods: HeaderValue,
+    pub allow_headers: Option<HeaderValue>,
+    pub expose_headers: Option<HeaderValue>,
+    pub max_age: HeaderValue,
+    pub allow_credentials: bool,
 }

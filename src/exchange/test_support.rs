@@ -42,7 +42,7 @@ pub fn verifier() -> Arc<Verifier> {
         Duration::from_secs(86400),
     );
     Arc::new(Verifier::new(
-        ISSUER.into(),
+        vec![ISSUER.into()],
         Vec::new(),
         Duration::ZERO,
         jwks,

@@ -159,9 +159,10 @@ struct CachedToken {
 /// How many verified tokens are remembered (each entry is a digest and the claims).
 pub const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
 
-/// The pool-wide part of the authorizer: issuer, app clients, clock skew and keys.
+/// The pool-wide part of the authorizer: accepted issuers, app clients, clock skew and keys.
 pub struct Verifier {
-    issuer: String,
+    /// Accepted `iss` values, compared exactly (a pool's original and updated issuer URLs).
+    issuers: Vec<String>,
     app_clients: Vec<String>,
     clock_skew: i64,
     jwks: Arc<JwksCache>,
@@ -172,13 +173,13 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(
-        issuer: String,
+        issuers: Vec<String>,
         app_clients: Vec<String>,
         clock_skew: Duration,
         jwks: Arc<JwksCache>,
     ) -> Self {
         Verifier {
-            issuer,
+            issuers,
             app_clients,
             clock_skew: clock_skew.as_secs() as i64,
             jwks,
@@ -259,9 +260,9 @@ impl Verifier {
     ) -> Result<(Verified, [u8; 32]), AuthError> {
         let claims = &decoded.claims;
         let iss = str_claim(claims, "iss")?.ok_or(AuthError::Malformed("no iss claim"))?;
-        if iss != self.issuer {
+        if !self.issuers.iter().any(|i| i == iss) {
             return Err(AuthError::Issuer {
-                expected: self.issuer.clone(),
+                expected: self.issuers.join(" or "),
                 actual: iss.to_string(),
             });
         }
@@ -435,7 +436,7 @@ mod cache_tests {
             Duration::from_secs(3600),
             Duration::from_secs(3600),
         );
-        let v = Verifier::new(ISS.into(), vec![], Duration::ZERO, jwks.clone());
+        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks.clone());
         let policy = RoutePolicy {
             token_use: TokenUsePolicy::Id,
             scopes: &[],
@@ -470,7 +471,7 @@ mod cache_tests {
         let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
         let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
         let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
-        let v = Verifier::new(ISS.into(), vec![], Duration::ZERO, jwks);
+        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks);
         let token = sign(
             &serde_json::json!({"iss": ISS, "token_use": "id", "exp": 2_000_000_000i64,
             "cognito:groups": ["a"]}),

@@ -1,6 +1,7 @@
 //! Forwarding: the route table, header hygiene and claim injection, the upstream client and the
 //! built-in echo upstream.
 
+pub mod cors;
 pub mod direct;
 pub mod echo;
 pub mod forward;

@@ -99,7 +99,7 @@ pub fn build_gateway(
             }));
             jwks.start_refresh(c.jwks.refresh_interval, stop.clone());
             Some(Arc::new(Verifier::new(
-                c.issuer.clone(),
+                c.issuers.clone(),
                 c.app_clients.clone(),
                 c.clock_skew,
                 jwks,

@@ -2,13 +2,37 @@
 
 use super::*;
 
+/// Which issuer URLs a pool given by region and id accepts (Cognito's original format, the
+/// `issuer-cognito-idp` one of pools with the UPDATED issuer configuration, or either).
+fn issuer_format(cx: &mut Ctx, value: Option<&str>) -> (bool, bool) {
+    match value {
+        None | Some("any") => (true, true),
+        Some("original") => (true, false),
+        Some("updated") => (false, true),
+        Some(other) => {
+            cx.err(
+                "cognito.issuer_format",
+                format!("must be \"original\", \"updated\" or \"any\", got {other:?}"),
+            );
+            (true, true)
+        }
+    }
+}
+
 pub(super) fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
-    let issuer = match (&c.issuer, &c.region, &c.user_pool_id) {
+    let (original, updated) = issuer_format(cx, c.issuer_format.as_deref());
+    if c.issuer.is_some() && c.issuer_format.is_some() {
+        cx.err(
+            "cognito.issuer_format",
+            "only with region and user_pool_id: an explicit issuer is compared exactly",
+        );
+    }
+    let issuers = match (&c.issuer, &c.region, &c.user_pool_id) {
         (Some(iss), _, _) => {
             if reqwest::Url::parse(iss).is_err() {
                 cx.err("cognito.issuer", format!("not a URL: {iss:?}"));
             }
-            iss.clone()
+            vec![iss.clone()]
         }
         (None, Some(region), Some(pool)) => {
             let region_ok = !region.is_empty()
@@ -27,14 +51,23 @@ pub(super) fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
                     format!("not a user pool id of region {region:?}: {pool:?}"),
                 );
             }
-            format!("https://cognito-idp.{region}.amazonaws.com/{pool}")
+            let mut accepted = Vec::new();
+            if original {
+                accepted.push(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
+            }
+            if updated {
+                accepted.push(format!(
+                    "https://issuer-cognito-idp.{region}.amazonaws.com/{pool}"
+                ));
+            }
+            accepted
         }
         _ => {
             cx.err(
                 "cognito",
                 "set region and user_pool_id, or issuer, to name the accepted issuer",
             );
-            String::new()
+            vec![String::new()]
         }
     };
     let app_clients = match c.app_clients {
@@ -84,7 +117,8 @@ pub(super) fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
         .as_deref()
         .and_then(|f| cx.path("cognito.jwks.ca_file", f, true));
     CognitoConfig {
-        issuer,
+        issuer: issuers[0].clone(),
+        issuers,
         app_clients,
         clock_skew,
         jwks: JwksConfig {

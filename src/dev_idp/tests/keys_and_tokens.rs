@@ -70,8 +70,12 @@ async fn the_gateway_verifier_accepts_both_tokens() {
         Duration::from_secs(10),
         Duration::from_secs(3600),
     );
-    let verifier =
-        crate::jwt::Verifier::new(ISSUER.into(), vec![CLIENT.into()], Duration::ZERO, cache);
+    let verifier = crate::jwt::Verifier::new(
+        vec![ISSUER.into()],
+        vec![CLIENT.into()],
+        Duration::ZERO,
+        cache,
+    );
     let set = crate::exchange::TokenSet {
         id_token: tokens(&v).0.to_string(),
         access_token: tokens(&v).1.to_string(),
