@@ -832,8 +832,7 @@ async fn not_ready_until_keys_load() {
 #[tokio::test]
 async fn file_seeded_keys_are_ready_at_once_without_a_url() {
     let k1 = TestKey::load("k1");
-    let dir = std::env::temp_dir().join(format!("cg-jwks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("authorizer-jwks");
     let file = dir.join("jwks.json");
     std::fs::write(
         &file,

@@ -281,15 +281,14 @@ async fn dot_segments_and_slowloris_are_cut_off() {
 }
 
 struct Pki {
-    dir: std::path::PathBuf,
+    dir: TempDir,
     ca_pem: String,
     client_pem: String,
 }
 
 fn pki(name: &str) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let dir = std::env::temp_dir().join(format!("cg-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new(&format!("proxy-tls-{name}"));
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -498,8 +497,7 @@ async fn reload_lets_in_flight_requests_finish_on_their_configuration() {
 
 #[tokio::test]
 async fn reload_rereads_the_jwks_file_and_tls_certificates() {
-    let dir = std::env::temp_dir().join(format!("cg-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("proxy-reload");
     let (k1, k2) = (TestKey::load("k1"), TestKey::load("k2"));
     let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, json!({"keys": [k1.jwk]}).to_string()).unwrap();

@@ -340,8 +340,7 @@ async fn proxy_headers_pass_only_from_trusted_proxies_and_path_overrides_never()
 
 #[tokio::test]
 async fn a_key_replaced_under_the_same_kid_ends_cached_verifications() {
-    let dir = std::env::temp_dir().join(format!("cg-kid-swap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("kid-swap");
     let (k1, k2) = (TestKey::load("k1"), TestKey::load("k2"));
     let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, json!({"keys": [k1.jwk]}).to_string()).unwrap();
@@ -368,7 +367,6 @@ async fn a_key_replaced_under_the_same_kid_ends_cached_verifications() {
     assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
     let new = k2.sign_as(&k1.kid, &id_claims());
     assert_eq!(get(&c, &url, Some(&new)).await.0, 200);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
