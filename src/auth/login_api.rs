@@ -102,10 +102,12 @@ pub async fn serve(
                 return Err(GatewayError::BadRequest("refresh_token required"));
             }
             let attempt = reserve(exchange, None, client).await?;
-            settle(
-                exchange.api.refresh(&b.refresh_token, &username).await,
-                attempt,
-            )
+            let r = exchange.api.refresh(&b.refresh_token, &username).await;
+            if let Ok(AuthResult::Tokens(set)) = &r {
+                // A rotated refresh token (GetTokensFromRefreshToken) is remembered too.
+                exchange.issued.remember(set);
+            }
+            settle(r, attempt)
         }
         LoginEndpoint::Challenge => {
             let b: ChallengeBody = parse(&body)?;
