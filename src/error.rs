@@ -304,7 +304,8 @@ impl GatewayError {
                     | AuthError::NotYetValid { .. }
                     | AuthError::TokenUse { .. }
                     | AuthError::Client { .. }
-                    | AuthError::Scope { .. } => plain(StatusCode::UNAUTHORIZED, MSG_UNAUTHORIZED),
+                    | AuthError::Scope { .. }
+                    | AuthError::Pool { .. } => plain(StatusCode::UNAUTHORIZED, MSG_UNAUTHORIZED),
                     AuthError::Expired { .. } => plain(StatusCode::UNAUTHORIZED, MSG_EXPIRED),
                     AuthError::Group { .. } => plain(StatusCode::FORBIDDEN, MSG_GROUP_DENIED),
                     AuthError::KeysUnavailable => {

@@ -61,7 +61,13 @@ fn time_text(v: Option<&Value>) -> Option<String> {
 }
 
 /// Verifies `input` (a raw token or `Bearer <token>`) on `route` and explains the outcome.
-pub async fn explain(verifier: &Verifier, route: &RouteConfig, input: &str) -> Explanation {
+/// `pool` names the user pool `verifier` checks (the one the token's issuer names).
+pub async fn explain(
+    verifier: &Verifier,
+    pool: &str,
+    route: &RouteConfig,
+    input: &str,
+) -> Explanation {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -101,7 +107,15 @@ pub async fn explain(verifier: &Verifier, route: &RouteConfig, input: &str) -> E
         scopes: &route.scopes,
         groups: &route.groups,
     };
-    let allowed = match verifier.verify_decoded(decoded, policy, now).await {
+    let on_route = route.pools.is_empty() || route.pools.iter().any(|p| p == pool);
+    let checked = if on_route {
+        verifier.verify_decoded(decoded, policy, now).await
+    } else {
+        Err(crate::jwt::AuthError::Pool {
+            pool: pool.to_string(),
+        })
+    };
+    let allowed = match checked {
         Ok(v) => {
             let _ = writeln!(text, "decision: allow");
             let _ = writeln!(
@@ -117,6 +131,7 @@ pub async fn explain(verifier: &Verifier, route: &RouteConfig, input: &str) -> E
         }
     };
     let _ = writeln!(text, "route:    {}", policy_text(route));
+    let _ = writeln!(text, "pool:     {pool}");
     let _ = writeln!(text, "header:   {header}");
     if let Some(exp) = time_text(claims.get("exp")) {
         let _ = writeln!(text, "expires:  {exp}");

@@ -210,8 +210,23 @@ fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCod
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The pool the token names (by its issuer), else the first: the explanation says which.
+    let iss = cognito_gate::jwt::verify::token_from_header(token.as_bytes())
+        .ok()
+        .and_then(|t| cognito_gate::jwt::verify::decode(t).ok())
+        .and_then(|d| {
+            d.claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
+    let pool = iss
+        .as_deref()
+        .and_then(|i| cognito.pool_for_issuer(i))
+        .unwrap_or(cognito.first())
+        .clone();
     runtime().block_on(async move {
-        let jwks = match cognito_gate::build_jwks(&cognito.jwks, None) {
+        let jwks = match cognito_gate::build_jwks(&pool.jwks, None) {
             Ok(j) => j,
             Err(e) => {
                 eprintln!("{e}");
@@ -224,12 +239,12 @@ fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCod
             );
         }
         let verifier = cognito_gate::jwt::Verifier::new(
-            cognito.issuers.clone(),
-            cognito.app_clients.clone(),
+            pool.issuers.clone(),
+            pool.app_clients.clone(),
             cognito.clock_skew,
             jwks,
         );
-        let out = cognito_gate::explain::explain(&verifier, &route, &token).await;
+        let out = cognito_gate::explain::explain(&verifier, &pool.name, &route, &token).await;
         print!("{}", out.text);
         if out.allowed {
             ExitCode::SUCCESS

@@ -16,7 +16,7 @@ use crate::body::Body;
 use crate::config::{Config, RouteConfig};
 use crate::error::{Audit, Decision, GatewayError, Reason};
 use crate::exchange::Exchange;
-use crate::jwt::Verifier;
+use crate::jwt::Authorizer;
 use crate::ops::access_log::{self, Outcome};
 use crate::ops::metrics::{Metrics, RouteSeries};
 use crate::ops::{health_response, Readiness};
@@ -36,7 +36,7 @@ pub struct ConnInfo {
 pub struct Gateway {
     pub config: Arc<Config>,
     pub routes: RouteTable,
-    pub verifier: Option<Arc<Verifier>>,
+    pub authorizer: Option<Arc<Authorizer>>,
     pub upstream: UpstreamClient,
     pub readiness: Readiness,
     pub exchange: Option<Exchange>,
@@ -153,7 +153,7 @@ impl Gateway {
         admit(&req, &route, client, server.max_body_bytes)?;
 
         let by = Authorities {
-            verifier: self.verifier.as_ref(),
+            authorizer: self.authorizer.as_ref(),
             exchange: self.exchange.as_ref(),
         };
         let identity = auth::authorize(req.headers(), &route, by, client).await?;

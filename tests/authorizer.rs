@@ -674,7 +674,10 @@ async fn key_rotation_refetches_once_and_old_kid_stays_valid_until_removed() {
         200,
         "until the next refresh"
     );
-    let jwks = e.gw.gateway().verifier.as_ref().unwrap().jwks().clone();
+    let jwks = e.gw.gateway().authorizer.as_ref().unwrap().pools()[0]
+        .verifier
+        .jwks()
+        .clone();
     assert!(matches!(
         jwks.refresh().await,
         Some(cognito_gate::jwt::RefreshOutcome::Updated { keys: 1 })
@@ -721,7 +724,10 @@ async fn jwks_down_later_serves_cached_keys() {
     let c = client();
     let token = e.k1.sign(&id_claims());
     e.jwks.set_down(true);
-    let jwks = e.gw.gateway().verifier.as_ref().unwrap().jwks().clone();
+    let jwks = e.gw.gateway().authorizer.as_ref().unwrap().pools()[0]
+        .verifier
+        .jwks()
+        .clone();
     assert!(matches!(
         jwks.refresh().await,
         Some(cognito_gate::jwt::RefreshOutcome::Failed(_))
@@ -959,4 +965,250 @@ async fn both_issuer_formats_for_a_pool_given_by_region_and_id() {
         ),
         "{err}"
     );
+}
+
+/// `key` published under another kid (as two pools publishing the same kid would).
+fn relabel(key: &TestKey, kid: &str) -> TestKey {
+    let mut jwk = key.jwk.clone();
+    jwk["kid"] = json!(kid);
+    TestKey {
+        kid: kid.to_string(),
+        encoding: key.encoding.clone(),
+        jwk,
+    }
+}
+
+fn pool_issuer(name: &str) -> String {
+    format!("https://issuer.example/{name}")
+}
+
+#[tokio::test]
+async fn several_pools_pick_by_issuer_and_never_cross_over_a_shared_kid() {
+    // Pools a and b both publish kid "shared", each with its own key; pool c publishes k3.
+    let (a_key, b_key) = (
+        relabel(&TestKey::load("k1"), "shared"),
+        relabel(&TestKey::load("k2"), "shared"),
+    );
+    let c_key = TestKey::load("k3");
+    let (ja, jb, jc) = (
+        FakeJwks::start(&[&a_key]).await,
+        FakeJwks::start(&[&b_key]).await,
+        FakeJwks::start(&[&c_key]).await,
+    );
+    let pool = |name: &str, jwks: &FakeJwks| {
+        format!(
+            "[[cognito.pools]]\nname = \"{name}\"\nissuer = \"{}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"{}\"\n",
+            pool_issuer(name),
+            jwks.url()
+        )
+    };
+    let route = |name: &str, pools: &str| {
+        format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\npools = {pools}\n")
+    };
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cognito]\nclock_skew = \"0s\"\n[cognito.jwks]\nrefetch_cooldown = \"0s\"\n{}{}{}{}{}{}",
+        pool("a", &ja),
+        pool("b", &jb),
+        pool("c", &jc),
+        route("ra", "[\"a\"]"),
+        route("rb", "[\"b\"]"),
+        route("rany", "[]"),
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let token = |key: &TestKey, pool: &str| {
+        key.sign(&with(id_claims(), json!({ "iss": pool_issuer(pool) })))
+    };
+    let status = |path: &str, t: String| {
+        let (c, url) = (c.clone(), format!("{base}{path}"));
+        async move { get(&c, &url, Some(&t)).await.0 }
+    };
+    assert_eq!(status("/ra/x", token(&a_key, "a")).await, 200);
+    assert_eq!(status("/rany/x", token(&a_key, "a")).await, 200);
+    assert_eq!(
+        status("/rb/x", token(&a_key, "a")).await,
+        401,
+        "a's token on b's route"
+    );
+    assert_eq!(status("/rb/x", token(&b_key, "b")).await, 200);
+    assert_eq!(
+        status("/ra/x", token(&b_key, "b")).await,
+        401,
+        "b's token on a's route"
+    );
+    assert_eq!(status("/rany/x", token(&c_key, "c")).await, 200);
+    // Signed with b's key, claiming a's issuer: a's "shared" kid is another key.
+    let (s, _, body) = get(&c, &format!("{base}/rany/x"), Some(&token(&b_key, "a"))).await;
+    assert_eq!((s, body), (401, json!({"message": "Unauthorized"})));
+    // An issuer of no pool: refused before any key lookup.
+    let before = (ja.hits(), jb.hits(), jc.hits());
+    let other = a_key.sign(&with(
+        id_claims(),
+        json!({ "iss": "https://issuer.example/z" }),
+    ));
+    assert_eq!(status("/rany/x", other).await, 401);
+    // An unknown kid in pool a refetches a's keys only.
+    let unknown = relabel(&TestKey::load("k1"), "unknown");
+    assert_eq!(status("/rany/x", token(&unknown, "a")).await, 401);
+    assert_eq!(
+        (ja.hits(), jb.hits(), jc.hits()),
+        (before.0 + 1, before.1, before.2),
+        "only pool a's keys were fetched"
+    );
+    // The pool label on the JWKS metrics.
+    let text = gw.gateway().metrics.encode();
+    for pool in ["a", "b", "c"] {
+        assert!(
+            text.contains(&format!(
+                "cognito_gate_jwks_refresh_total{{pool=\"{pool}\",outcome=\"success\"}}"
+            )),
+            "{text}"
+        );
+    }
+}
+
+/// A JWKS server for many pools (`/jwks/<n>`): every answer takes `delay`; counts requests and
+/// the most in flight at once.
+async fn counting_jwks(
+    key: &TestKey,
+    delay: Duration,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::atomic::AtomicU64>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let body = json!({ "keys": [key.jwk] }).to_string();
+    let (total, peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let now = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (t, p) = (total.clone(), peak.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (t, p, now, body) = (t.clone(), p.clone(), now.clone(), body.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let (t, p, now, body) = (t.clone(), p.clone(), now.clone(), body.clone());
+                    async move {
+                        t.fetch_add(1, Ordering::SeqCst);
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        p.fetch_max(n, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    (addr, total, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_pools_load_their_keys_a_few_at_a_time() {
+    use std::sync::atomic::Ordering;
+    let k1 = TestKey::load("k1");
+    let (addr, total, peak) = counting_jwks(&k1, Duration::from_millis(20)).await;
+    let mut toml = "[server]\nlisten = \"127.0.0.1:0\"\n[cognito]\n".to_string();
+    for i in 0..200 {
+        toml.push_str(&format!(
+            "[[cognito.pools]]\nname = \"p{i}\"\nissuer = \"{}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"http://{addr}/jwks/{i}\"\n",
+            pool_issuer(&format!("p{i}"))
+        ));
+    }
+    toml.push_str("[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\n");
+    let started = std::time::Instant::now();
+    let gw = start_ready(config(&toml)).await;
+    let ready_in = started.elapsed();
+    assert_eq!(total.load(Ordering::SeqCst), 200, "one fetch per pool");
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((2..=8).contains(&peak), "{peak} fetches at once");
+    eprintln!("200 pools ready in {ready_in:?}, at most {peak} JWKS fetches at once");
+    let url = format!("http://{}/r/x", gw.http_addr.unwrap());
+    let t = k1.sign(&with(id_claims(), json!({ "iss": pool_issuer("p199") })));
+    assert_eq!(get(&client(), &url, Some(&t)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_stale_keys_answers_only_its_own_tokens_503() {
+    let (ka, kb) = (TestKey::load("k1"), TestKey::load("k2"));
+    let (ja, jb) = (FakeJwks::start(&[&ka]).await, FakeJwks::start(&[&kb]).await);
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cognito]\n[cognito.jwks]\nmax_stale = \"1s\"\nrefresh_interval = \"200ms\"\n[[cognito.pools]]\nname = \"a\"\nissuer = \"{}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"{}\"\n[[cognito.pools]]\nname = \"b\"\nissuer = \"{}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"{}\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\n",
+        pool_issuer("a"),
+        ja.url(),
+        pool_issuer("b"),
+        jb.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let c = client();
+    let ta = ka.sign(&with(id_claims(), json!({ "iss": pool_issuer("a") })));
+    let tb = kb.sign(&with(id_claims(), json!({ "iss": pool_issuer("b") })));
+    assert_eq!(get(&c, &format!("{base}/r/x"), Some(&tb)).await.0, 200);
+    jb.set_down(true);
+    // b's keys age past max_stale: its tokens get 503, a's still 200, and the gateway is ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _, body) = get(&c, &format!("{base}/r/x"), Some(&tb)).await;
+        if s == 503 {
+            assert_eq!(body, json!({"message": "Service Unavailable"}));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's keys never went stale"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&c, &format!("{base}/r/x"), Some(&ta)).await.0, 200);
+    assert_eq!(get(&c, &format!("{base}/readyz"), None).await.0, 200);
+    let _ = ja;
+}
+
+#[test]
+fn several_pools_are_checked_as_a_whole() {
+    let source = cognito_gate::config::Source {
+        name: "t".into(),
+        base_dir: ".".into(),
+    };
+    let parse = |text: &str| {
+        cognito_gate::config::Config::parse(text, &source)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let pool = |name: &str, iss: &str| {
+        format!("[[cognito.pools]]\nname = \"{name}\"\nissuer = \"{iss}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"http://127.0.0.1:1/jwks\"\n")
+    };
+    let err = parse(&format!(
+        "[cognito]\nuser_pool_id = \"x\"\n{}{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\npools = [\"zz\"]\n[private_api]\nbase_url = \"http://127.0.0.1:1/dev\"\n[exchange]\nclient_id = \"c\"\n",
+        pool("a", "https://i.example/a"),
+        pool("a", "https://i.example/b"),
+        pool("c", "https://i.example/a"),
+    ));
+    for line in [
+        "cognito.user_pool_id: belongs in each [[cognito.pools]] entry when pools are listed",
+        "cognito.pools[1].name: \"a\" is used twice",
+        "cognito.pools[2].issuer: \"https://i.example/a\" is accepted by pool \"a\" too: the issuer picks the pool",
+        "routes[0].pools[0]: no pool named \"zz\" in [cognito]",
+        "exchange.pool: required when [[cognito.pools]] lists several pools",
+    ] {
+        assert!(err.contains(line), "no {line} in\n{err}");
+    }
+    // Both formats of one region+id pool are one pool's; another pool may not claim either.
+    let err = parse(&format!(
+        "[cognito]\n[[cognito.pools]]\nname = \"a\"\nregion = \"ap-northeast-1\"\nuser_pool_id = \"ap-northeast-1_A\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"http://127.0.0.1:1/j\"\n{}",
+        pool("b", "https://issuer-cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_A")
+    ));
+    assert!(err.contains("cognito.pools[1].issuer: \"https://issuer-cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_A\" is accepted by pool \"a\" too"), "{err}");
 }

@@ -54,7 +54,15 @@ async fn the_shipped_config_runs_end_to_end_on_the_dev_idp() {
     assert_ne!(idp.port(), 0);
     // The URLs that named the dev IdP's port 0 follow it to the port it bound.
     let cfg = &gw.gateway().config;
-    let jwks_url = cfg.cognito.as_ref().unwrap().jwks.url.as_ref().unwrap();
+    let jwks_url = cfg
+        .cognito
+        .as_ref()
+        .unwrap()
+        .first()
+        .jwks
+        .url
+        .as_ref()
+        .unwrap();
     assert_eq!(jwks_url.as_str(), format!("http://{idp}/dev/jwks"));
     let api_url = &cfg.private_api.as_ref().unwrap().base_url;
     assert_eq!(api_url.as_str(), format!("http://{idp}/dev"));

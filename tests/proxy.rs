@@ -784,7 +784,7 @@ async fn every_metric_is_visible_on_a_fresh_process() {
         "cognito_gate_token_cache_total{result=\"rate_limited\"} 0",
         "cognito_gate_upstream_errors_total{route=\"open\",kind=\"connect\"} 0",
         "cognito_gate_upstream_errors_total{route=\"open\",kind=\"timeout\"} 0",
-        "cognito_gate_jwks_refresh_total{outcome=\"failure\"} 0",
+        "cognito_gate_jwks_refresh_total{pool=\"default\",outcome=\"failure\"} 0",
         "cognito_gate_token_exchange_total{kind=\"login\",outcome=\"success\"} 0",
         "cognito_gate_token_exchange_total{kind=\"refresh\",outcome=\"rejected\"} 0",
     ] {

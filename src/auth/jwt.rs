@@ -6,9 +6,10 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::HeaderMap;
 
 use super::{now_secs, Identity};
+use crate::config::RouteConfig;
 use crate::error::{Challenge, GatewayError};
 use crate::jwt::verify::token_from_header;
-use crate::jwt::{AuthError, RoutePolicy, Verifier};
+use crate::jwt::{AuthError, Authorizer};
 
 /// The route's token header, when it carries a token: raw or `Bearer`. In `Authorization`, a
 /// `Basic` value is the basic method's, not a token (so `auth = ["jwt", "basic"]` works).
@@ -25,14 +26,14 @@ pub fn credential<'h>(
 
 pub async fn authorize(
     value: &HeaderValue,
-    verifier: Option<&Arc<Verifier>>,
-    policy: RoutePolicy<'_>,
+    authorizer: Option<&Arc<Authorizer>>,
+    route: &RouteConfig,
 ) -> Result<Identity, GatewayError> {
     let deny = |e| GatewayError::Auth(e, Challenge::Bearer);
-    let verifier = verifier.ok_or(deny(AuthError::KeysUnavailable))?;
+    let authorizer = authorizer.ok_or(deny(AuthError::KeysUnavailable))?;
     let token = token_from_header(value.as_bytes()).map_err(deny)?;
-    let verified = verifier
-        .verify(token, policy, now_secs())
+    let (verified, _pool) = authorizer
+        .verify(token, super::policy(route), now_secs(), &route.pools)
         .await
         .map_err(deny)?;
     Ok(Identity::Jwt {

@@ -17,7 +17,7 @@ use http::HeaderMap;
 use crate::config::{AuthMethod, ForwardToken, RouteConfig};
 use crate::error::{Challenge, GatewayError};
 use crate::exchange::{Exchange, Tokens};
-use crate::jwt::{AuthError, RoutePolicy, TokenUse, Verified, Verifier};
+use crate::jwt::{AuthError, Authorizer, RoutePolicy, TokenUse, Verified};
 
 /// Who a request is, once a route's auth has allowed it.
 pub enum Identity {
@@ -88,7 +88,7 @@ impl Identity {
 /// What the auth methods may use: built once per configuration.
 #[derive(Clone, Copy)]
 pub struct Authorities<'a> {
-    pub verifier: Option<&'a Arc<Verifier>>,
+    pub authorizer: Option<&'a Arc<Authorizer>>,
     pub exchange: Option<&'a Exchange>,
 }
 
@@ -114,7 +114,7 @@ pub async fn authorize(
             AuthMethod::None => return Ok(Identity::Anonymous),
             AuthMethod::Jwt => {
                 if let Some(value) = jwt::credential(headers, &route.token_header) {
-                    return jwt::authorize(value, by.verifier, policy(route)).await;
+                    return jwt::authorize(value, by.authorizer, route).await;
                 }
             }
             AuthMethod::Basic => {

@@ -86,6 +86,19 @@ pub struct RawCognito {
     pub app_clients: Option<Vec<String>>,
     pub clock_skew: Option<String>,
     pub jwks: RawJwks,
+    pub pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPool {
+    pub name: Option<String>,
+    pub region: Option<String>,
+    pub user_pool_id: Option<String>,
+    pub issuer: Option<String>,
+    pub issuer_format: Option<String>,
+    pub app_clients: Option<Vec<String>>,
+    pub jwks: RawJwks,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +146,7 @@ pub struct RawRoute {
     pub pass_client_authorization: bool,
     pub service_account: Option<String>,
     pub cors: Option<RawCors>,
+    pub pools: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +184,7 @@ pub struct RawApiPaths {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawExchange {
+    pub pool: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub user_pool_id: Option<String>,

@@ -23,19 +23,22 @@ impl Config {
         if let Some(a) = &self.admin {
             out.push_str(&format!("admin         http://{}\n", a.listen));
         }
-        if let Some(c) = &self.cognito {
-            out.push_str(&format!("issuer        {}\n", c.issuers.join(" or ")));
-            let clients = if c.app_clients.is_empty() {
+        for (i, pool) in self.cognito.iter().flat_map(|c| c.pools.iter()).enumerate() {
+            if self.cognito.as_ref().is_some_and(|c| c.pools.len() > 1) {
+                out.push_str(&format!("pool {}        {}\n", i + 1, pool.name));
+            }
+            out.push_str(&format!("issuer        {}\n", pool.issuers.join(" or ")));
+            let clients = if pool.app_clients.is_empty() {
                 "any (not checked)".to_string()
             } else {
-                c.app_clients.join(", ")
+                pool.app_clients.join(", ")
             };
             out.push_str(&format!("app clients   {clients}\n"));
             let mut src = Vec::new();
-            if let Some(u) = &c.jwks.url {
+            if let Some(u) = &pool.jwks.url {
                 src.push(format!("url {u}"));
             }
-            if let Some(f) = &c.jwks.file {
+            if let Some(f) = &pool.jwks.file {
                 src.push(format!("file {}", f.display()));
             }
             out.push_str(&format!("jwks          {}\n", src.join(" + ")));

@@ -142,6 +142,8 @@ pub enum RefreshFlow {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExchangeConfig {
+    /// The user pool the exchange logs into (its tokens are verified with that pool's keys).
+    pub pool: String,
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub user_pool_id: String,
@@ -226,16 +228,48 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// `[cognito]`: one or several user pools (the single form is one pool named `default`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CognitoConfig {
+    pub clock_skew: Duration,
+    /// In configuration order; names are unique and no issuer is accepted by two pools.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// The name of the pool of the single-pool `[cognito]` form.
+pub const DEFAULT_POOL: &str = "default";
+
+impl CognitoConfig {
+    /// The first pool (the only one in the single form).
+    pub fn first(&self) -> &PoolConfig {
+        &self.pools[0]
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The pool that accepts `iss`.
+    pub fn pool_for_issuer(&self, iss: &str) -> Option<&PoolConfig> {
+        self.pools
+            .iter()
+            .find(|p| p.issuers.iter().any(|i| i == iss))
+    }
+}
+
+/// One user pool: the issuers it accepts, its app clients and its keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub name: String,
     /// The issuer tokens are issued under (the first accepted one): the dev IdP signs with it.
     pub issuer: String,
     /// Every accepted `iss`, compared exactly: an explicit issuer, or the pool's original and/or
     /// updated (`issuer-cognito-idp`) issuer URL (`issuer_format`).
     pub issuers: Vec<String>,
+    /// The pool id, when the pool is given by region and id.
+    pub user_pool_id: Option<String>,
     /// Accepted `aud` (ID tokens) / `client_id` (access tokens); empty = not checked.
     pub app_clients: Vec<String>,
-    pub clock_skew: Duration,
     pub jwks: JwksConfig,
 }
 
@@ -346,6 +380,8 @@ pub struct RouteConfig {
     pub service_account: Option<String>,
     /// `[routes.cors]`: preflights answered by the gateway, CORS headers on every response.
     pub cors: Option<CorsConfig>,
+    /// The user pools whose tokens the route's jwt method accepts; empty = every pool.
+    pub pools: Vec<String>,
 }
 
 /// A route's CORS policy, its header values made once.

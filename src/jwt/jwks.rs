@@ -347,15 +347,22 @@ impl JwksCache {
     /// a refresh every `interval` (failures retried sooner, with backoff, while keys age).
     /// Starts the background refresh (once): every `min(interval, max_stale / 2)`, with backoff
     /// after failures. It stops when `shutdown` turns true or when the cache is dropped.
+    /// `limit` bounds how many caches fetch at once (many pools at start-up).
     pub fn start_refresh(
         self: &Arc<Self>,
         interval: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
+        limit: Arc<tokio::sync::Semaphore>,
     ) {
         if self.fetcher.is_none() || self.refresher.get().is_some() {
             return;
         }
-        let task = tokio::spawn(Self::run_refresh(Arc::downgrade(self), interval, shutdown));
+        let task = tokio::spawn(Self::run_refresh(
+            Arc::downgrade(self),
+            interval,
+            shutdown,
+            limit,
+        ));
         let _ = self
             .refresher
             .set(tokio_util::task::AbortOnDropHandle::new(task));
@@ -366,6 +373,7 @@ impl JwksCache {
         this: std::sync::Weak<Self>,
         interval: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
+        limit: Arc<tokio::sync::Semaphore>,
     ) {
         let mut backoff = INITIAL_BACKOFF;
         loop {
@@ -377,7 +385,10 @@ impl JwksCache {
             let interval = interval
                 .min(cache.max_stale / 2)
                 .max(Duration::from_millis(50));
-            let outcome = cache.refresh().await;
+            let outcome = {
+                let _permit = limit.acquire().await;
+                cache.refresh().await
+            };
             drop(cache);
             let wait = match outcome {
                 Some(RefreshOutcome::Updated { .. }) => {
@@ -506,6 +517,7 @@ mod tests {
             Arc::downgrade(&c),
             Duration::from_secs(600),
             rx,
+            Arc::new(tokio::sync::Semaphore::new(1)),
         ));
         // 250ms, 500ms, 1s, 2s backoff: five attempts within ~4 s.
         tokio::time::sleep(Duration::from_millis(3900)).await;
@@ -531,8 +543,9 @@ mod tests {
         let f = fake(Some(JWKS), Duration::ZERO);
         let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        c.start_refresh(Duration::from_secs(60), rx.clone());
-        c.start_refresh(Duration::from_secs(60), rx);
+        let limit = Arc::new(tokio::sync::Semaphore::new(1));
+        c.start_refresh(Duration::from_secs(60), rx.clone(), limit.clone());
+        c.start_refresh(Duration::from_secs(60), rx, limit);
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(f.calls.load(Ordering::SeqCst), 2, "one task, started once");
         drop(c);

@@ -3,9 +3,11 @@
 
 pub mod jwks;
 pub mod keys;
+pub mod pools;
 pub mod token;
 pub mod verify;
 
 pub use jwks::{HttpJwksFetcher, JwksCache, JwksFetcher, KeyLookupError, RefreshOutcome};
 pub use keys::{parse_jwks, KeySet};
+pub use pools::{Authorizer, Pool};
 pub use verify::{AuthError, RoutePolicy, TokenUse, Verified, Verifier};

@@ -53,6 +53,8 @@ pub enum AuthError {
     },
     #[error("signing keys are unavailable (not loaded yet, or older than max_stale)")]
     KeysUnavailable,
+    #[error("the token's user pool {pool:?} is not one of the route's pools")]
+    Pool { pool: String },
 }
 
 impl AuthError {
@@ -72,6 +74,7 @@ impl AuthError {
             AuthError::Scope { .. } => "scope",
             AuthError::Group { .. } => "group",
             AuthError::KeysUnavailable => "jwks_unavailable",
+            AuthError::Pool { .. } => "pool",
         }
     }
 
@@ -82,6 +85,7 @@ impl AuthError {
             AuthError::Algorithm(_) => "alg",
             AuthError::Issuer { .. } => "iss",
             AuthError::UnknownKid | AuthError::KeysUnavailable => "kid",
+            AuthError::Pool { .. } => "pool",
             AuthError::BadSignature => "signature",
             AuthError::Expired { .. } => "exp",
             AuthError::NotYetValid { .. } => "nbf",
@@ -206,7 +210,19 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("token too long"));
         }
-        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        self.verify_digest(token, &digest(token), policy, now).await
+    }
+
+    /// `verify` with the token's SHA-256 already computed (the several-pool authorizer needs it
+    /// to remember a token's pool).
+    pub async fn verify_digest(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        policy: RoutePolicy<'_>,
+        now: i64,
+    ) -> Result<Arc<Verified>, AuthError> {
+        let digest = *digest;
         if let Some(hit) = self.verified.get(&digest) {
             let exp = hit.verified.exp;
             if now >= exp.saturating_add(self.clock_skew) {
@@ -346,6 +362,12 @@ impl Verifier {
             key.fingerprint,
         ))
     }
+}
+
+/// SHA-256 of a token: the key of the verified-token cache. A cryptographic digest, so no crafted
+/// token can collide with a verified one.
+pub fn digest(token: &str) -> [u8; 32] {
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 /// The route's part of the authorizer: token kind, scopes (access tokens) and groups. Pool-wide

@@ -13,8 +13,14 @@ pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/metrics" {
         let m = &gateway.metrics;
-        if let Some(age) = gateway.verifier.as_ref().and_then(|v| v.jwks().age()) {
-            m.jwks_age.set(age.as_secs_f64());
+        for (pool, keys) in gateway.authorizer.iter().flat_map(|a| a.key_sets()) {
+            if let Some(age) = keys.age() {
+                m.jwks_age
+                    .get_or_create(&crate::ops::metrics::PoolLabel {
+                        pool: pool.to_string(),
+                    })
+                    .set(age.as_secs_f64());
+            }
         }
         let mut resp = Response::new(crate::body::full(m.encode()));
         resp.headers_mut().insert(

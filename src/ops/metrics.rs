@@ -30,8 +30,14 @@ pub struct AuthLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
+pub struct PoolOutcome {
+    pub pool: String,
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub pool: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,8 +136,8 @@ pub struct Metrics {
     pub requests: Family<RouteStatus, Counter>,
     pub request_duration: Family<RouteLabel, Histogram>,
     pub auth_decisions: Family<AuthLabels, Counter>,
-    pub jwks_refresh: Family<OutcomeLabel, Counter>,
-    pub jwks_age: Gauge<f64, AtomicU64>,
+    pub jwks_refresh: Family<PoolOutcome, Counter>,
+    pub jwks_age: Family<PoolLabel, Gauge<f64, AtomicU64>>,
     pub token_exchange: Family<ExchangeLabels, Counter>,
     pub token_exchange_duration: Histogram,
     pub token_cache: Family<ResultLabel, Counter>,
@@ -171,16 +177,16 @@ impl Metrics {
             "Authorization decisions by route, decision and reason",
             auth_decisions.clone(),
         );
-        let jwks_refresh = Family::<OutcomeLabel, Counter>::default();
+        let jwks_refresh = Family::<PoolOutcome, Counter>::default();
         registry.register(
             "jwks_refresh",
-            "JWKS fetches by outcome",
+            "JWKS fetches by user pool and outcome",
             jwks_refresh.clone(),
         );
-        let jwks_age = Gauge::<f64, AtomicU64>::default();
+        let jwks_age = Family::<PoolLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "jwks_age_seconds",
-            "Seconds since the signing keys were last loaded",
+            "Seconds since each user pool's signing keys were last loaded",
             jwks_age.clone(),
         );
         let token_exchange = Family::<ExchangeLabels, Counter>::default();
@@ -302,14 +308,10 @@ impl Metrics {
     /// shows from start-up (a family without series is not printed at all).
     pub fn preset(
         &self,
-        jwks_outcomes: &[&'static str],
         exchange_kinds: &[&'static str],
         exchange_outcomes: &[&'static str],
         cache_results: &[&'static str],
     ) {
-        for &outcome in jwks_outcomes {
-            let _ = self.jwks_refresh.get_or_create(&OutcomeLabel { outcome });
-        }
         for &kind in exchange_kinds {
             for &outcome in exchange_outcomes {
                 let _ = self
@@ -320,6 +322,19 @@ impl Metrics {
         for &result in cache_results {
             let _ = self.token_cache.get_or_create(&ResultLabel { result });
         }
+    }
+
+    /// Makes a user pool's JWKS series, at zero.
+    pub fn preset_pool(&self, pool: &str, outcomes: &[&'static str]) {
+        for &outcome in outcomes {
+            let _ = self.jwks_refresh.get_or_create(&PoolOutcome {
+                pool: pool.to_string(),
+                outcome,
+            });
+        }
+        let _ = self.jwks_age.get_or_create(&PoolLabel {
+            pool: pool.to_string(),
+        });
     }
 
     /// The Prometheus text exposition of every metric.
@@ -356,8 +371,12 @@ mod tests {
                 reason: "expired",
             })
             .inc();
+        m.preset_pool("default", &["success", "failure"]);
         m.jwks_refresh
-            .get_or_create(&OutcomeLabel { outcome: "success" })
+            .get_or_create(&PoolOutcome {
+                pool: "default".into(),
+                outcome: "success",
+            })
             .inc();
         m.token_exchange
             .get_or_create(&ExchangeLabels {
@@ -379,7 +398,7 @@ mod tests {
             "cognito_gate_requests_total{route=\"orders\",status=\"200\"} 1",
             "cognito_gate_request_duration_seconds_bucket",
             "cognito_gate_auth_decisions_total{route=\"orders\",decision=\"deny\",reason=\"expired\"} 1",
-            "cognito_gate_jwks_refresh_total{outcome=\"success\"} 1",
+            "cognito_gate_jwks_refresh_total{pool=\"default\",outcome=\"success\"} 1",
             "cognito_gate_jwks_age_seconds",
             "cognito_gate_token_exchange_total{kind=\"login\",outcome=\"success\"} 1",
             "cognito_gate_token_exchange_duration_seconds_count",

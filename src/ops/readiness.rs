@@ -11,15 +11,16 @@ use crate::error::json_response;
 use crate::exchange::ServiceAccounts;
 use crate::jwt::JwksCache;
 
-/// Readiness: keys loaded and fresh, and not draining.
+/// Readiness: every pool's keys loaded once and some pool's still fresh, service accounts
+/// holding tokens, and not draining.
 pub struct Readiness {
     draining: AtomicBool,
-    jwks: Option<Arc<JwksCache>>,
+    jwks: Vec<Arc<JwksCache>>,
     services: Option<Arc<ServiceAccounts>>,
 }
 
 impl Readiness {
-    pub fn new(jwks: Option<Arc<JwksCache>>, services: Option<Arc<ServiceAccounts>>) -> Self {
+    pub fn new(jwks: Vec<Arc<JwksCache>>, services: Option<Arc<ServiceAccounts>>) -> Self {
         Readiness {
             draining: AtomicBool::new(false),
             jwks,
@@ -40,10 +41,13 @@ impl Readiness {
         if self.is_draining() {
             return Err("draining");
         }
-        if let Some(j) = &self.jwks {
-            if !j.is_usable() {
-                return Err("jwks not loaded or stale");
-            }
+        // Ready once every pool has had keys; afterwards a pool whose keys went stale answers
+        // its own tokens 503, and readiness fails only when no pool has usable keys.
+        if self.jwks.iter().any(|j| j.age().is_none()) {
+            return Err("jwks not loaded");
+        }
+        if !self.jwks.is_empty() && !self.jwks.iter().any(|j| j.is_usable()) {
+            return Err("jwks stale");
         }
         if let Some(s) = &self.services {
             if !s.all_ready() {

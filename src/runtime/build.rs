@@ -5,14 +5,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::StartError;
 use crate::config::{self, Config};
 use crate::dev_idp;
 use crate::error::UpstreamError;
 use crate::exchange::{self, Exchange};
-use crate::jwt::{self, HttpJwksFetcher, JwksCache, JwksFetcher, RefreshOutcome, Verifier};
+use crate::jwt::{
+    self, Authorizer, HttpJwksFetcher, JwksCache, JwksFetcher, Pool, RefreshOutcome, Verifier,
+};
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::Readiness;
 use crate::pipeline::Gateway;
@@ -49,8 +51,11 @@ fn read_jwks_file(path: &std::path::Path) -> Result<jwt::KeySet, StartError> {
         .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))
 }
 
-/// Every `cognito_gate_jwks_refresh_total{outcome}`.
+/// Every `cognito_gate_jwks_refresh_total{pool,outcome}` outcome.
 const JWKS_OUTCOMES: [&str; 2] = ["success", "failure"];
+
+/// How many pools fetch their keys at once.
+pub const JWKS_FETCH_CONCURRENCY: usize = 8;
 
 /// Builds the request-path state for `config`, keeping the JWKS cache, the exchange and the
 /// upstream client of `previous` when their configuration is unchanged. New components start
@@ -66,56 +71,90 @@ pub fn build_gateway(
         None => {
             let m = Arc::new(Metrics::new());
             m.preset(
-                &JWKS_OUTCOMES,
                 &exchange::KINDS,
                 &exchange::OUTCOMES,
                 &exchange::cache::CACHE_RESULTS,
             );
+            match &config.cognito {
+                Some(c) => c
+                    .pools
+                    .iter()
+                    .for_each(|p| m.preset_pool(&p.name, &JWKS_OUTCOMES)),
+                None => m.preset_pool(config::DEFAULT_POOL, &JWKS_OUTCOMES),
+            }
             m
         }
     };
 
     let keep_keys = previous.filter(|p| p.config.cognito == config.cognito);
-    let verifier = match (keep_keys, &config.cognito) {
+    let authorizer = match (keep_keys, &config.cognito) {
         (Some(p), Some(c)) => {
-            let v = p.verifier.clone();
-            if let (Some(v), Some(file), None) = (&v, &c.jwks.file, &c.jwks.url) {
-                // SIGHUP re-reads the JWKS file; with a url the fetched keys stay in force.
-                v.jwks().replace_keys(read_jwks_file(file)?);
+            let a = p.authorizer.clone();
+            if let Some(a) = &a {
+                for (pc, pool) in c.pools.iter().zip(a.pools()) {
+                    if let (Some(file), None) = (&pc.jwks.file, &pc.jwks.url) {
+                        // SIGHUP re-reads a JWKS file; with a url the fetched keys stay.
+                        pool.verifier.jwks().replace_keys(read_jwks_file(file)?);
+                    }
+                }
             }
-            v
+            a
         }
         (_, Some(c)) => {
-            let jwks = build_jwks(&c.jwks, jwks_fetcher)?;
-            let m = metrics.clone();
-            jwks.set_observer(Box::new(move |outcome| {
-                let outcome = match outcome {
-                    RefreshOutcome::Updated { .. } => JWKS_OUTCOMES[0],
-                    RefreshOutcome::Failed(_) => JWKS_OUTCOMES[1],
-                };
-                m.jwks_refresh
-                    .get_or_create(&metrics::OutcomeLabel { outcome })
-                    .inc();
-            }));
-            jwks.start_refresh(c.jwks.refresh_interval, stop.clone());
-            Some(Arc::new(Verifier::new(
-                c.issuers.clone(),
-                c.app_clients.clone(),
-                c.clock_skew,
-                jwks,
-            )))
+            // At most this many pools fetch their keys at once (start-up with many pools).
+            let limit = Arc::new(Semaphore::new(JWKS_FETCH_CONCURRENCY));
+            let mut pools = Vec::with_capacity(c.pools.len());
+            for pc in &c.pools {
+                let jwks = build_jwks(&pc.jwks, jwks_fetcher.clone())?;
+                let (m, pool) = (metrics.clone(), pc.name.clone());
+                jwks.set_observer(Box::new(move |outcome| {
+                    let outcome = match outcome {
+                        RefreshOutcome::Updated { .. } => JWKS_OUTCOMES[0],
+                        RefreshOutcome::Failed(_) => JWKS_OUTCOMES[1],
+                    };
+                    m.jwks_refresh
+                        .get_or_create(&metrics::PoolOutcome {
+                            pool: pool.clone(),
+                            outcome,
+                        })
+                        .inc();
+                }));
+                jwks.start_refresh(pc.jwks.refresh_interval, stop.clone(), limit.clone());
+                let verifier = Arc::new(Verifier::new(
+                    pc.issuers.clone(),
+                    pc.app_clients.clone(),
+                    c.clock_skew,
+                    jwks,
+                ));
+                pools.push((
+                    Pool {
+                        name: pc.name.clone(),
+                        verifier,
+                    },
+                    pc.issuers.clone(),
+                ));
+            }
+            Some(Arc::new(Authorizer::new(pools)))
         }
         (_, None) => None,
     };
 
     let keep_exchange = previous.filter(|p| {
-        same_arc(p.verifier.as_ref(), verifier.as_ref())
+        same_arc(p.authorizer.as_ref(), authorizer.as_ref())
             && p.config.private_api == config.private_api
             && p.config.exchange == config.exchange
             && p.config.service_accounts == config.service_accounts
             && p.config.shared_state == config.shared_state
     });
-    let exchange = match (keep_exchange, &verifier) {
+    // The exchange's tokens are verified with its pool's keys.
+    let exchange_verifier = authorizer.as_ref().and_then(|a| {
+        let name = config
+            .exchange
+            .as_ref()
+            .map_or(config::DEFAULT_POOL, |e| e.pool.as_str());
+        a.pool(name).map(|p| p.verifier.clone())
+    });
+    let exchange = match (keep_exchange, &exchange_verifier) {
         (Some(p), _) => p.exchange.clone(),
         (None, Some(v)) => Exchange::build(&config, v, &metrics, stop).map_err(StartError::from)?,
         (None, None) => None,
@@ -141,13 +180,16 @@ pub fn build_gateway(
         routes: RouteTable::new(&config.routes),
         route_series,
         readiness: Readiness::new(
-            verifier.as_ref().map(|v| v.jwks().clone()),
+            authorizer
+                .iter()
+                .flat_map(|a| a.key_sets().map(|(_, k)| k.clone()))
+                .collect(),
             exchange
                 .as_ref()
                 .map(|x| x.services.clone())
                 .filter(|s| !s.is_empty()),
         ),
-        verifier,
+        authorizer,
         upstream,
         exchange,
         metrics,
@@ -193,8 +235,12 @@ pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), St
             });
         }
     }
-    if let Some(url) = config.cognito.as_mut().and_then(|c| c.jwks.url.as_mut()) {
-        follow(url);
+    if let Some(c) = config.cognito.as_mut() {
+        for pool in &mut c.pools {
+            if let Some(url) = pool.jwks.url.as_mut() {
+                follow(url);
+            }
+        }
     }
     Ok(())
 }
@@ -210,7 +256,7 @@ pub async fn start_dev_idp(
     };
     let listen = cfg.listen;
     let issuer = match &config.cognito {
-        Some(c) => c.issuer.clone(),
+        Some(c) => c.first().issuer.clone(),
         None => format!("http://{listen}/{}", exchange.user_pool_id),
     };
     let running = dev_idp::start(cfg, exchange, issuer, stop)

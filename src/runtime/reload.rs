@@ -139,10 +139,7 @@ impl RunningGateway {
         };
         let stop = self.stop.subscribe();
         let gateway = build_gateway(Arc::new(config), Some(&old), None, &stop)?;
-        summary.keys_rebuilt = !same_arc(
-            old.verifier.as_ref().map(|v| v.jwks()),
-            gateway.verifier.as_ref().map(|v| v.jwks()),
-        );
+        summary.keys_rebuilt = !same_arc(old.authorizer.as_ref(), gateway.authorizer.as_ref());
         summary.exchange_rebuilt = !same_arc(
             old.exchange.as_ref().map(|x| &x.api),
             gateway.exchange.as_ref().map(|x| &x.api),

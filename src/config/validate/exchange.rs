@@ -113,9 +113,37 @@ fn placeholder_url() -> reqwest::Url {
 pub(super) fn exchange(
     cx: &mut Ctx,
     e: RawExchange,
-    pool_from_cognito: Option<String>,
+    cognito: Option<&CognitoConfig>,
     style: Option<ApiStyle>,
 ) -> ExchangeConfig {
+    // The pool the exchange logs into: named, or the only one.
+    let pool = match (e.pool.filter(|p| !p.is_empty()), cognito) {
+        (Some(p), Some(c)) => {
+            if c.pool(&p).is_none() {
+                cx.err("exchange.pool", format!("no pool named {p:?} in [cognito]"));
+            }
+            p
+        }
+        (Some(p), None) => {
+            cx.err(
+                "exchange.pool",
+                "there is no [cognito] section to name a pool of",
+            );
+            p
+        }
+        (None, Some(c)) if c.pools.len() > 1 => {
+            cx.err(
+                "exchange.pool",
+                "required when [[cognito.pools]] lists several pools",
+            );
+            c.first().name.clone()
+        }
+        (None, Some(c)) => c.first().name.clone(),
+        (None, None) => DEFAULT_POOL.to_string(),
+    };
+    let pool_from_cognito = cognito
+        .and_then(|c| c.pool(&pool))
+        .and_then(|p| p.user_pool_id.clone());
     let client_id = match e.client_id {
         Some(c) if !c.is_empty() => c,
         _ => {
@@ -168,6 +196,7 @@ pub(super) fn exchange(
         1,
     );
     ExchangeConfig {
+        pool,
         client_id,
         client_secret,
         user_pool_id,

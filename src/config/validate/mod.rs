@@ -187,14 +187,6 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         },
     });
     let log = log(&mut cx, raw.log);
-    let pool_from_cognito = raw.cognito.as_ref().and_then(|c| {
-        c.user_pool_id.clone().or_else(|| {
-            c.issuer
-                .as_deref()
-                .and_then(|i| i.trim_end_matches('/').rsplit('/').next())
-                .map(str::to_string)
-        })
-    });
     let cognito = raw.cognito.map(|c| cognito(&mut cx, c));
     let upstream = upstream(&mut cx, raw.upstream);
     let private_api = raw.private_api.map(|p| exchange::private_api(&mut cx, p));
@@ -202,7 +194,7 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         exchange::exchange(
             &mut cx,
             e,
-            pool_from_cognito,
+            cognito.as_ref(),
             private_api.as_ref().map(|p| p.style),
         )
     });
@@ -236,6 +228,10 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         cx.err("exchange", "required when [dev_idp] is present (its client_id and client_secret are the dev IdP's app client)");
     }
     let known = RouteContext {
+        pools: cognito
+            .as_ref()
+            .map(|c| c.pools.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default(),
         has_cognito: cognito.is_some(),
         has_exchange: exchange.is_some(),
         service_accounts: service_accounts.iter().map(|a| a.name.clone()).collect(),

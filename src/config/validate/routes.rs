@@ -5,6 +5,8 @@ use super::*;
 
 /// What routes may refer to.
 pub(super) struct RouteContext {
+    /// The names of the configured user pools.
+    pub(super) pools: Vec<String>,
     pub(super) has_cognito: bool,
     pub(super) has_exchange: bool,
     pub(super) service_accounts: Vec<String>,
@@ -293,7 +295,30 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         pass_client_authorization: r.pass_client_authorization,
         service_account,
         cors: r.cors.map(|c| cors(cx, &k("cors"), c)),
+        pools: route_pools(cx, key, r.pools, has_jwt, known),
     }
+}
+
+/// `routes[].pools`: pools the route's jwt method accepts tokens of.
+fn route_pools(
+    cx: &mut Ctx,
+    key: &str,
+    pools: Vec<String>,
+    has_jwt: bool,
+    known: &RouteContext,
+) -> Vec<String> {
+    if !pools.is_empty() && !has_jwt {
+        cx.err(join_key(key, "pools"), "only applies to auth \"jwt\"");
+    }
+    for (j, p) in pools.iter().enumerate() {
+        if !known.pools.contains(p) {
+            cx.err(
+                format!("{key}.pools[{j}]"),
+                format!("no pool named {p:?} in [cognito]"),
+            );
+        }
+    }
+    pools
 }
 
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
