@@ -44,6 +44,8 @@ pub struct Gateway {
     /// Per-route metric handles for the common outcomes, by route name (from the configuration,
     /// so a fast non-keyed hash is safe).
     pub route_series: FxHashMap<String, RouteSeries>,
+    /// The stop signal, for what outlives a request (WebSocket tunnels).
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Gateway {
@@ -175,6 +177,9 @@ impl Gateway {
             hygiene: self.routes.hygiene(),
             trusted_proxies: &server.trusted_proxies,
             max_body_bytes: server.max_body_bytes,
+            stop: &self.stop,
+            shutdown_grace: server.shutdown_grace,
+            metrics: &self.metrics,
         };
         let peer = Peer {
             ip: conn.peer.ip(),

@@ -1019,3 +1019,243 @@ fn cors_settings_are_checked() {
     }
     assert!(parse("").contains("routes[0].cors.allow_origins: required"));
 }
+
+/// A WebSocket echo upstream: answers every text message with the same text; counts the TCP
+/// connections it accepted.
+async fn websocket_echo() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use futures_util::{SinkExt, StreamExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = l.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let (ws_up, ws_conns) = websocket_echo().await;
+    let http_up = EchoUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[[routes]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"http://{ws_up}\"\nauth = [\"jwt\"]\nwebsocket = true\nwebsocket_idle_timeout = \"500ms\"\n\n[[routes]]\nname = \"plain\"\npath_prefix = \"/plain\"\nupstream = \"{}\"\nauth = [\"jwt\"]\n",
+        cognito_section(&jwks.url(), "[]"),
+        http_up.url()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let addr = gw.http_addr.unwrap();
+    let token = k1.sign(&id_claims());
+    let request = |path: &str, auth: Option<&str>| {
+        let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+        if let Some(a) = auth {
+            req.headers_mut()
+                .insert("authorization", a.parse().unwrap());
+        }
+        req
+    };
+    // Without a token: 401 at the handshake, and the upstream never sees a connection.
+    match tokio_tungstenite::connect_async(request("/live/feed", None)).await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected a 401, got {:?}", other.map(|r| r.1.status())),
+    }
+    assert_eq!(ws_conns.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // With one: messages both ways through the tunnel, counted while open.
+    let (mut ws, resp) =
+        tokio_tungstenite::connect_async(request("/live/feed", Some(&format!("Bearer {token}"))))
+            .await
+            .expect("handshake through the gateway");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "world"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    let metrics = || gw.gateway().metrics.encode();
+    assert!(
+        metrics().contains("cognito_gate_websocket_connections_active{route=\"live\"} 1"),
+        "{}",
+        metrics()
+    );
+    // Quiet for longer than websocket_idle_timeout: the tunnel is closed.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle tunnel not closed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !metrics().contains("cognito_gate_websocket_connections_active{route=\"live\"} 0") {
+        assert!(std::time::Instant::now() < deadline, "{}", metrics());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A route without websocket = true never upgrades: the upstream gets a plain GET.
+    match tokio_tungstenite::connect_async(request("/plain/feed", Some(&format!("Bearer {token}"))))
+        .await
+    {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status(), 200);
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert!(body["headers"].get("upgrade").is_none(), "{body}");
+            assert!(body["headers"].get("sec-websocket-key").is_some());
+        }
+        other => panic!("expected no upgrade, got {:?}", other.map(|r| r.1.status())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_a_tls_listener_to_a_tls_upstream() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    // One test CA signs the gateway's listener and the upstream's certificate.
+    let p = pki("websocket");
+    let server_config = |dir: &std::path::Path| {
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("server.crt"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let mut c = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(c)
+    };
+    use rustls_pki_types::pem::PemObject;
+    // The upstream: WebSocket echo behind TLS.
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&p.dir));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let toml = format!(
+        "[server]\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n[upstream]\nca_file = \"{d}/ca.crt\"\n[[routes]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"https://localhost:{port}\"\nauth = [\"none\"]\nwebsocket = true\n",
+        d = p.dir.display(),
+        port = up.port()
+    );
+    let gw = start_ready(config(&toml)).await;
+    let https = gw.https_addr.unwrap();
+    // The client: TLS to the gateway (trusting the test CA), then the WebSocket handshake.
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(p.dir.join("ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut client = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let req = format!("wss://localhost:{}/live/x", https.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("over tls")).await.unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tunnels_close_at_the_end_of_shutdown_grace() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ws_up, _) = websocket_echo().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\nshutdown_grace = \"400ms\"\n[[routes]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"http://{ws_up}\"\nauth = [\"none\"]\nwebsocket = true\n"
+    );
+    let gw = start_ready(config(&toml)).await;
+    let url = format!("ws://{}/live/x", gw.http_addr.unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "before"
+    );
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(gw.shutdown());
+    // Still open during the grace period...
+    ws.send(Message::text("during")).await.unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "during"
+    );
+    // ...then closed.
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "tunnel outlived the grace period");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(350),
+        "closed before the grace ended: {took:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}

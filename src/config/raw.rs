@@ -147,6 +147,8 @@ pub struct RawRoute {
     pub service_account: Option<String>,
     pub cors: Option<RawCors>,
     pub pools: Vec<String>,
+    pub websocket: bool,
+    pub websocket_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -382,6 +382,10 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// The user pools whose tokens the route's jwt method accepts; empty = every pool.
     pub pools: Vec<String>,
+    /// `Upgrade: websocket` is authorized at the handshake, then tunnelled after the upstream's
+    /// 101; without it `Upgrade` is a hop-by-hop header and removed.
+    pub websocket: bool,
+    pub websocket_idle_timeout: Duration,
 }
 
 /// A route's CORS policy, its header values made once.

@@ -143,6 +143,7 @@ pub struct Metrics {
     pub token_cache: Family<ResultLabel, Counter>,
     pub upstream_errors: Family<RouteKind, Counter>,
     pub connections_active: Gauge,
+    pub websocket_connections: Family<RouteLabel, Gauge>,
     pub shared_state_up: Gauge,
     pub shared_state_ops: Family<SharedOpLabels, Counter>,
     pub shared_state_duration: Histogram,
@@ -219,6 +220,12 @@ impl Metrics {
             "Client connections currently open",
             connections_active.clone(),
         );
+        let websocket_connections = Family::<RouteLabel, Gauge>::default();
+        registry.register(
+            "websocket_connections_active",
+            "WebSocket tunnels open, by route",
+            websocket_connections.clone(),
+        );
         let shared_state_up = Gauge::default();
         registry.register(
             "shared_state_up",
@@ -239,6 +246,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            websocket_connections,
             shared_state_up,
             shared_state_ops,
             shared_state_duration,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::headers::{set_forwarded, trusted, InboundHygiene, X_REQUEST_ID};
 use super::path::strip_segments;
-use super::{echo, upstream, UpstreamClient};
+use super::{echo, upstream, websocket, UpstreamClient};
 use crate::body::{Body, Capped};
 use crate::config::{RouteConfig, UpstreamTarget};
 use crate::error::GatewayError;
@@ -32,6 +32,10 @@ pub struct Forwarder<'a> {
     pub hygiene: &'a InboundHygiene,
     pub trusted_proxies: &'a [IpNet],
     pub max_body_bytes: u64,
+    /// For WebSocket tunnels: the stop signal, how long they outlive it, and their gauge.
+    pub stop: &'a tokio::sync::watch::Receiver<bool>,
+    pub shutdown_grace: std::time::Duration,
+    pub metrics: &'a std::sync::Arc<crate::ops::metrics::Metrics>,
 }
 
 /// What auth established, as forwarding needs it: the claims for the claim headers and the
@@ -45,12 +49,15 @@ pub struct Grant<'a> {
 impl Forwarder<'_> {
     pub async fn forward(
         &self,
-        req: Request<hyper::body::Incoming>,
+        mut req: Request<hyper::body::Incoming>,
         peer: Peer,
         rid: &HeaderValue,
         route: &RouteConfig,
         grant: Grant<'_>,
     ) -> Result<Response<Body>, GatewayError> {
+        // A WebSocket handshake on a route that allows it: the client's side of the upgrade.
+        let upgrade =
+            (route.websocket && websocket::is_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         let peer_trusted = trusted(peer.ip, self.trusted_proxies);
@@ -122,6 +129,28 @@ impl Forwarder<'_> {
             target @ UpstreamTarget::Url { .. } => {
                 let uri = upstream::upstream_uri(target, path, parts.uri.query())
                     .ok_or(GatewayError::BadRequest("path cannot be forwarded"))?;
+                if let Some(client) = upgrade {
+                    let mut req = Request::new(crate::body::empty());
+                    *req.method_mut() = parts.method;
+                    *req.uri_mut() = uri;
+                    *req.headers_mut() = headers;
+                    let tunnel = websocket::Tunnel {
+                        route: route.name.clone(),
+                        idle_timeout: route.websocket_idle_timeout,
+                        grace: self.shutdown_grace,
+                        stop: self.stop.clone(),
+                        metrics: self.metrics.clone(),
+                    };
+                    return websocket::forward(
+                        target,
+                        req,
+                        client,
+                        self.client.websocket_tls.clone(),
+                        route.timeout,
+                        tunnel,
+                    )
+                    .await;
+                }
                 let mut req = Request::new(body);
                 *req.method_mut() = parts.method;
                 *req.uri_mut() = uri;

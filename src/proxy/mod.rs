@@ -9,6 +9,7 @@ pub mod headers;
 pub mod path;
 pub mod routes;
 pub mod upstream;
+pub mod websocket;
 
 pub use forward::{Forwarder, Grant, Peer};
 pub use routes::RouteTable;

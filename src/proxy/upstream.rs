@@ -23,11 +23,15 @@ use crate::proxy::direct::{DirectError, DirectPool};
 pub struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     direct: Arc<DirectPool>,
+    /// TLS for WebSocket handshakes: HTTP/1.1 only (an upgrade needs it).
+    pub websocket_tls: Arc<rustls::ClientConfig>,
 }
 
 impl UpstreamClient {
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
         let tls = crate::tls::client_config(cfg.ca_file.as_deref())?;
+        let mut websocket_tls = tls.clone();
+        websocket_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(cfg.connect_timeout));
@@ -50,7 +54,11 @@ impl UpstreamClient {
             cfg.pool_idle_timeout,
             cfg.pool_max_idle_per_host,
         );
-        Ok(UpstreamClient { client, direct })
+        Ok(UpstreamClient {
+            client,
+            direct,
+            websocket_tls: Arc::new(websocket_tls),
+        })
     }
 
     /// Sends the request (absolute URI) to `target`; the timeout covers everything up to the

@@ -164,6 +164,13 @@ pub fn build_gateway(
         Some(p) => p.upstream.clone(),
         None => UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?,
     };
+    for r in config.routes.iter().filter(|r| r.websocket) {
+        let _ = metrics
+            .websocket_connections
+            .get_or_create(&metrics::RouteLabel {
+                route: r.name.clone(),
+            });
+    }
     let route_series = config
         .routes
         .iter()
@@ -194,6 +201,7 @@ pub fn build_gateway(
         exchange,
         metrics,
         config,
+        stop: stop.clone(),
     }))
 }
 

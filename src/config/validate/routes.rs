@@ -96,6 +96,12 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
             UpstreamTarget::Echo
         }
     };
+    if r.websocket && upstream == UpstreamTarget::Echo {
+        cx.err(
+            k("websocket"),
+            "needs an http(s) upstream that speaks WebSocket",
+        );
+    }
     let mut auth = Vec::new();
     match r.auth {
         None => cx.err(
@@ -296,8 +302,16 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         service_account,
         cors: r.cors.map(|c| cors(cx, &k("cors"), c)),
         pools: route_pools(cx, key, r.pools, has_jwt, known),
+        websocket: r.websocket,
+        websocket_idle_timeout: cx.positive_duration(
+            &k("websocket_idle_timeout"),
+            r.websocket_idle_timeout.as_deref(),
+            DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
+        ),
     }
 }
+
+pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `routes[].pools`: pools the route's jwt method accepts tokens of.
 fn route_pools(
