@@ -1288,3 +1288,35 @@ async fn sighup_applies_a_good_config_and_rejects_a_bad_one() {
     gw.signal("TERM");
     assert_eq!(gw.exit(Duration::from_secs(10)).await.code(), Some(0));
 }
+
+#[tokio::test]
+async fn verify_token_picks_the_pool_by_issuer_and_names_it() {
+    let dir = TempDir::new("verify-pools");
+    let (k1, k2) = (TestKey::load("k1"), TestKey::load("k2"));
+    let ja = dir.write("a.json", &json!({ "keys": [k1.jwk] }).to_string());
+    let jb = dir.write("b.json", &json!({ "keys": [k2.jwk] }).to_string());
+    let config = dir.write(
+        "pools.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[cognito]\n[[cognito.pools]]\nname = \"a\"\nissuer = \"https://issuer.example/a\"\napp_clients = []\n[cognito.pools.jwks]\nfile = \"{}\"\n[[cognito.pools]]\nname = \"b\"\nissuer = \"https://issuer.example/b\"\napp_clients = []\n[cognito.pools.jwks]\nfile = \"{}\"\n[[routes]]\nname = \"only-b\"\npath_prefix = \"/b\"\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\npools = [\"b\"]\n",
+            ja.display(),
+            jb.display()
+        ),
+    );
+    let cfg = config.to_str().unwrap();
+    let tb = k2.sign(&with(
+        id_claims(),
+        json!({"iss": "https://issuer.example/b"}),
+    ));
+    let out = run_args(&["verify-token", "--config", cfg, &tb]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("pool:     b"), "{out}");
+    let ta = k1.sign(&with(
+        id_claims(),
+        json!({"iss": "https://issuer.example/a"}),
+    ));
+    let out = run_args(&["verify-token", "--config", cfg, &ta]).await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stdout.contains("check:    pool"), "{out}");
+    assert!(out.stdout.contains("pool:     a"), "{out}");
+}

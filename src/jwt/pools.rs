@@ -75,10 +75,13 @@ impl Authorizer {
             return Err(AuthError::Malformed("token too long"));
         }
         let d = digest(token);
-        let index = match (self.pools.len(), self.seen.get(&d)) {
-            (1, _) => 0,
-            (_, Some(i)) => i,
-            _ => self.pool_of(token)?,
+        let (index, remember) = if self.pools.len() == 1 {
+            (0, false)
+        } else {
+            match self.seen.get(&d) {
+                Some(i) => (i, false),
+                None => (self.pool_of(token)?, true),
+            }
         };
         let pool = &self.pools[index];
         if !allowed.is_empty() && !allowed.contains(&pool.name) {
@@ -87,7 +90,7 @@ impl Authorizer {
             });
         }
         let verified = pool.verifier.verify_digest(token, &d, policy, now).await?;
-        if self.pools.len() > 1 {
+        if remember {
             self.seen.insert(d, index);
         }
         Ok((verified, &pool.name))
