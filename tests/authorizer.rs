@@ -331,6 +331,13 @@ async fn authorizer_cases_table() {
             UNAUTHORIZED,
         ),
         (
+            "aud an array holding the app client",
+            "/id/x",
+            Some(k1.sign(&with(id_claims(), json!({"aud": [CLIENT_ID]})))),
+            401,
+            UNAUTHORIZED,
+        ),
+        (
             "missing exp",
             "/id/x",
             Some(k1.sign(&with(id_claims(), json!({"exp": null})))),

@@ -326,12 +326,10 @@ impl Verifier {
 
         if !self.app_clients.is_empty() {
             let matched = match kind {
+                // A Cognito ID token's `aud` is one string (its app client); an array is
+                // refused, as aws-jwt-verify refuses it.
                 TokenUse::Id => match claims.get("aud") {
                     Some(Value::String(a)) => self.app_clients.iter().any(|c| c == a),
-                    Some(Value::Array(list)) => list
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .any(|a| self.app_clients.iter().any(|c| c == a)),
                     _ => false,
                 },
                 TokenUse::Access => str_claim(claims, "client_id")?
