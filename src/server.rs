@@ -229,6 +229,7 @@ where
         settings,
         mut stop,
     } = ctx;
+    let gateway_allows_upgrades = gateway.load().config.routes.iter().any(|r| r.websocket);
     let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
@@ -250,23 +251,36 @@ where
             Ok::<_, Infallible>(resp)
         })
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        why = activity.watch() => {
-            tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
-            if why == "header_read_timeout" {
-                // A client still sending its headers gets no graceful close: drop it.
-                return;
+    // Upgrades (WebSocket) only where a route allows them: a connection that can be upgraded
+    // costs hyper a little more per request.
+    let upgrades = role == Role::Main && gateway_allows_upgrades;
+    // The same driving loop for both kinds of connection.
+    macro_rules! drive {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+                why = activity.watch() => {
+                    tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
+                    if why == "header_read_timeout" {
+                        // A client still sending its headers gets no graceful close: drop it.
+                        return;
+                    }
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
             }
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+        }};
+    }
+    let result = if upgrades {
+        drive!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc))
+    } else {
+        drive!(builder.serve_connection(TokioIo::new(io), svc))
     };
     if let Err(e) = result {
         tracing::debug!(client.addr = %info.peer, error = %e, "connection ended with an error");
