@@ -1219,3 +1219,21 @@ fn several_pools_are_checked_as_a_whole() {
     ));
     assert!(err.contains("cognito.pools[1].issuer: \"https://issuer-cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_A\" is accepted by pool \"a\" too"), "{err}");
 }
+
+#[test]
+fn a_bad_shared_jwks_default_is_one_line_however_many_pools_use_it() {
+    let source = cognito_gate::config::Source {
+        name: "t".into(),
+        base_dir: ".".into(),
+    };
+    let mut text = "[cognito]\n[cognito.jwks]\nmax_stale = \"soon\"\n".to_string();
+    for i in 0..3 {
+        text.push_str(&format!(
+            "[[cognito.pools]]\nname = \"p{i}\"\nissuer = \"https://i.example/{i}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"http://127.0.0.1:1/j\"\n"
+        ));
+    }
+    let err = cognito_gate::config::Config::parse(&text, &source)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.matches("cognito.jwks.max_stale:").count(), 1, "{err}");
+}

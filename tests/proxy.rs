@@ -1020,10 +1020,54 @@ fn cors_settings_are_checked() {
     assert!(parse("").contains("routes[0].cors.allow_origins: required"));
 }
 
+type Ws<S> = tokio_tungstenite::WebSocketStream<S>;
+
+/// Answers every text message with the same text until the peer goes.
+async fn echo_messages<S>(mut ws: Ws<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.is_text() && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends `text` and expects it back.
+async fn round_trip<S>(ws: &mut Ws<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+}
+
+/// Whether the connection is closed (a close frame, an error or the end) within `limit`.
+async fn closed_within<S>(ws: &mut Ws<S>, limit: Duration) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let closed = async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, closed).await.is_ok()
+}
+
 /// A WebSocket echo upstream: answers every text message with the same text; counts the TCP
 /// connections it accepted.
 async fn websocket_echo() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
-    use futures_util::{SinkExt, StreamExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let conns = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -1032,13 +1076,8 @@ async fn websocket_echo() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atomi
         while let Ok((stream, _)) = l.accept().await {
             c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        break;
-                    }
+                if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
+                    echo_messages(ws).await;
                 }
             });
         }
@@ -1048,9 +1087,8 @@ async fn websocket_echo() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atomi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
-    use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+    use tokio_tungstenite::tungstenite::Error as WsError;
     let k1 = TestKey::load("k1");
     let jwks = FakeJwks::start(&[&k1]).await;
     let (ws_up, ws_conns) = websocket_echo().await;
@@ -1084,9 +1122,7 @@ async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
             .expect("handshake through the gateway");
     assert_eq!(resp.status(), 101);
     for text in ["hello", "world"] {
-        ws.send(Message::text(text)).await.unwrap();
-        let echoed = ws.next().await.unwrap().unwrap();
-        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+        round_trip(&mut ws, text).await;
     }
     let metrics = || gw.gateway().metrics.encode();
     assert!(
@@ -1095,17 +1131,10 @@ async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
         metrics()
     );
     // Quiet for longer than websocket_idle_timeout: the tunnel is closed.
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => break,
-                Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "idle tunnel not closed");
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(5)).await,
+        "idle tunnel not closed"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !metrics().contains("cognito_gate_websocket_connections_active{route=\"live\"} 0") {
         assert!(std::time::Instant::now() < deadline, "{}", metrics());
@@ -1127,9 +1156,7 @@ async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_over_a_tls_listener_to_a_tls_upstream() {
-    use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
     // One test CA signs the gateway's listener and the upstream's certificate.
     let p = pki("websocket");
     let server_config = |dir: &std::path::Path| {
@@ -1157,13 +1184,8 @@ async fn websocket_over_a_tls_listener_to_a_tls_upstream() {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        break;
-                    }
+                if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                    echo_messages(ws).await;
                 }
             });
         }
@@ -1197,15 +1219,11 @@ async fn websocket_over_a_tls_listener_to_a_tls_upstream() {
         .unwrap();
     let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
     assert_eq!(resp.status(), 101);
-    ws.send(Message::text("over tls")).await.unwrap();
-    let echoed = ws.next().await.unwrap().unwrap();
-    assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
+    round_trip(&mut ws, "over tls").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_tunnels_close_at_the_end_of_shutdown_grace() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let (ws_up, _) = websocket_echo().await;
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"0s\"\nshutdown_grace = \"400ms\"\n[[routes]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"http://{ws_up}\"\nauth = [\"none\"]\nwebsocket = true\n"
@@ -1213,42 +1231,16 @@ async fn websocket_tunnels_close_at_the_end_of_shutdown_grace() {
     let gw = start_ready(config(&toml)).await;
     let url = format!("ws://{}/live/x", gw.http_addr.unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        ws.next()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_text()
-            .unwrap()
-            .as_str(),
-        "before"
-    );
+    round_trip(&mut ws, "before").await;
     let started = std::time::Instant::now();
     let stopping = tokio::spawn(gw.shutdown());
     // Still open during the grace period...
-    ws.send(Message::text("during")).await.unwrap();
-    assert_eq!(
-        ws.next()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_text()
-            .unwrap()
-            .as_str(),
-        "during"
-    );
+    round_trip(&mut ws, "during").await;
     // ...then closed.
-    let end = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(end.is_ok(), "tunnel outlived the grace period");
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(5)).await,
+        "tunnel outlived the grace period"
+    );
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(350),

@@ -47,11 +47,16 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Records a problem once: a shared default (`[cognito.jwks]` for every pool) is checked
+    /// where it is used, and one bad value must not become a line per use.
     pub(super) fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
+        let e = ConfigError {
             key: key.into(),
             message: message.into(),
-        });
+        };
+        if !self.errors.contains(&e) {
+            self.errors.push(e);
+        }
     }
 
     pub(super) fn duration(
