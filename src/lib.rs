@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod aws;
 pub mod body;
 pub mod config;
 pub mod conn_guard;

@@ -4,7 +4,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use cognito_gate::config::{Config, ConfigErrors, Source, EMBEDDED_DEFAULT};
 
 #[derive(Parser)]
@@ -42,6 +42,29 @@ enum Command {
         #[arg(long, value_name = "U")]
         username: String,
     },
+    /// What the configuration needs in AWS.
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AwsCommand {
+    /// Print the CloudFormation template of the private API that proxies Cognito for this
+    /// configuration. Exit code 0, or 1 when the configuration lacks what it needs.
+    Template {
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: TemplateFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TemplateFormat {
+    /// With comments explaining each part
+    Yaml,
+    /// The same content, without comments
+    Json,
 }
 
 const EXIT_CONFIG: u8 = 1;
@@ -86,6 +109,9 @@ fn main() -> ExitCode {
         }
         Some(Command::VerifyToken { route, token }) => verify_token(config, route, token),
         Some(Command::Login { username }) => login(config, &username),
+        Some(Command::Aws { command }) => match command {
+            AwsCommand::Template { format } => aws_template(&config, format),
+        },
         None => serve(config, &source, cli.config.clone()),
     }
 }
@@ -252,6 +278,28 @@ fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCod
             ExitCode::from(EXIT_DENY)
         }
     })
+}
+
+fn aws_template(config: &Config, format: TemplateFormat) -> ExitCode {
+    use cognito_gate::aws::template::{Format, Template};
+    match Template::from_config(config) {
+        Ok(t) => {
+            print!(
+                "{}",
+                t.render(match format {
+                    TemplateFormat::Yaml => Format::Yaml,
+                    TemplateFormat::Json => Format::Json,
+                })
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn read_password() -> std::io::Result<String> {

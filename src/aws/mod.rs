@@ -1,0 +1,10 @@
+//! The AWS side of the gateway (DESIGN §9): what a configuration needs in AWS, made from the
+//! configuration itself so that the two cannot drift apart.
+//!
+//! - `template.rs`: `cognito-gate aws template`, the CloudFormation template of the private REST
+//!   API that proxies Cognito (one method per action the config uses, a JWKS method per pool),
+//!   its resource policy, execution role, deployment and stage;
+//! - `node.rs`: the ordered document both of its renderings (commented YAML, JSON) are made from.
+
+pub mod node;
+pub mod template;
