@@ -284,7 +284,9 @@ fn exchange(e: &ExchangeError, login: Option<LoginEndpoint>) -> (StatusCode, Err
             | DependencyError::Throttled
             | DependencyError::Status(_)
             | DependencyError::Garbage
-            | DependencyError::CircuitOpen,
+            | DependencyError::CircuitOpen
+            | DependencyError::Credentials
+            | DependencyError::Denied,
         ) => plain(StatusCode::SERVICE_UNAVAILABLE, MSG_UNAVAILABLE),
     }
 }
@@ -770,6 +772,8 @@ mod tests {
             DependencyError::Status(500),
             DependencyError::Garbage,
             DependencyError::CircuitOpen,
+            DependencyError::Credentials,
+            DependencyError::Denied,
         ]
         .into_iter()
         .map(|d| {

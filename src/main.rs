@@ -42,7 +42,7 @@ enum Command {
         #[arg(long, value_name = "U")]
         username: String,
     },
-    /// What the configuration needs in AWS.
+    /// The AWS side: what the configuration needs in AWS, and whether it works.
     Aws {
         #[command(subcommand)]
         command: AwsCommand,
@@ -57,6 +57,10 @@ enum AwsCommand {
         #[arg(long, value_enum, default_value = "yaml")]
         format: TemplateFormat,
     },
+    /// Probe every dependency in AWS (each pool's JWKS, the private API or Cognito endpoint, the
+    /// x-apigw-api-id header, the integration role or SigV4 identity, SECRET_HASH) and print a
+    /// checklist with what to fix. Exit code 0 = all pass, 1 = a check failed.
+    Check,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Some(Command::Login { username }) => login(config, &username),
         Some(Command::Aws { command }) => match command {
             AwsCommand::Template { format } => aws_template(&config, format),
+            AwsCommand::Check => aws_check(&config),
         },
         None => serve(config, &source, cli.config.clone()),
     }
@@ -373,4 +378,19 @@ fn login(config: Config, username: &str) -> ExitCode {
             }
         }
     })
+}
+
+fn aws_check(config: &Config) -> ExitCode {
+    // The checklist says what failed and why; log lines would only repeat it.
+    cognito_gate::logging::init(&cognito_gate::config::LogConfig {
+        level: "off".into(),
+        format: cognito_gate::config::LogFormat::Text,
+    });
+    let report = runtime().block_on(cognito_gate::aws::check::run(config));
+    print!("{}", report.render());
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CONFIG)
+    }
 }

@@ -308,3 +308,57 @@ auth = ["jwt", "basic"]
     assert_eq!(status, 401, "{body}");
     gw.shutdown().await;
 }
+
+/// `aws check` on the shipped configuration, pointed at a running dev IdP: every line passes.
+/// With a wrong client secret, the SECRET_HASH line says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_check_passes_against_the_dev_idp_and_names_a_wrong_client_secret() {
+    let gw = start_ready(shipped_on_free_ports()).await;
+    let idp = gw.dev_idp_addr.expect("the dev IdP runs");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+        .expect("config.toml")
+        .replace("127.0.0.1:4577", &idp.to_string())
+        .replace(
+            "\"certs/",
+            concat!("\"", env!("CARGO_MANIFEST_DIR"), "/certs/"),
+        );
+    let dir = TempDir::new("aws-check-dev-idp");
+    let check = |toml: String| {
+        let path = dir.write("check.toml", &toml);
+        async move {
+            let cmd =
+                common::binary::command(&["aws", "check", "--config", path.to_str().unwrap()]);
+            common::binary::run(cmd, None).await
+        }
+    };
+    let out = check(text.clone()).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    for want in [
+        format!("PASS  jwks[default]: 2 key(s) from http://{idp}/dev/jwks"),
+        "PASS  private API: the private API reached Cognito, which answered".to_string(),
+        "PASS  x-apigw-api-id: not needed".to_string(),
+        "PASS  SECRET_HASH: sent, and Cognito did not object".to_string(),
+        "all checks passed".to_string(),
+    ] {
+        assert!(out.stdout.contains(&want), "want {want:?}\n{out}");
+    }
+    let wrong = text.replace(
+        "client_secret = \"dev-client-secret\"",
+        "client_secret = \"not-the-client-secret\"",
+    );
+    assert_ne!(wrong, text);
+    let out = check(wrong).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout
+            .contains("FAIL  SECRET_HASH: Cognito could not verify the SECRET_HASH")
+            && out
+                .stdout
+                .contains("fix: exchange.client_secret is not the secret of app client dev-client"),
+        "{out}"
+    );
+    assert!(
+        !out.stdout.contains("not-the-client-secret"),
+        "no secret in the output\n{out}"
+    );
+}

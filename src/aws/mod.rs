@@ -4,7 +4,9 @@
 //! - `template.rs`: `cognito-gate aws template`, the CloudFormation template of the private REST
 //!   API that proxies Cognito (one method per action the config uses, a JWKS method per pool),
 //!   its resource policy, execution role, deployment and stage;
+//! - `check.rs`: `cognito-gate aws check`, the checklist of what the configuration depends on;
 //! - `node.rs`: the ordered document both of its renderings (commented YAML, JSON) are made from.
 
+pub mod check;
 pub mod node;
 pub mod template;

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::node::{self, Map, Node};
 use crate::config::{ApiStyle, Config, ConfigError, ConfigErrors, RefreshFlow};
-pub use plan::{aws_issuer, used_actions};
+pub use plan::aws_issuer;
 use plan::{JwksSource, Plan, DEFAULT_STAGE};
 use resources::*;
 

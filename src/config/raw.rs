@@ -167,6 +167,8 @@ pub struct RawCors {
 pub struct RawPrivateApi {
     pub base_url: Option<String>,
     pub style: Option<String>,
+    pub sign: Option<String>,
+    pub region: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub ca_file: Option<String>,
     pub timeout: Option<String>,

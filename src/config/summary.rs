@@ -48,7 +48,11 @@ impl Config {
                 ApiStyle::ApiGateway => "apigateway",
                 ApiStyle::CognitoIdp => "cognito-idp",
             };
-            out.push_str(&format!("private api   {} ({style})\n", p.base_url));
+            let sign = match &p.sign {
+                crate::config::Signing::None => String::new(),
+                crate::config::Signing::SigV4 { region } => format!(", SigV4 for {region}"),
+            };
+            out.push_str(&format!("private api   {} ({style}{sign})\n", p.base_url));
         }
         if let Some(e) = &self.exchange {
             let secret = if e.client_secret.is_some() {

@@ -99,10 +99,22 @@ impl Default for ApiPaths {
     }
 }
 
+/// How calls to the private API are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// Unsigned: an API Gateway private API (its resource policy guards it), an emulator, or
+    /// Cognito's unauthenticated actions.
+    None,
+    /// SigV4 with credentials from the AWS credential chain, for Cognito's Admin* actions
+    /// called directly (its PrivateLink endpoint). `region` is the signing region.
+    SigV4 { region: String },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateApiConfig {
     pub base_url: reqwest::Url,
     pub style: ApiStyle,
+    pub sign: Signing,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,

@@ -10,7 +10,10 @@ use super::breaker::Breaker;
 use super::error::{DependencyError, ExchangeError};
 pub use super::response::{classify, AuthResult, Challenge, TokenSet};
 use super::secret_hash::secret_hash;
-use crate::config::{ApiStyle, ExchangeConfig, PrivateApiConfig, RefreshFlow};
+use super::sigv4::Signer;
+use crate::config::{
+    ApiPaths, ApiStyle, AuthFlow, ExchangeConfig, PrivateApiConfig, RefreshFlow, Signing,
+};
 
 /// The Cognito actions the gateway uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +26,46 @@ pub enum Action {
 }
 
 impl Action {
+    /// The `[private_api.paths]` key and path of the action (style `apigateway`).
+    pub fn path(self, paths: &ApiPaths) -> (&'static str, &str) {
+        match self {
+            Action::AdminInitiateAuth => ("admin_initiate_auth", &paths.admin_initiate_auth),
+            Action::AdminRespondToAuthChallenge => (
+                "admin_respond_to_auth_challenge",
+                &paths.admin_respond_to_auth_challenge,
+            ),
+            Action::InitiateAuth => ("initiate_auth", &paths.initiate_auth),
+            Action::RespondToAuthChallenge => (
+                "respond_to_auth_challenge",
+                &paths.respond_to_auth_challenge,
+            ),
+            Action::GetTokensFromRefreshToken => (
+                "get_tokens_from_refresh_token",
+                &paths.get_tokens_from_refresh_token,
+            ),
+        }
+    }
+
+    /// The actions an exchange calls, in a fixed order: the auth flow picks login and challenge
+    /// (Admin* or not), the refresh flow the refresh, as `login`, `respond` and `refresh` do.
+    pub fn used_by(auth: AuthFlow, refresh: RefreshFlow) -> Vec<Action> {
+        let mut used = if auth.is_admin() {
+            vec![
+                Action::AdminInitiateAuth,
+                Action::AdminRespondToAuthChallenge,
+            ]
+        } else {
+            vec![Action::InitiateAuth, Action::RespondToAuthChallenge]
+        };
+        used.push(match refresh {
+            RefreshFlow::RefreshTokenAuth => Action::InitiateAuth,
+            RefreshFlow::GetTokensFromRefreshToken => Action::GetTokensFromRefreshToken,
+        });
+        used.sort_by_key(|a| *a as u8);
+        used.dedup();
+        used
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Action::AdminInitiateAuth => "AdminInitiateAuth",
@@ -37,6 +80,15 @@ impl Action {
 /// Every value of `cognito_gate_token_exchange_total{kind}`.
 pub const KINDS: [&str; 3] = ["login", "refresh", "challenge"];
 
+/// A private API answer before classification.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// The `x-amzn-ErrorType` header.
+    pub error_type: Option<String>,
+    pub body: Bytes,
+}
+
 /// Upper bound on a private API response body.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
@@ -46,6 +98,8 @@ pub struct PrivateApi {
     api: PrivateApiConfig,
     exchange: ExchangeConfig,
     metrics: Option<std::sync::Arc<crate::ops::metrics::Metrics>>,
+    /// `sign = "sigv4"`: signs every call.
+    signer: Option<Signer>,
 }
 
 impl PrivateApi {
@@ -69,12 +123,17 @@ impl PrivateApi {
         let client = builder
             .build()
             .map_err(|e| format!("cannot build the private API client: {e}"))?;
+        let signer = match &api.sign {
+            Signing::None => None,
+            Signing::SigV4 { region } => Some(Signer::from_environment(region)),
+        };
         Ok(PrivateApi {
             breaker: Default::default(),
             client,
             api,
             exchange,
             metrics: None,
+            signer,
         })
     }
 
@@ -92,6 +151,15 @@ impl PrivateApi {
         &self.exchange
     }
 
+    pub fn config(&self) -> &PrivateApiConfig {
+        &self.api
+    }
+
+    /// The SigV4 signer, with `sign = "sigv4"`.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
+    }
+
     fn hash(&self, username: &str) -> Option<String> {
         self.exchange
             .client_secret
@@ -101,6 +169,12 @@ impl PrivateApi {
 
     /// Logs in with a username and password using the configured auth flow.
     pub async fn login(&self, username: &str, password: &str) -> Result<AuthResult, ExchangeError> {
+        let (action, body) = self.login_request(username, password);
+        self.call(action, body).await
+    }
+
+    /// The action and body of a login with the configured auth flow.
+    pub fn login_request(&self, username: &str, password: &str) -> (Action, Value) {
         let mut params = json!({ "USERNAME": username, "PASSWORD": password });
         if let Some(h) = self.hash(username) {
             params["SECRET_HASH"] = Value::String(h);
@@ -117,7 +191,7 @@ impl PrivateApi {
         } else {
             Action::InitiateAuth
         };
-        self.call(action, body).await
+        (action, body)
     }
 
     /// New tokens for a refresh token. `username` must be the canonical user name
@@ -182,34 +256,54 @@ impl PrivateApi {
         self.call(action, body).await
     }
 
-    fn request(&self, action: Action, body: &Value) -> reqwest::RequestBuilder {
-        let payload = serde_json::to_vec(body).expect("JSON value serialises");
+    /// The URL and the headers (besides the client's defaults and the signature) of a call.
+    pub fn target(&self, action: Action) -> (String, Vec<(&'static str, String)>) {
         match self.api.style {
             ApiStyle::ApiGateway => {
-                let p = &self.api.paths;
-                let path = match action {
-                    Action::AdminInitiateAuth => &p.admin_initiate_auth,
-                    Action::AdminRespondToAuthChallenge => &p.admin_respond_to_auth_challenge,
-                    Action::InitiateAuth => &p.initiate_auth,
-                    Action::RespondToAuthChallenge => &p.respond_to_auth_challenge,
-                    Action::GetTokensFromRefreshToken => &p.get_tokens_from_refresh_token,
-                };
+                let (_, path) = action.path(&self.api.paths);
                 let base = self.api.base_url.as_str().trim_end_matches('/');
-                self.client
-                    .post(format!("{base}{path}"))
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(payload)
-            }
-            ApiStyle::CognitoIdp => self
-                .client
-                .post(self.api.base_url.clone())
-                .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-                .header(
-                    "x-amz-target",
-                    format!("AWSCognitoIdentityProviderService.{}", action.name()),
+                (
+                    format!("{base}{path}"),
+                    vec![("content-type", "application/json".to_string())],
                 )
-                .body(payload),
+            }
+            ApiStyle::CognitoIdp => (
+                self.api.base_url.to_string(),
+                vec![
+                    ("content-type", "application/x-amz-json-1.1".to_string()),
+                    (
+                        "x-amz-target",
+                        format!("AWSCognitoIdentityProviderService.{}", action.name()),
+                    ),
+                ],
+            ),
         }
+    }
+
+    /// The request of a call, signed when `sign = "sigv4"`.
+    async fn request(
+        &self,
+        action: Action,
+        body: &Value,
+    ) -> Result<reqwest::RequestBuilder, ExchangeError> {
+        let payload = serde_json::to_vec(body).expect("JSON value serialises");
+        let (url, headers) = self.target(action);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut req = self.client.post(&url);
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(signer) = &self.signer {
+            let (signed, _provider) = signer.sign(&url, &headers, &payload).await.map_err(|e| {
+                tracing::error!(action = action.name(), error = %e,
+                            "cannot sign the call to Cognito (sign = \"sigv4\")");
+                ExchangeError::Dependency(DependencyError::Credentials)
+            })?;
+            for (k, v) in signed {
+                req = req.header(k, v);
+            }
+        }
+        Ok(req.body(payload))
     }
 
     /// One call: sends, reads a bounded body, classifies.
@@ -273,23 +367,53 @@ impl PrivateApi {
     }
 
     async fn call_inner(&self, action: Action, body: &Value) -> Result<AuthResult, ExchangeError> {
-        let resp = self.request(action, body).send().await.map_err(|e| {
-            ExchangeError::Dependency(if e.is_timeout() {
-                DependencyError::Timeout
-            } else if e.is_connect() {
-                DependencyError::Connect
-            } else {
-                DependencyError::Garbage
-            })
-        })?;
+        let RawAnswer {
+            status,
+            error_type,
+            body: bytes,
+        } = self.send(action, body).await?;
+        let result = classify(status, error_type.as_deref(), &bytes);
+        if let Err(ExchangeError::Dependency(DependencyError::Denied)) = &result {
+            tracing::error!(
+                action = action.name(),
+                status,
+                aws_error = super::response::error_code(error_type.as_deref(), &bytes).as_deref(),
+                signed_by = self.signer.as_ref().map(|_| "sigv4"),
+                "AWS refused the call: check the credentials (sign = \"sigv4\") or the private API's execution role and its IAM policy"
+            );
+        }
+        result
+    }
+
+    /// One call, unclassified: what came back, or why nothing did (not signed, not sent, timed
+    /// out, too large). For diagnostics (`aws check`); requests go through `call`.
+    pub async fn send(&self, action: Action, body: &Value) -> Result<RawAnswer, ExchangeError> {
+        let resp = self
+            .request(action, body)
+            .await?
+            .send()
+            .await
+            .map_err(|e| {
+                ExchangeError::Dependency(if e.is_timeout() {
+                    DependencyError::Timeout
+                } else if e.is_connect() {
+                    DependencyError::Connect
+                } else {
+                    DependencyError::Garbage
+                })
+            })?;
         let status = resp.status().as_u16();
         let error_type = resp
             .headers()
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = read_bounded(resp).await?;
-        classify(status, error_type.as_deref(), &bytes)
+        let body = read_bounded(resp).await?;
+        Ok(RawAnswer {
+            status,
+            error_type,
+            body,
+        })
     }
 }
 

@@ -91,6 +91,15 @@ pub enum DependencyError {
     /// Recent calls failed in a row; calls are refused without trying until the backoff ends.
     #[error("private API failing: calls paused by the circuit breaker")]
     CircuitOpen,
+    /// `sign = "sigv4"` and no usable AWS credentials (the log line before names the provider).
+    #[error("no usable AWS credentials to sign the call to Cognito")]
+    Credentials,
+    /// AWS refused the gateway's (or the private API's role's) identity: a bad signature,
+    /// unknown or expired credentials, or an IAM policy without the action.
+    #[error(
+        "AWS refused the caller's identity or permissions (signature, credentials or IAM policy)"
+    )]
+    Denied,
 }
 
 impl DependencyError {
@@ -103,6 +112,8 @@ impl DependencyError {
             DependencyError::Status(_) => "status",
             DependencyError::Garbage => "garbage",
             DependencyError::CircuitOpen => "circuit_open",
+            DependencyError::Credentials => "credentials",
+            DependencyError::Denied => "denied",
         }
     }
 }
@@ -127,7 +138,7 @@ pub enum ExchangeError {
 
 /// Every value of `cognito_gate_token_exchange_total{outcome}`: a call's result
 /// (`success`, `challenge`) or `ExchangeError::outcome`.
-pub const OUTCOMES: [&str; 13] = [
+pub const OUTCOMES: [&str; 15] = [
     "success",
     "challenge",
     "rejected",
@@ -141,7 +152,30 @@ pub const OUTCOMES: [&str; 13] = [
     "status",
     "garbage",
     "circuit_open",
+    "credentials",
+    "denied",
 ];
+
+/// AWS's authentication and authorization errors (any service, JSON or XML protocol): they say
+/// the caller's identity is wrong, not the user's password.
+pub fn is_aws_auth_error(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "AccessDeniedException"
+            | "AccessDenied"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignatureException"
+            | "IncompleteSignature"
+            | "MissingAuthenticationTokenException"
+            | "MissingAuthenticationToken"
+            | "InvalidClientTokenId"
+            | "ExpiredTokenException"
+            | "ExpiredToken"
+            | "UnauthorizedOperation"
+    )
+}
 
 impl ExchangeError {
     pub fn cognito(type_name: &str) -> Self {
@@ -151,6 +185,9 @@ impl ExchangeError {
     /// A Cognito error with its `message` (which is only used to classify, never shown).
     pub fn cognito_with_message(type_name: &str, message: Option<&str>) -> Self {
         let name = normalise_type(type_name);
+        if is_aws_auth_error(name) {
+            return ExchangeError::Dependency(DependencyError::Denied);
+        }
         ExchangeError::Cognito {
             kind: CognitoErrorKind::from_type_and_message(name, message),
             type_name: name.to_string(),
@@ -254,6 +291,8 @@ mod tests {
             DependencyError::Status(502),
             DependencyError::Garbage,
             DependencyError::CircuitOpen,
+            DependencyError::Credentials,
+            DependencyError::Denied,
         ] {
             errors.push(ExchangeError::Dependency(d));
         }

@@ -12,6 +12,7 @@ pub mod limit;
 pub mod response;
 pub mod secret_hash;
 pub mod service;
+pub mod sigv4;
 #[cfg(test)]
 mod test_support;
 

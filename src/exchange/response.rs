@@ -89,6 +89,26 @@ fn status_error(status: u16) -> ExchangeError {
     })
 }
 
+/// The AWS error code of a response, for logs: the `x-amzn-ErrorType` header, a JSON `__type`,
+/// or an XML `<Code>` (AWS's query-protocol errors, e.g. a signature refused before the service
+/// saw the request). Bounded to a short token.
+pub fn error_code(error_type: Option<&str>, body: &[u8]) -> Option<String> {
+    let raw = error_type.map(str::to_string).or_else(|| {
+        if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) {
+            return o.get("__type").and_then(Value::as_str).map(str::to_string);
+        }
+        let text = std::str::from_utf8(body).ok()?;
+        let start = text.find("<Code>")? + "<Code>".len();
+        let len = text[start..].find("</Code>")?;
+        Some(text[start..start + len].to_string())
+    })?;
+    let code = super::error::normalise_type(&raw);
+    (!code.is_empty()
+        && code.len() <= 100
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+    .then(|| code.to_string())
+}
+
 /// Classifies a private API response by its content.
 pub fn classify(
     status: u16,
@@ -98,10 +118,16 @@ pub fn classify(
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
         return Err(match error_type {
             Some(t) => ExchangeError::cognito(t),
-            None if (200..300).contains(&status) => {
-                ExchangeError::Dependency(DependencyError::Garbage)
-            }
-            None => status_error(status),
+            None => match error_code(None, body) {
+                // An XML error from AWS's front door (moto answers signatures this way too).
+                Some(code) if super::error::is_aws_auth_error(&code) => {
+                    ExchangeError::Dependency(DependencyError::Denied)
+                }
+                _ if (200..300).contains(&status) => {
+                    ExchangeError::Dependency(DependencyError::Garbage)
+                }
+                _ => status_error(status),
+            },
         });
     };
     if let Some(Value::Object(r)) = obj.get("AuthenticationResult") {
@@ -214,6 +240,37 @@ mod tests {
         assert_eq!(
             classify(502, None, br#"{"message":"Internal server error"}"#).unwrap_err(),
             ExchangeError::Dependency(DependencyError::Status(502))
+        );
+    }
+
+    #[test]
+    fn aws_refusing_the_callers_identity_is_a_dependency_failure_not_bad_credentials() {
+        let denied = ExchangeError::Dependency(DependencyError::Denied);
+        // Real Cognito: HTTP 400, JSON 1.1; through a private API: HTTP 200 with __type.
+        for (status, body) in [
+            (400, &br#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#[..]),
+            (400, br#"{"__type":"InvalidSignatureException","message":"The request signature we calculated does not match"}"#),
+            (200, br#"{"__type":"AccessDeniedException","Message":"User: arn:aws:sts::1:assumed-role/r is not authorized to perform: cognito-idp:AdminInitiateAuth"}"#),
+            (400, br#"{"__type":"com.amazon.coral.service#ExpiredTokenException"}"#),
+        ] {
+            assert_eq!(classify(status, None, body).unwrap_err(), denied, "{body:?}");
+        }
+        let xml = br#"<?xml version="1.0" encoding="utf-8"?>
+<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error></Errors></ErrorResponse>"#;
+        assert_eq!(classify(403, None, xml).unwrap_err(), denied);
+        assert_eq!(
+            error_code(None, xml).as_deref(),
+            Some("SignatureDoesNotMatch")
+        );
+        assert_eq!(
+            error_code(Some("AccessDeniedException:http://x"), b"").as_deref(),
+            Some("AccessDeniedException")
+        );
+        assert_eq!(error_code(None, b"<Code><script></Code>"), None);
+        // An XML 403 that is not an identity error stays API Gateway's "forbidden".
+        assert_eq!(
+            classify(403, None, b"<Error><Code>Other</Code></Error>").unwrap_err(),
+            ExchangeError::Dependency(DependencyError::Forbidden)
         );
     }
 }

@@ -236,6 +236,7 @@ pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), St
             config.private_api = Some(config::PrivateApiConfig {
                 base_url,
                 style: config::ApiStyle::ApiGateway,
+                sign: config::Signing::None,
                 headers: Vec::new(),
                 ca_file: None,
                 timeout: config::DEFAULT_PRIVATE_API_TIMEOUT,

@@ -3,6 +3,8 @@
 //! on 127.0.0.1:0. Everything runs over real sockets.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,8 +4,8 @@
 //! collected with its key, as config validation does.
 
 use crate::config::{
-    ApiPaths, AuthFlow, CognitoConfig, Config, ConfigError, PoolConfig, PrivateApiConfig,
-    RefreshFlow, DEFAULT_POOL,
+    AuthFlow, CognitoConfig, Config, ConfigError, PoolConfig, PrivateApiConfig, RefreshFlow,
+    DEFAULT_POOL,
 };
 use crate::exchange::api::Action;
 
@@ -59,52 +59,6 @@ pub(super) enum JwksSource {
     /// The issuer is not Cognito's (a development stand-in): the configured pool id in the
     /// stack's region.
     StackRegion { pool_id: String },
-}
-
-/// The Cognito actions the exchange calls, in a fixed order: the auth flow picks login and
-/// challenge (Admin* or not), the refresh flow the refresh (as exchange/api.rs does).
-pub fn used_actions(auth: AuthFlow, refresh: RefreshFlow) -> Vec<Action> {
-    let mut used = if auth.is_admin() {
-        vec![
-            Action::AdminInitiateAuth,
-            Action::AdminRespondToAuthChallenge,
-        ]
-    } else {
-        vec![Action::InitiateAuth, Action::RespondToAuthChallenge]
-    };
-    used.push(match refresh {
-        RefreshFlow::RefreshTokenAuth => Action::InitiateAuth,
-        RefreshFlow::GetTokensFromRefreshToken => Action::GetTokensFromRefreshToken,
-    });
-    used.sort_by_key(|a| match a {
-        Action::AdminInitiateAuth => 0,
-        Action::AdminRespondToAuthChallenge => 1,
-        Action::InitiateAuth => 2,
-        Action::RespondToAuthChallenge => 3,
-        Action::GetTokensFromRefreshToken => 4,
-    });
-    used.dedup();
-    used
-}
-
-/// The `[private_api.paths]` key and path of an action.
-fn action_path(paths: &ApiPaths, action: Action) -> (&'static str, &str) {
-    match action {
-        Action::AdminInitiateAuth => ("admin_initiate_auth", &paths.admin_initiate_auth),
-        Action::AdminRespondToAuthChallenge => (
-            "admin_respond_to_auth_challenge",
-            &paths.admin_respond_to_auth_challenge,
-        ),
-        Action::InitiateAuth => ("initiate_auth", &paths.initiate_auth),
-        Action::RespondToAuthChallenge => (
-            "respond_to_auth_challenge",
-            &paths.respond_to_auth_challenge,
-        ),
-        Action::GetTokensFromRefreshToken => (
-            "get_tokens_from_refresh_token",
-            &paths.get_tokens_from_refresh_token,
-        ),
-    }
 }
 
 /// A Cognito issuer (`https://cognito-idp.{region}.amazonaws.com/{pool_id}`, or the
@@ -271,8 +225,8 @@ impl Planner<'_> {
             ));
         }
         let mut methods = Vec::new();
-        for action in used_actions(ex.auth_flow, ex.refresh_flow) {
-            let (key, path) = action_path(&self.api.paths, action);
+        for action in Action::used_by(ex.auth_flow, ex.refresh_flow) {
+            let (key, path) = action.path(&self.api.paths);
             let key = format!("private_api.paths.{key}");
             if let Some(path) = self.action_parts(&key, path) {
                 methods.push(ActionMethod { action, key, path });
@@ -499,7 +453,7 @@ url = "https://abc.execute-api.eu-west-1.amazonaws.com/live/keys/pool"
         ];
         for (auth, refresh, expected) in table {
             assert_eq!(
-                used_actions(auth, refresh),
+                Action::used_by(auth, refresh),
                 expected,
                 "{auth:?} {refresh:?}"
             );

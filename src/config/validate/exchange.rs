@@ -55,6 +55,36 @@ pub(super) fn private_api(cx: &mut Ctx, p: RawPrivateApi) -> PrivateApiConfig {
             ApiStyle::ApiGateway
         }
     };
+    let sign = match p.sign.as_deref() {
+        None | Some("none") => Signing::None,
+        // The region is settled once the exchange's pool is known (`resolve_signing_region`).
+        Some("sigv4") => Signing::SigV4 {
+            region: p.region.clone().unwrap_or_default(),
+        },
+        Some(other) => {
+            cx.err(
+                "private_api.sign",
+                format!("must be \"none\" or \"sigv4\", got {other:?}"),
+            );
+            Signing::None
+        }
+    };
+    if let Some(r) = &p.region {
+        if !is_region(r) {
+            cx.err(
+                "private_api.region",
+                format!("not an AWS region name: {r:?}"),
+            );
+        } else if sign == Signing::None {
+            cx.err("private_api.region", "only used with sign = \"sigv4\"");
+        }
+    }
+    if matches!(sign, Signing::SigV4 { .. }) && style != ApiStyle::CognitoIdp {
+        cx.err(
+            "private_api.sign",
+            "\"sigv4\" signs calls straight to Cognito: it needs style = \"cognito-idp\" (an API Gateway private API signs its own calls with its execution role)",
+        );
+    }
     let paths = ApiPaths {
         admin_initiate_auth: api_path(
             cx,
@@ -90,6 +120,7 @@ pub(super) fn private_api(cx: &mut Ctx, p: RawPrivateApi) -> PrivateApiConfig {
     PrivateApiConfig {
         base_url,
         style,
+        sign,
         headers: cx.headers("private_api.headers", &p.headers),
         ca_file: p
             .ca_file
@@ -104,6 +135,53 @@ pub(super) fn private_api(cx: &mut Ctx, p: RawPrivateApi) -> PrivateApiConfig {
     }
 }
 
+/// `ap-northeast-1`, `us-gov-west-1`, `cn-north-1`: lower-case words and digits joined by `-`.
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The signing region of `sign = "sigv4"` when `private_api.region` is not set: the region of
+/// the exchange's user pool (`ap-northeast-1_AbCdEf123`), else of a
+/// `cognito-idp.{region}.amazonaws.com` base URL.
+pub(super) fn resolve_signing_region(
+    cx: &mut Ctx,
+    api: &mut PrivateApiConfig,
+    user_pool_id: Option<&str>,
+) {
+    let Signing::SigV4 { region } = &mut api.sign else {
+        return;
+    };
+    if !region.is_empty() {
+        return;
+    }
+    let from_pool = user_pool_id
+        .and_then(|p| p.split_once('_'))
+        .map(|(r, _)| r)
+        .filter(|r| is_region(r));
+    let from_host = api.base_url.host_str().and_then(|h| {
+        h.strip_prefix("cognito-idp.")
+            .and_then(|rest| rest.split_once('.'))
+            .map(|(r, _)| r)
+            .filter(|r| is_region(r))
+    });
+    match from_pool.or(from_host) {
+        Some(r) => *region = r.to_string(),
+        None => cx.err(
+            "private_api.region",
+            "required with sign = \"sigv4\": it cannot be read from exchange.user_pool_id or base_url",
+        ),
+    }
+}
+
 fn placeholder_url() -> reqwest::Url {
     reqwest::Url::parse("http://invalid.invalid/").expect("valid placeholder")
 }
@@ -114,7 +192,7 @@ pub(super) fn exchange(
     cx: &mut Ctx,
     e: RawExchange,
     cognito: Option<&CognitoConfig>,
-    style: Option<ApiStyle>,
+    api: Option<&PrivateApiConfig>,
 ) -> ExchangeConfig {
     // The pool the exchange logs into: named, or the only one.
     let pool = match (e.pool.filter(|p| !p.is_empty()), cognito) {
@@ -163,8 +241,10 @@ pub(super) fn exchange(
         }
     };
     let auth_flow = match e.auth_flow.as_deref() {
-        None => match style {
-            Some(ApiStyle::CognitoIdp) => AuthFlow::UserPassword,
+        // Straight to Cognito unsigned, only the unauthenticated flow works; signed (and through
+        // a private API, which signs with its role) the admin flow does.
+        None => match api.map(|a| (a.style, &a.sign)) {
+            Some((ApiStyle::CognitoIdp, Signing::None)) => AuthFlow::UserPassword,
             _ => AuthFlow::AdminUserPassword,
         },
         Some("ADMIN_USER_PASSWORD_AUTH") => AuthFlow::AdminUserPassword,

@@ -194,23 +194,16 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
     let log = log(&mut cx, raw.log);
     let cognito = raw.cognito.map(|c| cognito(&mut cx, c));
     let upstream = upstream(&mut cx, raw.upstream);
-    let private_api = raw.private_api.map(|p| exchange::private_api(&mut cx, p));
-    let exchange = raw.exchange.map(|e| {
-        exchange::exchange(
-            &mut cx,
-            e,
-            cognito.as_ref(),
-            private_api.as_ref().map(|p| p.style),
-        )
-    });
+    let mut private_api = raw.private_api.map(|p| exchange::private_api(&mut cx, p));
+    let exchange = raw
+        .exchange
+        .map(|e| exchange::exchange(&mut cx, e, cognito.as_ref(), private_api.as_ref()));
     if exchange.is_some() && private_api.is_none() && raw.dev_idp.is_none() {
         cx.err("private_api", "required when [exchange] is present");
     }
-    if let (Some(e), Some(p)) = (&exchange, &private_api) {
-        if p.style == ApiStyle::CognitoIdp && e.auth_flow.is_admin() {
-            // Admin flows need IAM-signed calls, which a Cognito endpoint only takes signed.
-            tracing::debug!("admin auth flow over the cognito-idp style");
-        }
+    if let Some(p) = private_api.as_mut() {
+        let pool = exchange.as_ref().map(|e| e.user_pool_id.as_str());
+        exchange::resolve_signing_region(&mut cx, p, pool);
     }
     let service_accounts = exchange::service_accounts(&mut cx, raw.service_accounts);
     let login_api = raw.login_api.map(|l| exchange::login_api(&mut cx, l));
