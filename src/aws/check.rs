@@ -193,6 +193,15 @@ fn random_user() -> (String, String) {
     (user, password)
 }
 
+/// `: message`, or nothing when the answer had none.
+fn said(msg: &str) -> String {
+    if msg.is_empty() {
+        String::new()
+    } else {
+        format!(": {msg}")
+    }
+}
+
 fn message(answer: &RawAnswer) -> String {
     match serde_json::from_slice::<Value>(&answer.body) {
         Ok(Value::Object(o)) => o
@@ -286,7 +295,7 @@ async fn private_api(
             CognitoErrorKind::ResourceNotFound => {
                 report.fail(
                     item,
-                    format!("Cognito answered {type_name}: {msg}"),
+                    format!("Cognito answered {type_name}{}", said(&msg)),
                     format!(
                         "Cognito does not know the pool or the app client: check exchange.user_pool_id ({}) and exchange.client_id, and that the endpoint is in the pool's region",
                         exchange.user_pool_id
@@ -297,7 +306,7 @@ async fn private_api(
             CognitoErrorKind::InvalidParameter if msg.to_ascii_lowercase().contains("flow") => {
                 report.fail(
                     item,
-                    format!("Cognito answered {type_name}: {msg}"),
+                    format!("Cognito answered {type_name}{}", said(&msg)),
                     format!(
                         "enable ALLOW_{} on the app client (its explicit auth flows), or change exchange.auth_flow",
                         exchange.auth_flow.as_str()
@@ -308,7 +317,7 @@ async fn private_api(
             _ => {
                 report.fail(
                     item,
-                    format!("Cognito answered {type_name}: {msg}"),
+                    format!("Cognito answered {type_name}{}", said(&msg)),
                     "an unknown user should get NotAuthorizedException or UserNotFoundException: check the app client and the pool's settings for this error",
                 );
                 true
@@ -335,14 +344,7 @@ async fn private_api(
             };
             report.fail(
                 item,
-                format!(
-                    "AWS refused the call: {code}{}",
-                    if msg.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({msg})")
-                    }
-                ),
+                format!("AWS refused the call: {code}{}", said(&msg)),
                 fix,
             );
             false
@@ -358,18 +360,7 @@ async fn private_api(
             } else {
                 "the endpoint refused the request: check its endpoint policy".to_string()
             };
-            report.fail(
-                item,
-                format!(
-                    "HTTP 403 from {base}{}",
-                    if msg.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {msg}")
-                    }
-                ),
-                fix,
-            );
+            report.fail(item, format!("HTTP 403 from {base}{}", said(&msg)), fix);
             false
         }
         Err(ExchangeError::Dependency(d)) => {

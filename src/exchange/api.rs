@@ -125,7 +125,7 @@ impl PrivateApi {
             .map_err(|e| format!("cannot build the private API client: {e}"))?;
         let signer = match &api.sign {
             Signing::None => None,
-            Signing::SigV4 { region } => Some(Signer::from_environment(region)),
+            Signing::SigV4 { region } => Some(Signer::from_environment(region, api.timeout)),
         };
         Ok(PrivateApi {
             breaker: Default::default(),

@@ -89,6 +89,9 @@ pub enum SignError {
 /// Signs requests to Cognito. One per private API client; shared by every call.
 pub struct Signer {
     region: String,
+    /// Bound on one credential fetch (a provider that hangs, e.g. IMDS off EC2, would hold up
+    /// every call waiting for it).
+    fetch_timeout: Duration,
     provider: Box<dyn ProvideCredentials>,
     cached: tokio::sync::Mutex<Option<Credentials>>,
 }
@@ -104,7 +107,7 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// The SDK's providers in the SDK's default order, their HTTP calls (ECS, IMDS, STS for web
     /// identity) made with rustls on ring like the rest of the gateway.
-    pub fn from_environment(region: &str) -> Signer {
+    pub fn from_environment(region: &str, fetch_timeout: Duration) -> Signer {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -158,12 +161,15 @@ impl Signer {
                 ImdsCredentialsProvider::builder().configure(&conf).build(),
             ),
         );
-        Signer::with_provider(region, chain)
+        let mut signer = Signer::with_provider(region, chain);
+        signer.fetch_timeout = fetch_timeout;
+        signer
     }
 
     pub fn with_provider(region: &str, provider: impl ProvideCredentials + 'static) -> Signer {
         Signer {
             region: region.to_string(),
+            fetch_timeout: Duration::from_secs(30),
             provider: Box::new(provider),
             cached: tokio::sync::Mutex::new(None),
         }
@@ -191,7 +197,14 @@ impl Signer {
                 return Ok(c.clone());
             }
         }
-        match self.provider.provide_credentials().await {
+        let fetched =
+            match tokio::time::timeout(self.fetch_timeout, self.provider.provide_credentials())
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(CredentialsError::provider_timed_out(self.fetch_timeout)),
+            };
+        match fetched {
             Ok(c) => {
                 tracing::debug!(
                     provider = Signer::provider_of(&c),
@@ -345,6 +358,35 @@ mod tests {
         let e = s.credentials().await.unwrap_err();
         assert!(
             matches!(&e, SignError::Provider(m) if m.contains("counting: ") && m.contains("endpoint down")),
+            "{e}"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Hangs;
+
+    impl ProvideCredentials for Hangs {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::new(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_hangs_is_cut_off() {
+        let mut s = Signer::with_provider(
+            "ap-northeast-1",
+            Named {
+                name: "hangs",
+                inner: Hangs,
+            },
+        );
+        s.fetch_timeout = Duration::from_secs(5);
+        let e = s.credentials().await.unwrap_err();
+        assert!(
+            matches!(&e, SignError::Provider(m) if m.contains("timed out after 5 seconds")),
             "{e}"
         );
     }

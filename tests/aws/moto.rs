@@ -531,6 +531,13 @@ fn xml_value(xml: &str, tag: &str) -> String {
     xml[start..start + len].to_string()
 }
 
+/// An IAM policy document allowing `actions` on every resource.
+fn allow(actions: &[&str]) -> String {
+    json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+    .to_string()
+}
+
 #[derive(Clone)]
 struct AwsKeys {
     id: String,
@@ -560,40 +567,27 @@ impl Moto {
         text
     }
 
+    /// An IAM call during seeding (query protocol, API version 2010-05-08).
+    async fn iam(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let mut all = vec![("Action", action), ("Version", "2010-05-08")];
+        all.extend_from_slice(params);
+        self.query("iam", &all).await
+    }
+
     /// An IAM user allowed exactly `actions` (on every resource), and its access key.
     async fn iam_user(&self, name: &str, actions: &[&str]) -> AwsKeys {
-        self.query(
-            "iam",
+        self.iam("CreateUser", &[("UserName", name)]).await;
+        let policy = allow(actions);
+        self.iam(
+            "PutUserPolicy",
             &[
-                ("Action", "CreateUser"),
-                ("UserName", name),
-                ("Version", "2010-05-08"),
-            ],
-        )
-        .await;
-        let policy = json!({"Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]});
-        self.query(
-            "iam",
-            &[
-                ("Action", "PutUserPolicy"),
                 ("UserName", name),
                 ("PolicyName", "gateway"),
-                ("PolicyDocument", &policy.to_string()),
-                ("Version", "2010-05-08"),
+                ("PolicyDocument", &policy),
             ],
         )
         .await;
-        let key = self
-            .query(
-                "iam",
-                &[
-                    ("Action", "CreateAccessKey"),
-                    ("UserName", name),
-                    ("Version", "2010-05-08"),
-                ],
-            )
-            .await;
+        let key = self.iam("CreateAccessKey", &[("UserName", name)]).await;
         AwsKeys {
             id: xml_value(&key, "AccessKeyId"),
             secret: xml_value(&key, "SecretAccessKey"),
@@ -607,40 +601,36 @@ impl Moto {
         let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
         let role = self
-            .query(
-                "iam",
+            .iam(
+                "CreateRole",
                 &[
-                    ("Action", "CreateRole"),
                     ("RoleName", name),
                     ("AssumeRolePolicyDocument", &trust.to_string()),
-                    ("Version", "2010-05-08"),
                 ],
             )
             .await;
         let arn = xml_value(&role, "Arn");
-        let policy = json!({"Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]});
-        self.query(
-            "iam",
+        let policy = allow(actions);
+        self.iam(
+            "PutRolePolicy",
             &[
-                ("Action", "PutRolePolicy"),
                 ("RoleName", name),
                 ("PolicyName", "gateway"),
-                ("PolicyDocument", &policy.to_string()),
-                ("Version", "2010-05-08"),
+                ("PolicyDocument", &policy),
             ],
         )
         .await;
         let mut out = Vec::new();
         for i in 0..sessions {
+            let session = format!("task-{i}");
             let c = self
                 .query(
                     "sts",
                     &[
                         ("Action", "AssumeRole"),
-                        ("RoleArn", &arn),
-                        ("RoleSessionName", &format!("task-{i}")),
                         ("Version", "2011-06-15"),
+                        ("RoleArn", &arn),
+                        ("RoleSessionName", &session),
                     ],
                 )
                 .await;
@@ -670,6 +660,19 @@ const ADMIN_ACTIONS: &[&str] = &[
     "cognito-idp:AdminInitiateAuth",
     "cognito-idp:AdminRespondToAuthChallenge",
 ];
+
+/// Enforcing moto with the seeded pool, an IAM identity allowed the admin actions and one that
+/// is not; `None` to skip (no moto outside CI).
+async fn enforcing_with_two_identities() -> Option<(Moto, Pool, AwsKeys, AwsKeys)> {
+    let moto = Moto::start_enforcing()?;
+    let pool = seed(&moto).await;
+    let allowed = moto.iam_user("gateway", ADMIN_ACTIONS).await;
+    let not_allowed = moto
+        .iam_user("reader", &["cognito-idp:ListUserPools"])
+        .await;
+    moto.enforce().await;
+    Some((moto, pool, allowed, not_allowed))
+}
 
 /// A gateway calling moto directly, Admin* actions signed with SigV4; Basic on /legacy.
 fn sigv4_toml(m: &Moto, pool: &Pool, upstream: &str) -> String {
@@ -758,15 +761,9 @@ async fn cli_login(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigv4_signed_admin_calls_are_accepted_by_moto_with_iam_enforcement() {
-    let Some(moto) = Moto::start_enforcing() else {
+    let Some((moto, pool, allowed, not_allowed)) = enforcing_with_two_identities().await else {
         return;
     };
-    let pool = seed(&moto).await;
-    let allowed = moto.iam_user("gateway", ADMIN_ACTIONS).await;
-    let not_allowed = moto
-        .iam_user("reader", &["cognito-idp:ListUserPools"])
-        .await;
-    moto.enforce().await;
     let dir = TempDir::new("sigv4-env");
     let up = EchoUpstream::start().await;
     let toml = sigv4_toml(&moto, &pool, &up.url());
@@ -1001,15 +998,9 @@ fn assert_check(out: &binary::Out, item: &str, status: &str, detail: &str, fix: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_check_names_the_failing_dependency_and_what_to_fix() {
-    let Some(moto) = Moto::start_enforcing() else {
+    let Some((moto, pool, role, weak_role)) = enforcing_with_two_identities().await else {
         return;
     };
-    let pool = seed(&moto).await;
-    let role = moto.iam_user("apigw-role", ADMIN_ACTIONS).await;
-    let weak_role = moto
-        .iam_user("apigw-weak-role", &["cognito-idp:ListUserPools"])
-        .await;
-    moto.enforce().await;
     let dir = TempDir::new("aws-check");
     let env = aws_env(&dir, &[]);
     let api_id = "abc123defg";

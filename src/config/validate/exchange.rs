@@ -401,3 +401,76 @@ pub(super) fn dev_idp(cx: &mut Ctx, d: RawDevIdp) -> DevIdpConfig {
         users,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AuthFlow, Config, Signing, Source};
+
+    fn load(private_api: &str, pool: &str) -> Result<Config, Vec<String>> {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[private_api]\n{private_api}\n[exchange]\nclient_id = \"c\"\nuser_pool_id = \"{pool}\"\n"
+        );
+        let source = Source {
+            name: "t".into(),
+            base_dir: ".".into(),
+        };
+        Config::parse_with_env(&text, &source, &|_| None)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    const COGNITO: &str =
+        "base_url = \"https://cognito-idp.eu-west-1.amazonaws.com\"\nstyle = \"cognito-idp\"";
+
+    #[test]
+    fn sigv4_takes_its_region_from_the_key_the_pool_or_the_host_and_defaults_to_the_admin_flow() {
+        let sign = |extra: &str, pool: &str| {
+            let c = load(&format!("{COGNITO}\nsign = \"sigv4\"\n{extra}"), pool).unwrap();
+            let api = c.private_api.unwrap();
+            let Signing::SigV4 { region } = api.sign else {
+                panic!("signed")
+            };
+            (region, c.exchange.unwrap().auth_flow)
+        };
+        assert_eq!(
+            sign("", "ap-northeast-1_AbC"),
+            ("ap-northeast-1".to_string(), AuthFlow::AdminUserPassword)
+        );
+        assert_eq!(sign("", "local-pool").0, "eu-west-1", "from the host");
+        assert_eq!(
+            sign("region = \"us-gov-west-1\"", "ap-northeast-1_AbC").0,
+            "us-gov-west-1"
+        );
+        // Unsigned straight to Cognito: only the unauthenticated flow can work.
+        let c = load(COGNITO, "ap-northeast-1_AbC").unwrap();
+        assert_eq!(c.private_api.unwrap().sign, Signing::None);
+        assert_eq!(c.exchange.unwrap().auth_flow, AuthFlow::UserPassword);
+    }
+
+    #[test]
+    fn signing_problems_name_their_key() {
+        assert_eq!(
+            load("base_url = \"https://x.example/dev\"\nsign = \"sigv4\"", "ap-northeast-1_AbC").unwrap_err(),
+            vec!["private_api.sign: \"sigv4\" signs calls straight to Cognito: it needs style = \"cognito-idp\" (an API Gateway private API signs its own calls with its execution role)"]
+        );
+        assert_eq!(
+            load(&format!("{COGNITO}\nsign = \"v2\""), "p").unwrap_err(),
+            vec!["private_api.sign: must be \"none\" or \"sigv4\", got \"v2\""]
+        );
+        assert_eq!(
+            load(
+                &format!("{COGNITO}\nsign = \"sigv4\"\nregion = \"Tokyo\""),
+                "p"
+            )
+            .unwrap_err(),
+            vec!["private_api.region: not an AWS region name: \"Tokyo\""]
+        );
+        assert_eq!(
+            load(&format!("{COGNITO}\nregion = \"eu-west-1\""), "p").unwrap_err(),
+            vec!["private_api.region: only used with sign = \"sigv4\""]
+        );
+        assert_eq!(
+            load("base_url = \"http://127.0.0.1:5000\"\nstyle = \"cognito-idp\"\nsign = \"sigv4\"", "local").unwrap_err(),
+            vec!["private_api.region: required with sign = \"sigv4\": it cannot be read from exchange.user_pool_id or base_url"]
+        );
+    }
+}
