@@ -8,11 +8,16 @@
 //! Cognito's errors reach the gateway in the shape it parses (`exchange/response.rs`): Cognito's
 //! own body (with `__type`), its 4xx as 400 and its 5xx as 502, with `x-amzn-ErrorType`.
 //!
+//! Style `cognito-idp` with `sign = "sigv4"` needs no API Gateway: its template (`privatelink.rs`)
+//! is Cognito's interface VPC endpoint and the IAM policy of the gateway's own identity.
+//!
 //! - `plan.rs`: what the configuration asks for (stage, actions and paths, each pool's JWKS);
 //! - `resources.rs`: the CloudFormation shapes;
+//! - `privatelink.rs`: the template of Cognito called straight through its VPC endpoint;
 //! - here: naming and assembling them, the outputs, the comments.
 
 mod plan;
+mod privatelink;
 mod resources;
 
 use std::collections::HashSet;
@@ -20,7 +25,7 @@ use std::collections::HashSet;
 use sha2::{Digest, Sha256};
 
 use super::node::{self, Map, Node};
-use crate::config::{ApiStyle, Config, ConfigError, ConfigErrors, RefreshFlow};
+use crate::config::{ApiStyle, Config, ConfigError, ConfigErrors};
 pub use plan::aws_issuer;
 use plan::{JwksSource, Plan, DEFAULT_STAGE};
 use resources::*;
@@ -44,6 +49,11 @@ pub struct Template {
 impl Template {
     /// The template for `config`, or every reason it cannot be made, each naming its key.
     pub fn from_config(config: &Config) -> Result<Template, ConfigErrors> {
+        if let Some(api) = &config.private_api {
+            if api.style == ApiStyle::CognitoIdp {
+                return privatelink::template(config, api).map_err(ConfigErrors);
+            }
+        }
         let mut errors = Vec::new();
         let mut err = |key: &str, message: &str| {
             errors.push(ConfigError {
@@ -58,18 +68,12 @@ impl Template {
                  serves",
             );
         }
-        match &config.private_api {
-            None => err(
+        if config.private_api.is_none() {
+            err(
                 "private_api",
                 "aws template needs the [private_api] section: its base_url names the API's \
                  stage",
-            ),
-            Some(p) if p.style == ApiStyle::CognitoIdp => err(
-                "private_api.style",
-                "\"cognito-idp\" calls Cognito without API Gateway; aws template describes the \
-                 private API of style \"apigateway\"",
-            ),
-            Some(_) => {}
+            );
         }
         match (&config.cognito, &config.private_api) {
             (Some(cognito), Some(api)) if errors.is_empty() => {
@@ -182,10 +186,7 @@ impl Assembly {
                  RespondToAuthChallenge, GetTokensFromRefreshToken); they are listed all the \
                  same, so that the policy names everything the API calls.",
                 ex.auth_flow.as_str(),
-                match ex.refresh_flow {
-                    RefreshFlow::RefreshTokenAuth => "REFRESH_TOKEN_AUTH",
-                    RefreshFlow::GetTokensFromRefreshToken => "GetTokensFromRefreshToken",
-                },
+                plan::refresh_flow_name(ex.refresh_flow),
                 ex.user_pool_id
             );
             role = Some((comment, resources::role(&actions, pool_arn)));

@@ -1,7 +1,9 @@
 //! `cognito-gate aws template`: the real binary on the shipped config.toml and on configurations
 //! with real-looking AWS ids; the template checked by cfn-lint (errors and warnings both fail) and
 //! by its content (JSON form): the actions and pool the role may use, one method per action and
-//! pool at the configured paths, the resource policy's VPC endpoint condition, the stage.
+//! pool at the configured paths, the resource policy's VPC endpoint condition, the stage. For
+//! style "cognito-idp" with SigV4: Cognito's interface endpoint, its security group, and the
+//! gateway's policy with only the Admin* actions on only the exchange's pool.
 //!
 //! cfn-lint comes from `CFN_LINT` (scripts/test.sh installs it in `.venv-moto`). Without it the
 //! lint tests skip, except with `CI=true`, where they fail.
@@ -91,6 +93,38 @@ auth_flow = "USER_PASSWORD_AUTH"
 refresh_flow = "GetTokensFromRefreshToken"
 "#,
         jwks.display()
+    )
+}
+
+/// Cognito called straight through its PrivateLink endpoint, the admin flow signed with SigV4;
+/// the keys from a private API (the endpoint is not known to serve them).
+fn privatelink_config(refresh_flow: &str) -> String {
+    format!(
+        r#"
+[cognito]
+region = "{REGION}"
+user_pool_id = "{STAFF_POOL}"
+app_clients = ["staffclient0123456789abcd"]
+[cognito.jwks]
+url = "{BASE_URL}/jwks"
+
+[private_api]
+base_url = "https://cognito-idp.{REGION}.amazonaws.com"
+style = "cognito-idp"
+sign = "sigv4"
+
+[exchange]
+client_id = "staffclient0123456789abcd"
+client_secret = "not-a-real-secret"
+auth_flow = "ADMIN_USER_PASSWORD_AUTH"
+refresh_flow = "{refresh_flow}"
+
+[[routes]]
+name = "legacy"
+path_prefix = "/legacy"
+upstream = "https://internal.example.com"
+auth = ["basic"]
+"#
     )
 }
 
@@ -387,6 +421,14 @@ fn user_flow_template_passes_cfn_lint() {
 }
 
 #[test]
+fn privatelink_template_passes_cfn_lint() {
+    let dir = TempDir::new("lint-privatelink");
+    let config = dir.write("config.toml", &privatelink_config("REFRESH_TOKEN_AUTH"));
+    lint_both_forms("privatelink", &config);
+    assert_yaml_is_json("privatelink", &config);
+}
+
+#[test]
 fn yaml_and_json_describe_the_same_template() {
     let dir = TempDir::new("same-template");
     let two = dir.write("two.toml", &two_pools_config());
@@ -652,6 +694,221 @@ base_url = "{BASE_URL}"
     );
 }
 
+/// The PrivateLink template's one policy statement, checked to be the only IAM resource and to
+/// hold no wildcard.
+fn gateway_policy_statement(t: &Value) -> &Value {
+    assert!(
+        of_type(t, "AWS::IAM::Role").is_empty(),
+        "the gateway's role is the operator's"
+    );
+    let policies = of_type(t, "AWS::IAM::ManagedPolicy");
+    assert_eq!(policies.len(), 1);
+    let (id, policy) = policies[0];
+    assert_eq!(id, "GatewayCognitoPolicy");
+    let text = serde_json::to_string(policy).unwrap();
+    assert!(!text.contains('*'), "{text}");
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Effect"], "Allow");
+    &statements[0]
+}
+
+#[test]
+fn privatelink_template_for_the_admin_flow() {
+    let dir = TempDir::new("privatelink");
+    let config = dir.write("config.toml", &privatelink_config("REFRESH_TOKEN_AUTH"));
+    let t = template_json(&config);
+
+    // No API Gateway: only the endpoint, its security group and the gateway's policy.
+    let mut types: Vec<&str> = resources(&t)
+        .values()
+        .map(|r| r["Type"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "AWS::EC2::SecurityGroup",
+            "AWS::EC2::VPCEndpoint",
+            "AWS::IAM::ManagedPolicy"
+        ]
+    );
+
+    // The interface endpoint for Cognito in the pool's region, private DNS on, in the given
+    // VPC and subnets, behind its own security group.
+    let (_, endpoint) = of_type(&t, "AWS::EC2::VPCEndpoint")[0];
+    let props = &endpoint["Properties"];
+    assert_eq!(props["VpcEndpointType"], "Interface");
+    assert_eq!(
+        props["ServiceName"],
+        format!("com.amazonaws.{REGION}.cognito-idp")
+    );
+    assert_eq!(props["PrivateDnsEnabled"], true);
+    assert_eq!(props["VpcId"], json!({"Ref": "VpcId"}));
+    assert_eq!(props["SubnetIds"], json!({"Ref": "SubnetIds"}));
+    assert_eq!(
+        props["SecurityGroupIds"],
+        json!([{"Fn::GetAtt": ["CognitoEndpointSecurityGroup", "GroupId"]}])
+    );
+
+    // The security group admits TCP 443 from the gateway's group, nothing else.
+    let sg = &resources(&t)["CognitoEndpointSecurityGroup"]["Properties"];
+    assert_eq!(sg["VpcId"], json!({"Ref": "VpcId"}));
+    let ingress = sg["SecurityGroupIngress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0]["IpProtocol"], "tcp");
+    assert_eq!(ingress[0]["FromPort"], 443);
+    assert_eq!(ingress[0]["ToPort"], 443);
+    assert_eq!(
+        ingress[0]["SourceSecurityGroupId"],
+        json!({"Ref": "GatewaySecurityGroupId"})
+    );
+
+    // The policy: exactly the Admin* actions (InitiateAuth, the refresh, is not IAM's to
+    // authorise), exactly on the exchange's pool, attached to GatewayRoleName when given.
+    let s = gateway_policy_statement(&t);
+    assert_eq!(
+        s["Action"],
+        json!([
+            "cognito-idp:AdminInitiateAuth",
+            "cognito-idp:AdminRespondToAuthChallenge"
+        ])
+    );
+    assert_eq!(s["Resource"], json!([pool_arn(REGION, STAFF_POOL)]));
+    assert_eq!(
+        resources(&t)["GatewayCognitoPolicy"]["Properties"]["Roles"],
+        json!({"Fn::If": [
+            "AttachToGatewayRole",
+            [{"Ref": "GatewayRoleName"}],
+            {"Ref": "AWS::NoValue"}
+        ]})
+    );
+    assert_eq!(
+        t["Conditions"]["AttachToGatewayRole"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "GatewayRoleName"}, ""]}]})
+    );
+
+    // The parameters, typed so that the console offers the account's VPCs, subnets and groups.
+    let params = &t["Parameters"];
+    let types: BTreeMap<&str, &str> = params
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v["Type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        types,
+        BTreeMap::from([
+            ("GatewayRoleName", "String"),
+            ("GatewaySecurityGroupId", "AWS::EC2::SecurityGroup::Id"),
+            ("SubnetIds", "List<AWS::EC2::Subnet::Id>"),
+            ("VpcId", "AWS::EC2::VPC::Id"),
+        ])
+    );
+    assert_eq!(params["GatewayRoleName"]["Default"], "");
+
+    // Outputs: the endpoint, the policy, the base_url to configure.
+    let outputs = &t["Outputs"];
+    assert_eq!(
+        outputs["VpcEndpointId"]["Value"],
+        json!({"Ref": "CognitoEndpoint"})
+    );
+    assert_eq!(
+        outputs["PolicyArn"]["Value"],
+        json!({"Ref": "GatewayCognitoPolicy"})
+    );
+    assert_eq!(
+        outputs["BaseUrl"]["Value"],
+        json!({"Fn::Sub": format!("https://cognito-idp.{REGION}.${{AWS::URLSuffix}}")})
+    );
+
+    // The YAML explains each part, and Cognito's two limits.
+    let yaml = template(&config, "yaml");
+    let comments = comment_text(&yaml);
+    for said in [
+        "A user pool that has a domain (hosted UI, managed login) cannot be used through the \
+         endpoint",
+        "Whether the endpoint serves the pools' JWKS (/.well-known/jwks.json) is unverified",
+        "Cognito does not authorise InitiateAuth, RespondToAuthChallenge or \
+         GetTokensFromRefreshToken with IAM",
+        "The endpoint's security group",
+        "The interface endpoint for Cognito user pools in ap-northeast-1",
+        "The gateway's permissions",
+    ] {
+        assert!(comments.contains(said), "the YAML says {said:?}:\n{yaml}");
+    }
+    // A realistic configuration needs no remark.
+    assert!(!comments.contains("About this configuration"), "{yaml}");
+}
+
+/// The YAML's comments as one line of text, wherever they wrap.
+fn comment_text(yaml: &str) -> String {
+    let lines: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .map(str::trim)
+        .collect();
+    lines.join(" ")
+}
+
+#[test]
+fn privatelink_policy_leaves_get_tokens_from_refresh_token_out() {
+    let dir = TempDir::new("privatelink-gtfrt");
+    let config = dir.write(
+        "config.toml",
+        &privatelink_config("GetTokensFromRefreshToken"),
+    );
+    let t = template_json(&config);
+    let s = gateway_policy_statement(&t);
+    assert_eq!(
+        s["Action"],
+        json!([
+            "cognito-idp:AdminInitiateAuth",
+            "cognito-idp:AdminRespondToAuthChallenge"
+        ])
+    );
+    assert_eq!(s["Resource"], json!([pool_arn(REGION, STAFF_POOL)]));
+    let yaml = template(&config, "yaml");
+    assert!(
+        comment_text(&yaml).contains("It also calls GetTokensFromRefreshToken"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn unsigned_cognito_idp_is_refused_naming_the_sign_key() {
+    let dir = TempDir::new("privatelink-unsigned");
+    let unsigned = privatelink_config("REFRESH_TOKEN_AUTH").replace("sign = \"sigv4\"\n", "");
+    let config = dir.write("config.toml", &unsigned);
+    for format in ["yaml", "json"] {
+        let out = run(&[
+            "aws",
+            "template",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        assert!(out.stdout.is_empty());
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(
+            out.stderr.starts_with("private_api.sign: "),
+            "{}",
+            out.stderr
+        );
+        for said in [
+            "needs no AWS resource beyond an interface VPC endpoint for \
+             com.amazonaws.ap-northeast-1.cognito-idp",
+            "Set sign = \"sigv4\"",
+        ] {
+            assert!(out.stderr.contains(said), "{said:?} in {}", out.stderr);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input
 // ---------------------------------------------------------------------------------------------
@@ -709,7 +966,7 @@ fn unusable_settings_are_named() {
          private_api.paths.admin_initiate_auth's: one method per path\n"
     );
 
-    // Cognito called directly needs no API Gateway.
+    // Cognito called directly, unsigned: nothing for a template to make.
     let direct = two_pools_config().replace("style = \"apigateway\"", "style = \"cognito-idp\"");
     let out = run(&[
         "aws",
@@ -719,7 +976,8 @@ fn unusable_settings_are_named() {
     ]);
     assert_eq!(out.code, Some(1));
     assert!(
-        out.stderr.starts_with("private_api.style: \"cognito-idp\""),
+        out.stderr
+            .starts_with("private_api.sign: \"none\" with style \"cognito-idp\""),
         "{}",
         out.stderr
     );

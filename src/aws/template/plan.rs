@@ -4,8 +4,8 @@
 //! collected with its key, as config validation does.
 
 use crate::config::{
-    AuthFlow, CognitoConfig, Config, ConfigError, PoolConfig, PrivateApiConfig, RefreshFlow,
-    DEFAULT_POOL,
+    AuthFlow, CognitoConfig, Config, ConfigError, ExchangeConfig, PoolConfig, PrivateApiConfig,
+    RefreshFlow, DEFAULT_POOL,
 };
 use crate::exchange::api::Action;
 
@@ -93,6 +93,35 @@ fn is_region(s: &str) -> bool {
 fn pool_id_region(id: &str) -> Option<&str> {
     let (region, rest) = id.split_once('_')?;
     (is_region(region) && !rest.is_empty()).then_some(region)
+}
+
+/// The region of the pool the exchange logs into: its Cognito issuer's, else its pool id's.
+pub(super) fn exchange_region(
+    cognito: Option<&CognitoConfig>,
+    ex: &ExchangeConfig,
+) -> Option<String> {
+    cognito
+        .and_then(|c| c.pool(&ex.pool))
+        .and_then(|p| p.issuers.iter().find_map(|i| aws_issuer(i)))
+        .map(|(region, _)| region)
+        .or_else(|| pool_id_region(&ex.user_pool_id).map(String::from))
+}
+
+/// The `exchange.refresh_flow` value as the configuration spells it.
+pub(super) fn refresh_flow_name(flow: RefreshFlow) -> &'static str {
+    match flow {
+        RefreshFlow::RefreshTokenAuth => "REFRESH_TOKEN_AUTH",
+        RefreshFlow::GetTokensFromRefreshToken => "GetTokensFromRefreshToken",
+    }
+}
+
+/// The key of the `i`th pool: `cognito` in the single form, else `cognito.pools[i]`.
+pub(super) fn pool_key(cognito: &CognitoConfig, i: usize) -> String {
+    if cognito.pools.len() == 1 && cognito.pools[0].name == DEFAULT_POOL {
+        "cognito".to_string()
+    } else {
+        format!("cognito.pools[{i}]")
+    }
 }
 
 /// What API Gateway takes as a path part ("a-zA-Z0-9._-"; `{}` would make a path parameter).
@@ -210,13 +239,8 @@ impl Planner<'_> {
         Some(parts)
     }
 
-    fn exchange(&mut self, ex: &crate::config::ExchangeConfig) {
-        let region = self
-            .cognito
-            .pool(&ex.pool)
-            .and_then(|p| p.issuers.iter().find_map(|i| aws_issuer(i)))
-            .map(|(region, _)| region)
-            .or_else(|| pool_id_region(&ex.user_pool_id).map(String::from));
+    fn exchange(&mut self, ex: &ExchangeConfig) {
+        let region = exchange_region(Some(self.cognito), ex);
         if region.is_none() {
             self.plan.notes.push(format!(
                 "exchange.user_pool_id {:?} names no region: the Cognito actions and the role's \
@@ -244,13 +268,8 @@ impl Planner<'_> {
     fn pools(&mut self) {
         let pools = &self.cognito.pools;
         let several = pools.len() > 1;
-        let single_form = pools.len() == 1 && pools[0].name == DEFAULT_POOL;
         for (i, pool) in pools.iter().enumerate() {
-            let key = if single_form {
-                "cognito".to_string()
-            } else {
-                format!("cognito.pools[{i}]")
-            };
+            let key = pool_key(self.cognito, i);
             if let Some(p) = self.pool(pool, &key, several) {
                 self.plan.pools.push(p);
             }

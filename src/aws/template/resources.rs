@@ -13,7 +13,7 @@ pub(super) const STAGE_PARAM: &str = "StageName";
 /// What Cognito's JSON 1.1 protocol expects; the gateway sends `application/json`.
 const AMZ_JSON: &str = "application/x-amz-json-1.1";
 const ERROR_TYPE_HEADER: &str = "x-amzn-ErrorType";
-const POLICY_VERSION: &str = "2012-10-17";
+pub(super) const POLICY_VERSION: &str = "2012-10-17";
 
 pub(super) fn sub(s: impl Into<String>) -> Node {
     Map::new().entry("Fn::Sub", s.into()).into()
