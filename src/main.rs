@@ -51,8 +51,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AwsCommand {
-    /// Print the CloudFormation template of the private API that proxies Cognito for this
-    /// configuration. Exit code 0, or 1 when the configuration lacks what it needs.
+    /// Print the CloudFormation template of what this configuration needs in AWS: the private
+    /// API that proxies Cognito, or (style cognito-idp, sign sigv4) Cognito's interface endpoint
+    /// and the gateway's IAM policy. Exit code 0, or 1 when the configuration lacks what it needs.
     Template {
         #[arg(long, value_enum, default_value = "yaml")]
         format: TemplateFormat,
