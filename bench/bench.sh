@@ -2,11 +2,14 @@
 # Benchmark: cognito-gate against nginx (plain reverse proxy, the ceiling) and HAProxy 2.6 with
 # jwt_verify (RS256 on every request, plus iss/exp/token_use ACLs), interleaved A/B/A/B.
 # Each proxy is pinned to core 0; wrk and the upstream (nginx answering a fixed body) to core 1.
-# Reports requests/s, p50/p99, CPU microseconds per request and peak RSS per target, ratios
-# against nginx plain and HAProxy jwt, writes bench/results/latest.json, and measures the
-# gateway's RSS idle and with 1,000 and 10,000 keep-alive connections.
+# Scenarios: one valid token (64 and 1,000 connections), 10,000 valid tokens in rotation, 10,000
+# forgeries (valid tokens with an edited payload and their signature kept) of tokens the runs
+# send and of tokens never sent, one forgery repeated, a broken token, a warm Basic route.
+# Reports requests/s, p50/p99, CPU microseconds per request (and its user-space part) and peak
+# RSS per target, ratios against nginx plain and HAProxy jwt, writes bench/results/latest.json,
+# and measures the gateway's RSS idle and with 1,000 and 10,000 keep-alive connections.
 #
-# Usage: bench/bench.sh [ROUNDS] [SECONDS]     (defaults: 4 rounds of 2 s; under 5 minutes)
+# Usage: bench/bench.sh [ROUNDS] [SECONDS]     (defaults: 4 rounds of 2 s; about 4 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-4}
@@ -25,7 +28,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 cargo build --release --quiet
-GATE="$root/target/release/cognito-gate"
+GATE="${CARGO_TARGET_DIR:-$root/target}/release/cognito-gate"
 
 work=$(mktemp -d)
 pids=()
@@ -114,18 +117,39 @@ EOF
 taskset -c 0 "$GATE" --config "$work/gate.toml" 2>"$work/gate.log" & GPID=$!; pids+=($GPID)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW/readyz" >/dev/null && break; sleep 0.1; done
 
-# 10,000 distinct valid ID tokens (each login gets a new jti), minted by the dev IdP.
-python3 - "$GW" "$work/tokens.txt" <<'PY'
+# 20,000 distinct valid ID tokens (each login gets a new jti), minted by the dev IdP: the first
+# 10,000 are sent as they are; the other 10,000 are never sent, only forged.
+python3 - "$GW" "$work/tokens.txt" "$work/unsent.txt" <<'PY'
 import http.client, json, sys
-port, out = int(sys.argv[1]), sys.argv[2]
+port = int(sys.argv[1])
 c = http.client.HTTPConnection("127.0.0.1", port)
-with open(out, "w") as f:
-    for _ in range(10000):
-        c.request("POST", "/auth/login", json.dumps({"username": "bench", "password": "Bench-P@ss-1"}))
-        r = json.loads(c.getresponse().read())
-        f.write(r["AuthenticationResult"]["IdToken"] + "\n")
+for out in sys.argv[2:]:
+    with open(out, "w") as f:
+        for _ in range(10000):
+            c.request("POST", "/auth/login", json.dumps({"username": "bench", "password": "Bench-P@ss-1"}))
+            r = json.loads(c.getresponse().read())
+            f.write(r["AuthenticationResult"]["IdToken"] + "\n")
+PY
+# Forgeries: a valid token with its payload edited (sub changed, an admin group added) and its
+# signature kept, as anyone can make them for free. "forged": 10,000 made from the tokens the
+# runs send (the gateway has verified their signatures); "forged-unsent": 10,000 made from
+# tokens it never saw, so each needs an RSA check; one of those is also sent repeatedly.
+python3 - "$work" <<'PY'
+import base64, json, sys
+def b64d(s): return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+def b64e(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+work = sys.argv[1]
+for src_name, out_name in (("tokens", "forged"), ("unsent", "forged-unsent")):
+    with open(f"{work}/{src_name}.txt") as src, open(f"{work}/{out_name}.txt", "w") as out:
+        for i, line in enumerate(src):
+            h, p, s = line.strip().split(".")
+            claims = json.loads(b64d(p))
+            claims["sub"] = f"forged-{i}"
+            claims["cognito:groups"] = ["admins"]
+            out.write(f"{h}.{b64e(json.dumps(claims, separators=(',', ':')).encode())}.{s}\n")
 PY
 TOKEN=$(head -1 "$work/tokens.txt")
+FORGED=$(head -1 "$work/forged-unsent.txt")
 BASIC=$(printf 'bench:Bench-P@ss-1' | base64)
 
 cat > "$work/haproxy.cfg" <<EOF
@@ -161,13 +185,15 @@ sleep 1
 # nginx's master only supervises: its one worker does the proxying, so measure that process.
 NPID=$(pgrep -P "$NPID" | head -1)
 
-# wrk script rotating through the 10,000 tokens. The requests are formatted once, in init, so
-# the load generator spends its time sending rather than building strings.
-cat > "$work/rotate.lua" <<EOF
+# wrk scripts rotating through the 10,000 valid tokens and the 10,000 forgeries. The requests
+# are formatted once, in init, so the load generator spends its time sending rather than
+# building strings.
+for set in tokens forged forged-unsent; do
+cat > "$work/rotate-$set.lua" <<EOF
 local reqs = {}
 local i = 0
 init = function(args)
-  for line in io.lines("$work/tokens.txt") do
+  for line in io.lines("$work/$set.txt") do
     reqs[#reqs + 1] = wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. line })
   end
 end
@@ -176,20 +202,22 @@ request = function()
   return reqs[i]
 end
 EOF
+done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 # run TARGET PID SCENARIO URL CONNS [wrk args...] -> appends one JSON line to results
 results="$work/results.jsonl"
 run() {
   local target=$1 pid=$2 scenario=$3 url=$4 conns=$5; shift 5
-  local t0; t0=$( [ "$pid" = 0 ] && echo 0 || cpu_ticks "$pid")
+  local t0 u0; t0=$( [ "$pid" = 0 ] && echo 0 || cpu_ticks "$pid"); u0=$( [ "$pid" = 0 ] && echo 0 || user_ticks "$pid")
   local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" --latency "$@" "$url" 2>&1)
-  local t1; t1=$( [ "$pid" = 0 ] && echo 0 || cpu_ticks "$pid")
-  python3 - "$target" "$scenario" "$conns" "$((t1 - t0))" "$( [ "$pid" = 0 ] && echo 0 || hwm_kib "$pid")" "$out" >> "$results" <<'PY'
+  local t1 u1; t1=$( [ "$pid" = 0 ] && echo 0 || cpu_ticks "$pid"); u1=$( [ "$pid" = 0 ] && echo 0 || user_ticks "$pid")
+  python3 - "$target" "$scenario" "$conns" "$((t1 - t0))" "$( [ "$pid" = 0 ] && echo 0 || hwm_kib "$pid")" "$out" "$((u1 - u0))" >> "$results" <<'PY'
 import json, re, sys, os
-target, scenario, conns, ticks, hwm, out = sys.argv[1:7]
+target, scenario, conns, ticks, hwm, out, uticks = sys.argv[1:8]
 def dur(s):
     m = re.match(r"([\d.]+)(us|ms|s|m|h)$", s)
     if not m:
@@ -207,8 +235,10 @@ p50 = dur(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
 p99 = dur(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
 hz = os.sysconf("SC_CLK_TCK")
 cpu_us = int(ticks) * 1e6 / hz / reqs if reqs and int(ticks) else None
+user_us = int(uticks) * 1e6 / hz / reqs if reqs and int(ticks) else None
 print(json.dumps({"target": target, "scenario": scenario, "connections": int(conns), "rps": rps,
-    "p50_ms": p50, "p99_ms": p99, "cpu_us_per_req": cpu_us, "peak_rss_kib": int(hwm),
+    "p50_ms": p50, "p99_ms": p99, "cpu_us_per_req": cpu_us, "user_us_per_req": user_us,
+    "peak_rss_kib": int(hwm),
     "non_2xx": int(non2xx.group(1)) if non2xx else 0}))
 PY
 }
@@ -223,8 +253,14 @@ for r in $(seq "$ROUNDS"); do
     run haproxy-jwt "$HPID" "same-token" "http://127.0.0.1:$HA/" "$c" "${auth[@]}"
     run cognito-gate "$GPID" "same-token" "http://127.0.0.1:$GW/jwt/" "$c" "${auth[@]}"
   done
-  run haproxy-jwt "$HPID" "10k-tokens" "http://127.0.0.1:$HA/" 64 -s "$work/rotate.lua"
-  run cognito-gate "$GPID" "10k-tokens" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate.lua"
+  run haproxy-jwt "$HPID" "10k-tokens" "http://127.0.0.1:$HA/" 64 -s "$work/rotate-tokens.lua"
+  run cognito-gate "$GPID" "10k-tokens" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate-tokens.lua"
+  run haproxy-jwt "$HPID" "10k-forged" "http://127.0.0.1:$HA/" 64 -s "$work/rotate-forged.lua"
+  run cognito-gate "$GPID" "10k-forged" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate-forged.lua"
+  run haproxy-jwt "$HPID" "10k-forged-unsent" "http://127.0.0.1:$HA/" 64 -s "$work/rotate-forged-unsent.lua"
+  run cognito-gate "$GPID" "10k-forged-unsent" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate-forged-unsent.lua"
+  run haproxy-jwt "$HPID" "forged-repeated" "http://127.0.0.1:$HA/" 64 -H "Authorization: Bearer $FORGED"
+  run cognito-gate "$GPID" "forged-repeated" "http://127.0.0.1:$GW/jwt/" 64 -H "Authorization: Bearer $FORGED"
   run haproxy-jwt "$HPID" "invalid-token" "http://127.0.0.1:$HA/" 64 "${bad[@]}"
   run cognito-gate "$GPID" "invalid-token" "http://127.0.0.1:$GW/jwt/" 64 "${bad[@]}"
   run cognito-gate "$GPID" "basic-warm" "http://127.0.0.1:$GW/basic/" 64 -H "Authorization: Basic $BASIC"
@@ -272,7 +308,8 @@ for (scenario, conns, target), rs in sorted(groups.items()):
     med = lambda k: statistics.median([x[k] for x in rs if x[k] is not None]) if any(x[k] is not None for x in rs) else None
     summary.append({"scenario": scenario, "connections": conns, "target": target, "rounds": len(rs),
         "rps": med("rps"), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
-        "cpu_us_per_req": med("cpu_us_per_req"), "peak_rss_kib": max(x["peak_rss_kib"] for x in rs),
+        "cpu_us_per_req": med("cpu_us_per_req"), "user_us_per_req": med("user_us_per_req"),
+        "peak_rss_kib": max(x["peak_rss_kib"] for x in rs),
         "non_2xx": sum(x["non_2xx"] for x in rs)})
 print(json.dumps({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
     "rounds": rounds, "seconds": secs, "summary": summary, "runs": rows,
@@ -285,14 +322,15 @@ d = json.load(open(sys.argv[1]))
 s = d["summary"]
 def find(sc, c, t):
     return next((x for x in s if x["scenario"] == sc and x["connections"] == c and x["target"] == t), None)
-print(f"{'scenario':<14}{'conns':>6}  {'target':<13}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'rss MiB':>8}  vs nginx  vs haproxy-jwt")
+print(f"{'scenario':<18}{'conns':>6}  {'target':<13}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'(user)':>7}{'rss MiB':>8}  vs nginx  vs haproxy-jwt")
 for x in s:
     n = find(x["scenario"], x["connections"], "nginx-plain") or find("same-token", x["connections"], "nginx-plain")
     h = find(x["scenario"], x["connections"], "haproxy-jwt")
     rn = f"{x['rps'] / n['rps']:.2f}x" if n else "-"
     rh = f"{x['rps'] / h['rps']:.2f}x" if h else "-"
     cpu = f"{x['cpu_us_per_req']:.1f}" if x["cpu_us_per_req"] else "-"
-    print(f"{x['scenario']:<14}{x['connections']:>6}  {x['target']:<13}{x['rps']:>9.0f}{x['p50_ms']:>8.2f}{x['p99_ms']:>8.2f}{cpu:>11}{x['peak_rss_kib']/1024:>8.1f}  {rn:>8}  {rh:>12}")
+    user = f"{x['user_us_per_req']:.1f}" if x.get("user_us_per_req") else "-"
+    print(f"{x['scenario']:<18}{x['connections']:>6}  {x['target']:<13}{x['rps']:>9.0f}{x['p50_ms']:>8.2f}{x['p99_ms']:>8.2f}{cpu:>11}{user:>7}{x['peak_rss_kib']/1024:>8.1f}  {rn:>8}  {rh:>12}")
 m = d["gateway_rss_kib"]
 print(f"cognito-gate RSS: after the runs {m['after_load']/1024:.1f} MiB; fresh process idle {m['idle']/1024:.1f} MiB, "
       f"1,000 connections {m['1000']/1024:.1f} MiB, 10,000 connections {m['10000']/1024:.1f} MiB")

@@ -417,8 +417,40 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"a","alg":"RS256","n":"AQAB","e":"AQAB"}]}"#;
-    const JWKS_AB: &str = r#"{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"},{"kty":"RSA","kid":"b","n":"AQAB","e":"AQAB"}]}"#;
+    /// A real 2048-bit modulus (the test fixture's), so the keys parse.
+    fn modulus() -> String {
+        let jwk: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/rsa-k1.jwk.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        jwk["n"].as_str().unwrap().to_string()
+    }
+
+    /// A JWKS with key `a`.
+    fn jwks_a() -> &'static str {
+        static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        DOC.get_or_init(|| {
+            format!(
+                r#"{{"keys":[{{"kty":"RSA","kid":"a","alg":"RS256","n":"{}","e":"AQAB"}}]}}"#,
+                modulus()
+            )
+        })
+    }
+
+    /// A JWKS with keys `a` and `b`.
+    fn jwks_ab() -> &'static str {
+        static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        DOC.get_or_init(|| {
+            let n = modulus();
+            format!(
+                r#"{{"keys":[{{"kty":"RSA","kid":"a","n":"{n}","e":"AQAB"}},{{"kty":"RSA","kid":"b","n":"{n}","e":"AQAB"}}]}}"#
+            )
+        })
+    }
 
     /// Serves `body` after `delay`, counting calls; `None` fails the fetch.
     struct Fake {
@@ -458,7 +490,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_unknown_kids_share_one_fetch_and_respect_the_cooldown() {
-        let f = fake(Some(JWKS), Duration::from_millis(100));
+        let f = fake(Some(jwks_a()), Duration::from_millis(100));
         let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
         assert!(matches!(
             c.refresh().await,
@@ -485,7 +517,7 @@ mod tests {
 
         // After the cooldown a rotated-in key is found with one more fetch.
         tokio::time::advance(Duration::from_secs(11)).await;
-        *f.body.lock().unwrap() = Some(JWKS_AB);
+        *f.body.lock().unwrap() = Some(jwks_ab());
         assert_eq!(c.key("b").await.unwrap().kid, "b");
         assert_eq!(f.calls.load(Ordering::SeqCst), 3);
         assert!(c.key("a").await.is_ok());
@@ -494,7 +526,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failed_refreshes_keep_keys_until_max_stale() {
-        let f = fake(Some(JWKS), Duration::ZERO);
+        let f = fake(Some(jwks_a()), Duration::ZERO);
         let c = cache(&f, Duration::from_secs(10), Duration::from_secs(60));
         assert!(!c.is_usable(), "nothing loaded yet");
         c.refresh().await;
@@ -522,7 +554,7 @@ mod tests {
         // 250ms, 500ms, 1s, 2s backoff: five attempts within ~4 s.
         tokio::time::sleep(Duration::from_millis(3900)).await;
         assert_eq!(f.calls.load(Ordering::SeqCst), 5);
-        *f.body.lock().unwrap() = Some(JWKS);
+        *f.body.lock().unwrap() = Some(jwks_a());
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(c.is_usable());
         let after = f.calls.load(Ordering::SeqCst);
@@ -540,7 +572,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_refresh_task_belongs_to_the_cache_and_ends_with_it() {
-        let f = fake(Some(JWKS), Duration::ZERO);
+        let f = fake(Some(jwks_a()), Duration::ZERO);
         let c = cache(&f, Duration::from_secs(10), Duration::from_secs(3600));
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let limit = Arc::new(tokio::sync::Semaphore::new(1));

@@ -3,17 +3,33 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::DecodingKey;
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// One RSA public key, usable for RS256 signatures.
+/// The longest RSA modulus accepted (8192 bits), and so the longest RS256 signature.
+pub const MAX_MODULUS_BYTES: usize = 1024;
+
+/// One RSA public key, usable for RS256 signatures. Parsed once, when the JWKS is loaded: the
+/// modulus and its Montgomery constants are computed here, not on every verification.
 pub struct Key {
     pub kid: String,
-    pub decoding: DecodingKey,
+    public: ParsedPublicKey,
+    /// The modulus length in bytes: every RS256 signature by this key is exactly this long.
+    pub modulus_len: usize,
     /// SHA-256 of the key material (`n`, `e`): tells a key re-published under the same `kid`
     /// from the one that was there before.
     pub fingerprint: [u8; 32],
+}
+
+impl Key {
+    /// Whether `signature` (raw bytes) is this key's RS256 (PKCS#1 v1.5, SHA-256) signature of
+    /// `message`. A signature of the wrong length is refused before any arithmetic.
+    pub fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+        signature.len() == self.modulus_len && self.public.verify_sig(message, signature).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Key {
@@ -109,14 +125,30 @@ fn usable_key(value: serde_json::Value) -> Result<Key, &'static str> {
         (Some(n), Some(e)) if !n.is_empty() && !e.is_empty() => (n, e),
         _ => return Err("missing n or e"),
     };
-    let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|_| "bad n or e")?;
+    let (Ok(n_bytes), Ok(e_bytes)) = (URL_SAFE_NO_PAD.decode(&n), URL_SAFE_NO_PAD.decode(&e))
+    else {
+        return Err("n or e is not base64url");
+    };
+    // Big-endian, unsigned: leading zero bytes are not part of the modulus' length.
+    let n_trimmed = &n_bytes[n_bytes.iter().take_while(|b| **b == 0).count()..];
+    let e_trimmed = &e_bytes[e_bytes.iter().take_while(|b| **b == 0).count()..];
+    if n_trimmed.len() < 256 || n_trimmed.len() > MAX_MODULUS_BYTES {
+        return Err("RSA modulus not between 2048 and 8192 bits");
+    }
+    let public = RsaPublicKeyComponents {
+        n: n_trimmed,
+        e: e_trimmed,
+    }
+    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+    .map_err(|_| "not a valid RSA public key")?;
     let mut h = Sha256::new();
     h.update(n.as_bytes());
     h.update(b".");
     h.update(e.as_bytes());
     Ok(Key {
         kid,
-        decoding,
+        public,
+        modulus_len: n_trimmed.len(),
         fingerprint: h.finalize().into(),
     })
 }
@@ -125,18 +157,37 @@ fn usable_key(value: serde_json::Value) -> Result<Key, &'static str> {
 mod tests {
     use super::*;
 
+    fn fixture_n() -> String {
+        let jwk: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/rsa-k1.jwk.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        jwk["n"].as_str().unwrap().to_string()
+    }
+
     #[test]
     fn skips_unusable_keys() {
-        let body = br#"{"keys":[
-            {"kty":"EC","kid":"ec","crv":"P-256","x":"a","y":"b"},
-            {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
-            {"kty":"RSA","kid":"ps","alg":"PS256","n":"AQAB","e":"AQAB"},
-            {"kty":"RSA","n":"AQAB","e":"AQAB"},
-            {"kty":"RSA","kid":"good","alg":"RS256","use":"sig","n":"AQAB","e":"AQAB"},
+        let n = fixture_n();
+        let body = format!(
+            r#"{{"keys":[
+            {{"kty":"EC","kid":"ec","crv":"P-256","x":"a","y":"b"}},
+            {{"kty":"RSA","kid":"enc","use":"enc","n":"{n}","e":"AQAB"}},
+            {{"kty":"RSA","kid":"ps","alg":"PS256","n":"{n}","e":"AQAB"}},
+            {{"kty":"RSA","n":"{n}","e":"AQAB"}},
+            {{"kty":"RSA","kid":"short","n":"AQAB","e":"AQAB"}},
+            {{"kty":"RSA","kid":"not-b64","n":"{n}*","e":"AQAB"}},
+            {{"kty":"RSA","kid":"good","alg":"RS256","use":"sig","n":"{n}","e":"AQAB"}},
+            {{"kty":"RSA","kid":"padded","n":"AAAA{n}","e":"AQAB"}},
             "garbage"
-        ]}"#;
-        let set = parse_jwks(body, "test").unwrap();
-        assert_eq!(set.kids(), vec!["good"]);
+        ]}}"#
+        );
+        let set = parse_jwks(body.as_bytes(), "test").unwrap();
+        assert_eq!(set.kids(), vec!["good", "padded"]);
+        assert_eq!(set.get("padded").unwrap().modulus_len, 256);
     }
 
     #[test]

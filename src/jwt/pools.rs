@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::jwks::JwksCache;
-use super::token::{decode, MAX_TOKEN_BYTES};
+use super::token::{decode, Decoded, MAX_TOKEN_BYTES};
 use super::verify::{digest, AuthError, RoutePolicy, Verified, Verifier};
 
 /// One pool: its name and its verifier (issuers, app clients, keys).
@@ -75,12 +75,15 @@ impl Authorizer {
             return Err(AuthError::Malformed("token too long"));
         }
         let d = digest(token);
-        let (index, remember) = if self.pools.len() == 1 {
-            (0, false)
+        let (index, remember, decoded) = if self.pools.len() == 1 {
+            (0, false, None)
         } else {
             match self.seen.get(&d) {
-                Some(i) => (i, false),
-                None => (self.pool_of(token)?, true),
+                Some(i) => (i, false, None),
+                None => {
+                    let decoded = decode(token)?;
+                    (self.pool_of(&decoded)?, true, Some(decoded))
+                }
             }
         };
         let pool = &self.pools[index];
@@ -89,7 +92,10 @@ impl Authorizer {
                 pool: pool.name.clone(),
             });
         }
-        let verified = pool.verifier.verify_digest(token, &d, policy, now).await?;
+        let verified = pool
+            .verifier
+            .verify_digest(token, &d, decoded, policy, now)
+            .await?;
         if remember {
             self.seen.insert(d, index);
         }
@@ -97,8 +103,7 @@ impl Authorizer {
     }
 
     /// The pool whose issuer the token names, before any key lookup.
-    fn pool_of(&self, token: &str) -> Result<usize, AuthError> {
-        let decoded = decode(token)?;
+    fn pool_of(&self, decoded: &Decoded<'_>) -> Result<usize, AuthError> {
         let iss = match decoded.claims.get("iss") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => return Err(AuthError::Malformed("iss is not a string")),

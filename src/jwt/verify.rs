@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use sha2::Digest;
 
 use super::jwks::{JwksCache, KeyLookupError};
+use super::keys::{Key, MAX_MODULUS_BYTES};
 use crate::config::TokenUsePolicy;
 
 pub use super::token::{claim_as_string, decode, token_from_header, Decoded, MAX_TOKEN_BYTES};
@@ -151,10 +151,27 @@ impl Verified {
     }
 }
 
+/// RS256: the signature (base64url, decoded onto the stack) checked with the key parsed when the
+/// JWKS was loaded. A signature that cannot be the key's length is refused without arithmetic.
+fn signature_ok(key: &Key, signed: &[u8], signature_b64: &str) -> bool {
+    use base64::Engine;
+    let mut buf = [0u8; MAX_MODULUS_BYTES];
+    // Base64 without padding: 4 characters per 3 bytes.
+    if signature_b64.len() > MAX_MODULUS_BYTES / 3 * 4 + 4 {
+        return false;
+    }
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut buf) {
+        Ok(n) => key.verify_rs256(signed, &buf[..n]),
+        Err(_) => false,
+    }
+}
+
 /// A token that passed the pool-wide checks, remembered until it expires or its key leaves the
 /// JWKS, so that a token is verified once and not on every request.
 struct CachedToken {
     verified: Arc<Verified>,
+    /// SHA-256 of the whole token.
+    token: [u8; 32],
     kid: String,
     /// The key that verified it: a different key published under the same `kid` ends the entry.
     key: [u8; 32],
@@ -162,6 +179,62 @@ struct CachedToken {
 
 /// How many verified tokens are remembered (each entry is a digest and the claims).
 pub const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
+
+/// Slots of the recent-rejections cache: a repeated forgery or expired token is answered without
+/// decoding or RSA. Small on purpose: distinct forgeries rotate through it without hits, and it
+/// is apart from the verified-token cache, so no amount of garbage evicts a valid entry.
+pub const REJECTED_SLOTS: usize = 1024;
+
+/// A token refused after its signature was checked, remembered with the key that decided: a
+/// different key under that `kid` (or the keys going stale) ends the entry.
+struct Rejected {
+    digest: [u8; 32],
+    key: Arc<Key>,
+    error: AuthError,
+}
+
+/// A direct-mapped table of recent rejections, indexed by the token digest: a lookup or an
+/// insert is one uncontended lock and a 32-byte compare; a collision replaces the older entry.
+struct RejectedCache {
+    slots: Box<[std::sync::Mutex<Option<Rejected>>]>,
+    hits: std::sync::atomic::AtomicU64,
+}
+
+impl RejectedCache {
+    fn new() -> Self {
+        RejectedCache {
+            slots: (0..REJECTED_SLOTS)
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            hits: Default::default(),
+        }
+    }
+
+    fn slot(&self, digest: &[u8; 32]) -> &std::sync::Mutex<Option<Rejected>> {
+        let i = u16::from_le_bytes([digest[0], digest[1]]) as usize % REJECTED_SLOTS;
+        &self.slots[i]
+    }
+
+    /// The error a token got before, while the key that decided is still the one published.
+    fn get(&self, digest: &[u8; 32], jwks: &JwksCache, now: i64) -> Option<AuthError> {
+        let mut slot = self.slot(digest).lock().unwrap_or_else(|e| e.into_inner());
+        let hit = slot.as_ref().filter(|r| r.digest == *digest)?;
+        if !jwks.has_usable_key(&hit.key.kid, &hit.key.fingerprint) {
+            *slot = None;
+            return None;
+        }
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(match &hit.error {
+            AuthError::Expired { exp, .. } => AuthError::Expired { exp: *exp, now },
+            e => e.clone(),
+        })
+    }
+
+    fn insert(&self, digest: [u8; 32], key: Arc<Key>, error: AuthError) {
+        *self.slot(&digest).lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Rejected { digest, key, error });
+    }
+}
 
 /// The pool-wide part of the authorizer: accepted issuers, app clients, clock skew and keys.
 pub struct Verifier {
@@ -173,6 +246,13 @@ pub struct Verifier {
     /// SHA-256 of the token -> its verified claims. A cryptographic digest, so no crafted token
     /// can collide with a verified one.
     verified: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
+    /// The same entries by the SHA-256 of their signature: a valid token's signature reused over
+    /// an edited payload is recognised as a forgery.
+    by_signature: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
+    /// Recent tokens refused after the signature check (bad signature, expired, wrong client).
+    rejected: RejectedCache,
+    /// RSA verifications performed (the work a forger can cause).
+    signature_checks: std::sync::atomic::AtomicU64,
 }
 
 impl Verifier {
@@ -191,11 +271,30 @@ impl Verifier {
                 .max_capacity(VERIFIED_CACHE_CAPACITY)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
+            by_signature: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            rejected: RejectedCache::new(),
+            signature_checks: Default::default(),
         }
     }
 
     pub fn jwks(&self) -> &Arc<JwksCache> {
         &self.jwks
+    }
+
+    /// RSA signature checks performed so far.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests answered from the recent-rejections cache so far.
+    pub fn rejected_hits(&self) -> u64 {
+        self.rejected
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Verifies `token` (the raw JWT, without a scheme) against the pool and the route's policy.
@@ -210,15 +309,18 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("token too long"));
         }
-        self.verify_digest(token, &digest(token), policy, now).await
+        self.verify_digest(token, &digest(token), None, policy, now)
+            .await
     }
 
-    /// `verify` with the token's SHA-256 already computed (the several-pool authorizer needs it
-    /// to remember a token's pool).
+    /// `verify` with the token's SHA-256 already computed, and the token already decoded when
+    /// the caller had to (the several-pool authorizer reads `iss` to choose the pool): a token
+    /// is decoded once.
     pub async fn verify_digest(
         &self,
         token: &str,
         digest: &[u8; 32],
+        decoded: Option<Decoded<'_>>,
         policy: RoutePolicy<'_>,
         now: i64,
     ) -> Result<Arc<Verified>, AuthError> {
@@ -236,20 +338,43 @@ impl Verifier {
             // The key was withdrawn or replaced (or the keys went stale): verify from scratch.
             self.verified.invalidate(&digest);
         }
-        let decoded = decode(token)?;
+        // Not a token verified before. Is its signature one that verified another token? RSA
+        // signatures are deterministic and the message's hash is recovered from the signature,
+        // so the same signature over any other content is invalid: an edited payload, refused
+        // without RSA (and without decoding). Only on this path: the hot path hashes once.
+        let signature = signature_digest(token);
+        if let Some(hit) = self.by_signature.get(&signature) {
+            if hit.token != digest && self.jwks.has_usable_key(&hit.kid, &hit.key) {
+                return Err(AuthError::BadSignature);
+            }
+        }
+        if let Some(e) = self.rejected.get(&digest, &self.jwks, now) {
+            return Err(e);
+        }
+        let decoded = match decoded {
+            Some(d) => d,
+            None => decode(token)?,
+        };
         let kid = decoded.kid.clone();
         // Boxed: the slow path (which may refetch the JWKS) would otherwise make every
         // request's future, and each connection's in-flight slot, several KiB larger.
-        let (verified, key) = Box::pin(self.verify_pool(decoded, policy, now)).await?;
+        let (verified, key) = match Box::pin(self.verify_pool(decoded, policy, now)).await {
+            Ok(v) => v,
+            Err((e, Some(key))) => {
+                self.rejected.insert(digest, key, e.clone());
+                return Err(e);
+            }
+            Err((e, None)) => return Err(e),
+        };
         let verified = Arc::new(verified);
-        self.verified.insert(
-            digest,
-            Arc::new(CachedToken {
-                verified: verified.clone(),
-                kid,
-                key,
-            }),
-        );
+        let entry = Arc::new(CachedToken {
+            verified: verified.clone(),
+            token: digest,
+            kid,
+            key,
+        });
+        self.verified.insert(digest, entry.clone());
+        self.by_signature.insert(signature, entry);
         check_route(&verified, policy)?;
         Ok(verified)
     }
@@ -261,18 +386,47 @@ impl Verifier {
         policy: RoutePolicy<'_>,
         now: i64,
     ) -> Result<Verified, AuthError> {
-        let (v, _) = self.verify_pool(decoded, policy, now).await?;
+        let (v, _) = self
+            .verify_pool(decoded, policy, now)
+            .await
+            .map_err(|(e, _)| e)?;
         check_route(&v, policy)?;
         Ok(v)
     }
 
     /// Structure, issuer, key, signature, expiry, token kind and app client. `policy` only names
     /// the expected kind in errors. Returns the fingerprint of the key that verified it.
+    ///
+    /// A failure decided with a key (bad signature, expired, wrong app client) comes with that
+    /// key, so that the rejection can be remembered for as long as the key is published.
     async fn verify_pool(
         &self,
         decoded: Decoded<'_>,
         policy: RoutePolicy<'_>,
         now: i64,
+    ) -> Result<(Verified, [u8; 32]), (AuthError, Option<Arc<Key>>)> {
+        let mut decided_by = None;
+        match self
+            .verify_pool_with(decoded, policy, now, &mut decided_by)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let lasting = matches!(
+                    e,
+                    AuthError::BadSignature | AuthError::Expired { .. } | AuthError::Client { .. }
+                );
+                Err((e, decided_by.filter(|_| lasting)))
+            }
+        }
+    }
+
+    async fn verify_pool_with(
+        &self,
+        decoded: Decoded<'_>,
+        policy: RoutePolicy<'_>,
+        now: i64,
+        decided_by: &mut Option<Arc<Key>>,
     ) -> Result<(Verified, [u8; 32]), AuthError> {
         let claims = &decoded.claims;
         let iss = str_claim(claims, "iss")?.ok_or(AuthError::Malformed("no iss claim"))?;
@@ -293,14 +447,10 @@ impl Verifier {
             KeyLookupError::UnknownKid => AuthError::UnknownKid,
             KeyLookupError::Unavailable => AuthError::KeysUnavailable,
         })?;
-        let ok = jsonwebtoken::crypto::verify(
-            decoded.signature,
-            decoded.signed.as_bytes(),
-            &key.decoding,
-            Algorithm::RS256,
-        )
-        .unwrap_or(false);
-        if !ok {
+        *decided_by = Some(key.clone());
+        self.signature_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !signature_ok(&key, decoded.signed.as_bytes(), decoded.signature) {
             return Err(AuthError::BadSignature);
         }
 
@@ -366,6 +516,12 @@ impl Verifier {
 /// token can collide with a verified one.
 pub fn digest(token: &str) -> [u8; 32] {
     sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// SHA-256 of a token's signature part (what follows its last dot).
+fn signature_digest(token: &str) -> [u8; 32] {
+    let signature = token.rsplit_once('.').map_or(token, |(_, s)| s);
+    sha2::Sha256::digest(signature.as_bytes()).into()
 }
 
 /// The route's part of the authorizer: token kind, scopes (access tokens) and groups. Pool-wide
@@ -441,7 +597,7 @@ mod cache_tests {
 
     fn sign(claims: &Value) -> String {
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("rsa-k1.pem")).unwrap();
-        let mut h = jsonwebtoken::Header::new(Algorithm::RS256);
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         h.kid = Some("k1".into());
         jsonwebtoken::encode(&h, claims, &key).unwrap()
     }
@@ -521,5 +677,152 @@ mod cache_tests {
             v.verify(&token, access, 1).await,
             Err(AuthError::TokenUse { .. })
         ));
+    }
+
+    /// A token with its payload edited and its signature kept (what a forger can make for free).
+    fn forge(token: &str, claims: &Value) -> String {
+        use base64::Engine;
+        let mut parts = token.split('.');
+        let (h, _, s) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
+        let p = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+        format!("{h}.{p}.{s}")
+    }
+
+    #[tokio::test]
+    async fn repeated_rejections_are_remembered_while_their_key_is_published() {
+        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
+        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let jwks = JwksCache::new(
+            Some(seed),
+            Some(Arc::new(OnlyK2)),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        );
+        let v = Verifier::new(
+            vec![ISS.into()],
+            vec!["app".into()],
+            Duration::ZERO,
+            jwks.clone(),
+        );
+        let policy = RoutePolicy {
+            token_use: TokenUsePolicy::Id,
+            scopes: &[],
+            groups: &[],
+        };
+        let claims = serde_json::json!({"iss": ISS, "token_use": "id", "aud": "app", "exp": 100, "sub": "s"});
+        let token = sign(&claims);
+        let forged = forge(
+            &token,
+            &serde_json::json!({"iss": ISS, "token_use": "id", "aud": "app", "exp": 100, "sub": "admin"}),
+        );
+        let other_client =
+            sign(&serde_json::json!({"iss": ISS, "token_use": "id", "aud": "other", "exp": 100}));
+
+        // First sighting: decided with RSA; then from the table, with the same answer.
+        for round in 0..3u64 {
+            assert_eq!(
+                v.verify(&forged, policy, 50).await.unwrap_err(),
+                AuthError::BadSignature
+            );
+            assert_eq!(
+                v.verify(&token, policy, 100 + round as i64)
+                    .await
+                    .unwrap_err(),
+                AuthError::Expired {
+                    exp: 100,
+                    now: 100 + round as i64
+                },
+                "an expired token keeps its exp and gets the current time"
+            );
+            assert!(matches!(
+                v.verify(&other_client, policy, 50).await,
+                Err(AuthError::Client { .. })
+            ));
+            assert_eq!(v.rejected_hits(), 3 * round);
+        }
+        // A valid token is never answered from it.
+        let valid =
+            sign(&serde_json::json!({"iss": ISS, "token_use": "id", "aud": "app", "exp": 1000}));
+        assert!(v.verify(&valid, policy, 50).await.is_ok());
+        assert_eq!(v.rejected_hits(), 6);
+
+        // The key leaves the JWKS: the remembered rejections end with it.
+        jwks.refresh().await;
+        assert_eq!(
+            v.verify(&forged, policy, 50).await.unwrap_err(),
+            AuthError::UnknownKid
+        );
+        assert_eq!(v.rejected_hits(), 6);
+    }
+
+    #[tokio::test]
+    async fn signatures_of_the_wrong_length_or_encoding_are_refused() {
+        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
+        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
+        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks);
+        let policy = RoutePolicy {
+            token_use: TokenUsePolicy::Id,
+            scopes: &[],
+            groups: &[],
+        };
+        let token = sign(&serde_json::json!({"iss": ISS, "token_use": "id", "exp": 100}));
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        for bad in [
+            format!("{signed}.{}", &sig[..sig.len() - 4]),
+            format!("{signed}.{sig}AAAA"),
+            format!("{signed}.{}", "A".repeat(5000)),
+            format!("{signed}.{}", &sig[..sig.len() - 1]),
+        ] {
+            assert_eq!(
+                v.verify(&bad, policy, 50).await.unwrap_err(),
+                AuthError::BadSignature,
+                "{bad}"
+            );
+        }
+        assert!(v.verify(&token, policy, 50).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_valid_signature_over_an_edited_payload_is_refused_without_rsa() {
+        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
+        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
+        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks);
+        let policy = RoutePolicy {
+            token_use: TokenUsePolicy::Id,
+            scopes: &[],
+            groups: &[],
+        };
+        let token =
+            sign(&serde_json::json!({"iss": ISS, "token_use": "id", "exp": 100, "sub": "s"}));
+        // Before the genuine token is seen, a forgery costs an RSA check.
+        let first = forge(
+            &token,
+            &serde_json::json!({"iss": ISS, "token_use": "id", "exp": 100, "sub": "x"}),
+        );
+        assert_eq!(
+            v.verify(&first, policy, 50).await.unwrap_err(),
+            AuthError::BadSignature
+        );
+        assert_eq!(v.signature_checks(), 1);
+        assert!(v.verify(&token, policy, 50).await.is_ok());
+        assert_eq!(v.signature_checks(), 2);
+        // Once it is: every edit of its payload is refused from the cache, none checked with RSA.
+        for i in 0..20 {
+            let forged = forge(
+                &token,
+                &serde_json::json!({"iss": ISS, "token_use": "id", "exp": 100, "sub": format!("admin-{i}")}),
+            );
+            assert_eq!(
+                v.verify(&forged, policy, 50).await.unwrap_err(),
+                AuthError::BadSignature
+            );
+        }
+        assert_eq!(v.signature_checks(), 2);
+        assert!(
+            v.verify(&token, policy, 60).await.is_ok(),
+            "the genuine token still passes"
+        );
     }
 }
