@@ -71,7 +71,11 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            // The client's body did not parse (a bad chunk size, a connection cut mid-body):
+            // the client's fault, not the upstream's.
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(e.into())))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -86,11 +90,25 @@ where
     }
 }
 
+/// The error a `Capped` body yields when the client's body itself fails.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed request body: {0}")]
+pub struct ClientBodyError(#[source] BoxError);
+
 /// True when `err` (or one of its sources) is a `TooLarge`.
 pub fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    has_source::<TooLarge>(err)
+}
+
+/// True when `err` (or one of its sources) is a `ClientBodyError`.
+pub fn is_client_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    has_source::<ClientBodyError>(err)
+}
+
+fn has_source<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if e.is::<TooLarge>() {
+        if e.is::<T>() {
             return true;
         }
         cur = e.source();

@@ -96,6 +96,11 @@ pub enum GatewayError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request's body does not parse (a bad chunk size, a chunk without its CRLF): 400, and
+    /// the connection is closed, since where the next request starts is no longer known. (hyper
+    /// refuses ambiguous heads itself before the gateway sees them; `tests/hostile.rs`.)
+    #[error("bad framing: {0}")]
+    BadFraming(&'static str),
     #[error("method not allowed (only {0})")]
     MethodNotAllowed(&'static str),
     #[error("request body larger than the limit")]
@@ -330,7 +335,7 @@ impl GatewayError {
                 Challenge::None,
                 None,
             ),
-            GatewayError::BadRequest(_) => (
+            GatewayError::BadRequest(_) | GatewayError::BadFraming(_) => (
                 plain(StatusCode::BAD_REQUEST, MSG_BAD_REQUEST),
                 Challenge::None,
                 None,
@@ -409,9 +414,16 @@ impl GatewayError {
                 resp.headers_mut().insert(WWW_AUTHENTICATE, v);
             }
         }
-        if let GatewayError::MethodNotAllowed(allow) = self {
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
+        match self {
+            GatewayError::MethodNotAllowed(allow) => {
+                resp.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            GatewayError::BadFraming(_) => {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         resp
     }
@@ -611,6 +623,13 @@ mod tests {
             (GatewayError::NoRoute, 404, msg("Not Found"), None, None),
             (
                 GatewayError::BadRequest("x"),
+                400,
+                msg("Bad Request"),
+                None,
+                None,
+            ),
+            (
+                GatewayError::BadFraming("x"),
                 400,
                 msg("Bad Request"),
                 None,

@@ -108,6 +108,8 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let server = &self.config.server;
+        // One authority, by the RFCs' rules, for routing, allow_from, forwarding and logs.
+        let host = request_host(&mut req)?;
         // Route on the path every upstream resolves (see `proxy::path`); the normalised path is
         // also the one forwarded.
         let normal =
@@ -132,7 +134,6 @@ impl Gateway {
             }
         }
 
-        let host = request_host(&req);
         let path = route_path.as_deref().unwrap_or(req.uri().path());
         // A CORS preflight is answered for the route of the method it asks about, with no auth.
         if let Some(method) = cors::preflight_method(&req) {
@@ -223,20 +224,48 @@ fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
     http::Uri::from_parts(parts).ok()
 }
 
-/// The Host without port, lower-cased (HTTP/2: the `:authority`).
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+/// The request's authority, lower-cased, without port: an absolute-form target's (RFC 9112
+/// §3.2.2: `Host` is then ignored, and replaced so that everything after sees the same), else
+/// `Host`. HTTP/2: `:authority`, and a `Host` that differs from it is malformed (RFC 9113
+/// §8.3.1). Several `Host` lines, or none in an HTTP/1.1 request, are a 400 (RFC 9112 §3.2).
+fn request_host<B>(req: &mut Request<B>) -> Result<Option<String>, GatewayError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Host"));
+    }
+    let authority = req.uri().authority().map(|a| a.as_str().to_string());
+    let raw = match (authority, host) {
+        (Some(a), Some(h)) if req.version() == http::Version::HTTP_2 => {
+            if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
+                return Err(GatewayError::BadRequest("Host differs from :authority"));
+            }
+            a
+        }
+        (Some(a), _) => {
+            if req.version() <= http::Version::HTTP_11 {
+                let value = HeaderValue::from_str(&a)
+                    .map_err(|_| GatewayError::BadRequest("invalid authority"))?;
+                req.headers_mut().insert(HOST, value);
+            }
+            a
+        }
+        (None, Some(h)) => h
+            .to_str()
+            .map_err(|_| GatewayError::BadRequest("invalid Host"))?
+            .to_string(),
+        (None, None) if req.version() == http::Version::HTTP_11 => {
+            return Err(GatewayError::BadRequest("no Host"));
+        }
+        (None, None) => return Ok(None),
+    };
     let host = if let Some(v6) = raw.strip_prefix('[') {
         v6.split(']').next().unwrap_or(v6)
     } else {
         match raw.rsplit_once(':') {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => raw,
+            _ => raw.as_str(),
         }
     };
-    Some(host.to_ascii_lowercase())
+    Ok(Some(host.to_ascii_lowercase()))
 }

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::{is_too_large, Body};
+use crate::body::{is_client_body_error, is_too_large, Body};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::error::{GatewayError, UpstreamError};
 use crate::proxy::direct::{DirectError, DirectPool};
@@ -92,6 +92,9 @@ impl UpstreamClient {
                         if is_too_large(&e) {
                             return Err(GatewayError::BodyTooLarge);
                         }
+                        if is_client_body_error(&e) {
+                            return Err(GatewayError::BadFraming("malformed request body"));
+                        }
                         tracing::warn!(error = %error_chain(&e), kind = "protocol", "upstream request failed");
                         Err(GatewayError::Upstream(UpstreamError::Protocol))
                     }
@@ -110,6 +113,9 @@ impl UpstreamClient {
             Ok(Err(e)) => {
                 if is_too_large(&e) {
                     return Err(GatewayError::BodyTooLarge);
+                }
+                if is_client_body_error(&e) {
+                    return Err(GatewayError::BadFraming("malformed request body"));
                 }
                 let kind = if e.is_connect() {
                     UpstreamError::Connect
