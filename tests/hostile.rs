@@ -3,8 +3,11 @@
 //! routes (absolute-form targets, HTTP/2 `:authority` against `Host`), HTTP/2 floods (rapid
 //! reset, CONTINUATION, SETTINGS), and the upstream as the attacker (an endless header, a 1xx storm,
 //! broken chunking, an endless body). After each, the gateway still serves other clients.
+//! Property tests (route matching, header hygiene, authorizer parity) are in `properties`.
 
 mod common;
+#[path = "hostile/properties.rs"]
+mod properties;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
