@@ -4,6 +4,7 @@
 pub mod jwks;
 pub mod keys;
 pub mod pools;
+mod rejected;
 pub mod token;
 pub mod verify;
 
