@@ -6,7 +6,10 @@
 //!   `/admin`;
 //! - runs of `/` are merged, so `//admin` is `/admin`;
 //! - refused (400): `.` and `..` segments, also with `;params` (`..;x`); encoded `/`, `\`, `.`
-//!   and control characters (`%2f`, `%5c`, `%2e`, `%00`..`%1f`, `%7f`); a literal `\`;
+//!   and control characters (`%2f`, `%5c`, `%2e`, `%00`..`%1f`, `%7f`); a literal `\`; a `%`
+//!   that does not begin an escape (`%%36%31` would decode to `%61`, which an upstream decodes
+//!   again); a segment of params alone before another segment (`/;x/admin` is `//admin` to a
+//!   servlet container, which merges it into `/admin`);
 //! - routing ignores `;params` in a segment (`/admin;x/y` routes as `/admin/y`, as servlet
 //!   containers resolve it); the upstream gets the path with its params.
 
@@ -19,6 +22,8 @@ pub enum PathError {
     EncodedSeparator,
     Backslash,
     ControlCharacter,
+    StrayPercent,
+    ParamsOnlySegment,
 }
 
 impl PathError {
@@ -28,6 +33,8 @@ impl PathError {
             PathError::EncodedSeparator => "encoded '/', '\\' or '.' in path",
             PathError::Backslash => "backslash in path",
             PathError::ControlCharacter => "control character in path",
+            PathError::StrayPercent => "'%' without two hex digits in path",
+            PathError::ParamsOnlySegment => "segment of ';' parameters alone in path",
         }
     }
 }
@@ -81,6 +88,7 @@ pub fn normalise(path: &str) -> Result<NormalPath<'_>, PathError> {
                     _ => None,
                 };
                 match decoded {
+                    None => return Err(PathError::StrayPercent),
                     Some(b'/' | b'\\' | b'.') => return Err(PathError::EncodedSeparator),
                     Some(d) if d < 0x20 || d == 0x7f => return Err(PathError::ControlCharacter),
                     Some(d) if unreserved(d) => {
@@ -88,7 +96,7 @@ pub fn normalise(path: &str) -> Result<NormalPath<'_>, PathError> {
                         i += 3;
                         continue;
                     }
-                    // Reserved or non-ASCII octets keep their encoding; a stray '%' is kept as is.
+                    // Reserved or non-ASCII octets keep their encoding.
                     _ => out.push(c),
                 }
             }
@@ -103,7 +111,8 @@ pub fn normalise(path: &str) -> Result<NormalPath<'_>, PathError> {
         Cow::Owned(String::from_utf8(out).expect("decoded bytes are ASCII"))
     };
     let mut has_params = false;
-    for segment in forward.split('/') {
+    let mut segments = forward.split('/').peekable();
+    while let Some(segment) = segments.next() {
         let (name, params) = match segment.split_once(';') {
             Some((name, _)) => (name, true),
             None => (segment, false),
@@ -111,6 +120,11 @@ pub fn normalise(path: &str) -> Result<NormalPath<'_>, PathError> {
         has_params |= params;
         if name == "." || name == ".." {
             return Err(PathError::DotSegment);
+        }
+        // Routed as an empty segment, resolved upstream as none: `/a/;x/b` is `/a/b` there.
+        // Last, it is a trailing slash either way (`/app/;jsessionid=1`).
+        if params && name.is_empty() && segments.peek().is_some() {
+            return Err(PathError::ParamsOnlySegment);
         }
     }
     let route = if has_params {
@@ -164,8 +178,39 @@ mod tests {
         assert_eq!(ok("//admin///x").0, "/admin/x");
         // Reserved and non-ASCII octets keep their encoding.
         assert_eq!(ok("/a%20b/%C3%A9/%3F").0, "/a%20b/%C3%A9/%3F");
-        assert_eq!(ok("/a/%2").0, "/a/%2");
-        assert_eq!(ok("/a/%zz").0, "/a/%zz");
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/path/`): a '%' kept as it was next to decoded
+    /// characters made a new escape (`%%36%31dmin` -> `%61dmin`, routed as `/`, served by a
+    /// decoding upstream as `/admin`; `%2%66` -> `%2f`).
+    #[test]
+    fn a_percent_that_begins_no_escape_is_refused() {
+        for p in [
+            "/a/%2",
+            "/a/%zz",
+            "/%%36%31dmin/x",
+            "/%2%66admin",
+            "/a%",
+            "/%%",
+            "/%g0",
+        ] {
+            assert_eq!(normalise(p), Err(PathError::StrayPercent), "{p}");
+        }
+        assert_eq!(ok("/%25%36%31").0, "/%2561", "an encoded '%' stays encoded");
+    }
+
+    /// Found by fuzzing: `/api/;x/admin` was routed as `/api//admin` (under `/api`) while a
+    /// servlet container drops the params, merges the slashes and serves `/api/admin`.
+    #[test]
+    fn a_segment_of_params_alone_is_refused_unless_last() {
+        for p in ["/api/;x/admin", "/;/admin", "//;x//admin", "/a/;/"] {
+            assert_eq!(normalise(p), Err(PathError::ParamsOnlySegment), "{p}");
+        }
+        assert_eq!(
+            ok("/app/;jsessionid=1"),
+            ("/app/;jsessionid=1".into(), "/app/".into())
+        );
+        assert_eq!(ok("/;x"), ("/;x".into(), "/".into()));
     }
 
     #[test]
