@@ -16,6 +16,9 @@ pub mod dev_idp;
 pub mod error;
 pub mod exchange;
 pub mod explain;
+/// The fuzz targets' bodies (`fuzz/`), replayed on stable by `tests/fuzz_corpus.rs`.
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod hop;
 pub mod jwt;
 pub mod logging;

@@ -6,6 +6,8 @@
 //! Property tests (route matching, header hygiene, authorizer parity) are in `properties`.
 
 mod common;
+#[path = "hostile/fuzz_corpus.rs"]
+mod fuzz_corpus;
 #[path = "hostile/properties.rs"]
 mod properties;
 

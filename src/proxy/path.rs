@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(ok("/a%20b/%C3%A9/%3F").0, "/a%20b/%C3%A9/%3F");
     }
 
-    /// Found by fuzzing: a '%' kept as it was next to decoded
+    /// Found by fuzzing (`fuzz/regressions/path/`): a '%' kept as it was next to decoded
     /// characters made a new escape (`%%36%31dmin` -> `%61dmin`, routed as `/`, served by a
     /// decoding upstream as `/admin`; `%2%66` -> `%2f`).
     #[test]
