@@ -57,9 +57,12 @@ pub async fn authorize(
 pub fn parse(value: &[u8]) -> Result<(String, String), AuthError> {
     use base64::Engine;
     let value = std::str::from_utf8(value).map_err(|_| AuthError::Malformed("not ASCII"))?;
-    let value = value.trim();
+    // ASCII whitespace only, as `is_basic` reads it: a value that only Unicode trimming makes
+    // Basic (a leading U+0085) is neither method's.
+    let ows = |c: char| c.is_ascii_whitespace();
+    let value = value.trim_matches(ows);
     let encoded = match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest.trim(),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest.trim_matches(ows),
         _ => return Err(AuthError::Malformed("not Basic credentials")),
     };
     let decoded = base64::engine::general_purpose::STANDARD
@@ -100,8 +103,12 @@ mod tests {
             b"Basic dXNlcg==",
             b"Basic ",
             b"Bearer dTpw",
+            // Unicode whitespace (U+0085, U+00A0) is not HTTP's: `is_basic` does not skip it,
+            // so parse must not either (found by fuzzing).
+            "\u{85}Basic dTpw".as_bytes(),
+            "Basic dTpw\u{a0}".as_bytes(),
         ] {
-            assert!(parse(bad).is_err());
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -73,6 +73,18 @@ pub fn normalise_type(raw: &str) -> &str {
     after_hash.split(':').next().unwrap_or(after_hash).trim()
 }
 
+/// Whether a normalised error type reads as one (`NotAuthorizedException`,
+/// `com.amazonaws.Foo`): up to 100 letters, digits and dots. The private API's answer is
+/// untrusted; anything else is never logged, stored or echoed as it came.
+pub fn is_type_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+}
+
+/// What an error type that is not [`is_type_token`] is called in logs and the shared state.
+pub const UNREADABLE_TYPE: &str = "(unreadable error type)";
+
 /// Why the private API could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DependencyError {
@@ -184,7 +196,10 @@ impl ExchangeError {
 
     /// A Cognito error with its `message` (which is only used to classify, never shown).
     pub fn cognito_with_message(type_name: &str, message: Option<&str>) -> Self {
-        let name = normalise_type(type_name);
+        let name = match normalise_type(type_name) {
+            name if is_type_token(name) => name,
+            _ => UNREADABLE_TYPE,
+        };
         if is_aws_auth_error(name) {
             return ExchangeError::Dependency(DependencyError::Denied);
         }
@@ -255,6 +270,32 @@ mod tests {
                 kind: CognitoErrorKind::TooManyRequests,
                 type_name: "TooManyRequestsException".into()
             }
+        );
+    }
+
+    /// The private API's answer is untrusted: an error type that is not a short token (a log
+    /// line forged with a newline, a megabyte of text) is never carried as it came.
+    #[test]
+    fn an_unreadable_type_is_not_carried() {
+        for raw in [
+            "NotAuthorized\nlevel=INFO msg=forged".to_string(),
+            "x".repeat(101),
+            "Bad Exception".to_string(),
+            "Ünïcode".to_string(),
+            " # ".to_string(),
+        ] {
+            assert_eq!(
+                ExchangeError::cognito(&raw),
+                ExchangeError::Cognito {
+                    kind: CognitoErrorKind::Other,
+                    type_name: UNREADABLE_TYPE.into()
+                },
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            ExchangeError::cognito(&"x".repeat(100)).to_string(),
+            format!("Cognito error {}", "x".repeat(100))
         );
     }
 

@@ -103,10 +103,7 @@ pub fn error_code(error_type: Option<&str>, body: &[u8]) -> Option<String> {
         Some(text[start..start + len].to_string())
     })?;
     let code = super::error::normalise_type(&raw);
-    (!code.is_empty()
-        && code.len() <= 100
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
-    .then(|| code.to_string())
+    super::error::is_type_token(code).then(|| code.to_string())
 }
 
 /// Classifies a private API response by its content.
