@@ -6,7 +6,10 @@
 //! `Guarded` wraps the connection's IO and notes when bytes of a new request start arriving;
 //! `Activity` counts requests in flight. `watch` resolves when the connection should close:
 //! a request's headers have been arriving for longer than `header_read_timeout` (slowloris), or
-//! nothing has been in flight for `idle_timeout`.
+//! nothing has been in flight for `idle_timeout`. On HTTP/2 it also reads the frame headers the
+//! client sends and closes a connection that floods SETTINGS or PING frames (`frames`).
+
+mod frames;
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +20,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+use frames::ControlFrames;
+pub use frames::Flood;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -39,6 +45,8 @@ pub struct Activity {
     idle_ms: u64,
     /// Wakes the watchdog when the bytes of a new request start arriving.
     wake: tokio::sync::Notify,
+    /// The client flooded HTTP/2 control frames; the connection was closed for it.
+    flooded: AtomicBool,
 }
 
 impl Activity {
@@ -54,6 +62,7 @@ impl Activity {
             header_read_ms: header_read_timeout.as_millis() as u64,
             idle_ms: idle_timeout.as_millis() as u64,
             wake: tokio::sync::Notify::new(),
+            flooded: AtomicBool::new(false),
         })
     }
 
@@ -97,6 +106,11 @@ impl Activity {
                 self.wake.notify_one();
             }
         }
+    }
+
+    /// Whether the connection was closed for flooding HTTP/2 control frames.
+    pub fn flooded(&self) -> bool {
+        self.flooded.load(Ordering::Relaxed)
     }
 
     /// Resolves when the connection should be closed; says why.
@@ -148,11 +162,16 @@ impl Activity {
 pub struct Guarded<IO> {
     inner: IO,
     activity: Arc<Activity>,
+    frames: ControlFrames,
 }
 
 impl<IO> Guarded<IO> {
     pub fn new(inner: IO, activity: Arc<Activity>) -> Self {
-        Guarded { inner, activity }
+        Guarded {
+            inner,
+            activity,
+            frames: ControlFrames::new(),
+        }
     }
 }
 
@@ -166,7 +185,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            this.activity.on_read(&buf.filled()[before..]);
+            let read = &buf.filled()[before..];
+            this.activity.on_read(read);
+            if !this.frames.is_off() {
+                if let Err(flood) = this.frames.scan(read, this.activity.now_ms()) {
+                    // An error from the IO ends the connection at once: h2 would otherwise
+                    // acknowledge the frames already read before any GOAWAY.
+                    this.activity.flooded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, flood)));
+                }
+            }
         }
         r
     }

@@ -282,7 +282,10 @@ where
     } else {
         drive!(builder.serve_connection(TokioIo::new(io), svc))
     };
-    if let Err(e) = result {
+    if activity.flooded() {
+        tracing::warn!(client.addr = %info.peer, error = %crate::conn_guard::Flood,
+            "closed an HTTP/2 connection");
+    } else if let Err(e) = result {
         tracing::debug!(client.addr = %info.peer, error = %e, "connection ended with an error");
     }
 }

@@ -1,7 +1,7 @@
 //! Hostile input over real sockets, each case with its exact outcome: request smuggling attempts
 //! (ambiguous framing, broken chunking, bare LF), oversized and malformed heads, which authority
 //! routes (absolute-form targets, HTTP/2 `:authority` against `Host`), HTTP/2 floods (rapid
-//! reset, CONTINUATION, SETTINGS), and the upstream as the attacker (an endless header, a 1xx storm,
+//! reset, CONTINUATION, SETTINGS, PING), and the upstream as the attacker (an endless header, a 1xx storm,
 //! broken chunking, an endless body). After each, the gateway still serves other clients.
 //! Property tests (route matching, header hygiene, authorizer parity) are in `properties`.
 
@@ -501,24 +501,68 @@ async fn http2_floods_close_the_attacking_connection_and_spare_the_others() {
         "CONTINUATION frames kept being read: {sent} bytes"
     );
 
-    // SETTINGS flood: SETTINGS frames (each changing a setting) as fast as they can be sent.
-    // h2 answers each with an acknowledgement and has no rate limit for them, so the connection
-    // is not closed; what holds is that memory stays bounded (the acknowledgements wait on the
-    // socket, not in a queue) and other clients are served meanwhile.
+    // SETTINGS and PING floods (CVE-2019-9515, CVE-2019-9512): frames the server must
+    // acknowledge, as fast as they can be sent. h2 acknowledges each and has no limit; the
+    // gateway's frame budget (100 at once, 10/s after) closes the connection.
     let mut preface = PREFACE.to_vec();
     preface.extend(&settings);
     let change = frame(0x4, 0, 0, &[0x00, 0x04, 0x00, 0x01, 0x00, 0x00]); // INITIAL_WINDOW_SIZE
-    let before = rss_kib(pid);
-    let sent = flood(gw, &preface, &change, 4 << 20).await;
-    let grown = rss_kib(pid).saturating_sub(before);
-    eprintln!(
-        "SETTINGS flood: {sent} bytes ({} frames) sent, RSS grew {grown} KiB",
-        sent / change.len()
-    );
-    assert!(
-        grown < 32 * 1024,
-        "RSS grew {grown} KiB during a SETTINGS flood of {sent} bytes"
-    );
+    let ping = frame(0x6, 0, 0, &[7; 8]);
+    for (name, repeated) in [("SETTINGS", &change), ("PING", &ping)] {
+        let before = rss_kib(pid);
+        let sent = flood(gw, &preface, repeated, 4 << 20).await;
+        let grown = rss_kib(pid).saturating_sub(before);
+        eprintln!(
+            "{name} flood: connection closed after {sent} bytes ({} frames), RSS grew {grown} KiB",
+            sent / repeated.len()
+        );
+        // The frames in flight when the budget ran out are the client's socket buffers' worth,
+        // not the 4 MiB the attacker had to send.
+        assert!(sent < 4 << 20, "a {name} flood was never cut off");
+        assert!(
+            grown < 32 * 1024,
+            "RSS grew {grown} KiB during a {name} flood"
+        );
+    }
+    // A client that keeps its connection alive with PINGs well within the budget is served.
+    let mut keepalive = preface.clone();
+    for _ in 0..50 {
+        keepalive.extend(&ping);
+    }
+    keepalive.extend(frame(
+        0x1,
+        0x5,
+        1,
+        &[0x82, 0x86, 0x84, 0x41, 0x02, b'g', b'w'],
+    )); // GET http / :authority gw
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    s.write_all(&keepalive).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    // The answer's HEADERS frame on stream 1, with :status 200 (HPACK static index 8: 0x88).
+    let answered = |got: &[u8]| {
+        let mut at = 0;
+        while at + 9 <= got.len() {
+            let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+            let (kind, stream) = (
+                got[at + 3],
+                u32::from_be_bytes(got[at + 5..at + 9].try_into().unwrap()),
+            );
+            if kind == 0x1 && stream == 1 && got.get(at + 9) == Some(&0x88) {
+                return true;
+            }
+            at += 9 + len;
+        }
+        false
+    };
+    while !answered(&got) {
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "a client within the frame budget was cut off");
+        got.extend_from_slice(&buf[..n]);
+    }
 
     // Rapid reset (CVE-2023-44487): streams opened and cancelled at once, in bulk.
     let mut send = h2(gw).await.ready().await.unwrap();
