@@ -229,7 +229,19 @@ where
         settings,
         mut stop,
     } = ctx;
-    let gateway_allows_upgrades = gateway.load().config.routes.iter().any(|r| r.websocket);
+    let (gateway_allows_upgrades, metrics) = {
+        let g = gateway.load();
+        (
+            g.config.routes.iter().any(|r| r.websocket),
+            g.metrics.clone(),
+        )
+    };
+    let closed = |reason: &'static str| {
+        metrics
+            .connections_closed
+            .get_or_create(&crate::ops::metrics::ReasonLabel { reason })
+            .inc();
+    };
     let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
@@ -267,6 +279,7 @@ where
                 }
                 why = activity.watch() => {
                     tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
+                    closed(why);
                     if why == "header_read_timeout" {
                         // A client still sending its headers gets no graceful close: drop it.
                         return;
@@ -283,6 +296,7 @@ where
         drive!(builder.serve_connection(TokioIo::new(io), svc))
     };
     if activity.flooded() {
+        closed("h2_control_flood");
         tracing::warn!(client.addr = %info.peer, error = %crate::conn_guard::Flood,
             "closed an HTTP/2 connection");
     } else if let Err(e) = result {

@@ -474,11 +474,11 @@ async fn http2_floods_close_the_attacking_connection_and_spare_the_others() {
     let path = dir.write(
         "gateway.toml",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[[routes]]\nname = \"public\"\npath_prefix = \"/\"\nupstream = \"{}\"\nauth = [\"none\"]\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[routes]]\nname = \"public\"\npath_prefix = \"/\"\nupstream = \"{}\"\nauth = [\"none\"]\n",
             up.url()
         ),
     );
-    let gateway = common::binary::Served::start(&path, &[], false).await;
+    let gateway = common::binary::Served::start(&path, &[], true).await;
     let gw = gateway.main;
     let pid = gateway.child.id().expect("running");
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -563,6 +563,20 @@ async fn http2_floods_close_the_attacking_connection_and_spare_the_others() {
         assert!(n > 0, "a client within the frame budget was cut off");
         got.extend_from_slice(&buf[..n]);
     }
+    // Each flood is counted, with its own reason; the keep-alive client is not.
+    let admin = gateway.admin.expect("admin listener");
+    let metrics = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cognito_gate_connections_closed_total{reason=\"h2_control_flood\"} 2"),
+        "{metrics}"
+    );
 
     // Rapid reset (CVE-2023-44487): streams opened and cancelled at once, in bulk.
     let mut send = h2(gw).await.ready().await.unwrap();

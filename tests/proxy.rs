@@ -198,7 +198,7 @@ async fn upstream_failures_map_to_502_and_504() {
 
 #[tokio::test]
 async fn dot_segments_and_slowloris_are_cut_off() {
-    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
     let gw = start_ready(config(toml)).await;
     let addr = gw.http_addr.unwrap();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -257,6 +257,19 @@ async fn dot_segments_and_slowloris_are_cut_off() {
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
+    );
+    // Both counted, as the gateway's own closes.
+    let metrics = client()
+        .get(format!("http://{}/metrics", gw.admin_addr.unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cognito_gate_connections_closed_total{reason=\"header_read_timeout\"} 2"),
+        "{metrics}"
     );
 
     // An idle keep-alive connection outlives header_read_timeout.

@@ -52,6 +52,14 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Why the gateway closed a client connection itself, as `connections_closed_total` says it.
+pub const CLOSE_REASONS: [&str; 3] = ["header_read_timeout", "idle_timeout", "h2_control_flood"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SharedOpLabels {
     pub op: &'static str,
     pub outcome: &'static str,
@@ -143,6 +151,7 @@ pub struct Metrics {
     pub token_cache: Family<ResultLabel, Counter>,
     pub upstream_errors: Family<RouteKind, Counter>,
     pub connections_active: Gauge,
+    pub connections_closed: Family<ReasonLabel, Counter>,
     pub websocket_connections: Family<RouteLabel, Gauge>,
     pub shared_state_up: Gauge,
     pub shared_state_ops: Family<SharedOpLabels, Counter>,
@@ -220,6 +229,15 @@ impl Metrics {
             "Client connections currently open",
             connections_active.clone(),
         );
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections the gateway closed itself, by reason (header_read_timeout, idle_timeout, h2_control_flood)",
+            connections_closed.clone(),
+        );
+        for reason in CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&ReasonLabel { reason });
+        }
         let websocket_connections = Family::<RouteLabel, Gauge>::default();
         registry.register(
             "websocket_connections_active",
@@ -260,6 +278,7 @@ impl Metrics {
             token_cache,
             upstream_errors,
             connections_active,
+            connections_closed,
         }
     }
 
@@ -413,6 +432,7 @@ mod tests {
             "cognito_gate_token_cache_total{result=\"hit\"} 1",
             "cognito_gate_upstream_errors_total{route=\"orders\",kind=\"timeout\"} 1",
             "cognito_gate_connections_active",
+            "cognito_gate_connections_closed_total{reason=\"h2_control_flood\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
