@@ -255,10 +255,23 @@ where
             act.begin();
             // Each request runs on the configuration current when it arrived.
             let gateway = gateway.load_full();
-            let resp = match role {
+            let http1 = req.version() <= http::Version::HTTP_11;
+            let mut resp = match role {
                 Role::Main => gateway.handle(req, info).await,
                 Role::Admin => crate::ops::admin::respond(&gateway, &req),
             };
+            // While draining, an HTTP/1 connection closes after each response, so that a load
+            // balancer's idle keep-alive connections wind down during `shutdown_drain` instead of
+            // being cut when the listeners close (a request racing that close fails).
+            if http1
+                && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                && gateway.readiness.is_draining()
+            {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             act.end();
             Ok::<_, Infallible>(resp)
         })
