@@ -108,6 +108,11 @@ impl Activity {
         }
     }
 
+    /// Whether the connection speaks HTTP/2 (by ALPN or by its preface).
+    pub fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Relaxed)
+    }
+
     /// Whether the connection was closed for flooding HTTP/2 control frames.
     pub fn flooded(&self) -> bool {
         self.flooded.load(Ordering::Relaxed)

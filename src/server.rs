@@ -75,7 +75,9 @@ pub struct Listener {
 }
 
 /// Accepts until `stop` turns true, then stops accepting, asks every connection to finish its
-/// in-flight requests, and waits up to `shutdown_grace` for them.
+/// in-flight requests, and waits up to `shutdown_grace` for them. When `drain` turns true
+/// (before `stop`), HTTP/2 connections are sent GOAWAY and HTTP/1 responses close their
+/// connections, so that clients move off this gateway while it still serves.
 pub async fn serve(
     listener: Listener,
     gateway: Arc<ArcSwap<Gateway>>,
@@ -83,6 +85,7 @@ pub async fn serve(
     limit: Arc<Semaphore>,
     connections: Arc<ConnCounter>,
     stop: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -113,6 +116,7 @@ pub async fn serve(
             let tls = tls.clone();
             let settings = settings.clone();
             let stop = stop.clone();
+            let drain = drain.clone();
             let connections = connections.clone();
             async move {
                 connections.0.fetch_add(1, Ordering::Relaxed);
@@ -128,6 +132,7 @@ pub async fn serve(
                     gateway,
                     settings,
                     stop,
+                    drain,
                 };
                 match tls.map(|t| t.load_full()) {
                     Some(acceptor) => {
@@ -215,6 +220,7 @@ struct ConnCtx {
     gateway: Arc<ArcSwap<Gateway>>,
     settings: ConnSettings,
     stop: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 }
 
 /// Serves one connection until it ends, the gateway stops, or conn_guard says to close it.
@@ -228,6 +234,7 @@ where
         gateway,
         settings,
         mut stop,
+        mut drain,
     } = ctx;
     let (gateway_allows_upgrades, metrics) = {
         let g = gateway.load();
@@ -284,21 +291,36 @@ where
         ($conn:expr) => {{
             let conn = $conn;
             tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-                why = activity.watch() => {
-                    tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
-                    closed(why);
-                    if why == "header_read_timeout" {
-                        // A client still sending its headers gets no graceful close: drop it.
-                        return;
+            // Whether GOAWAY was sent because the gateway is draining.
+            let mut drained = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = stopped(&mut drain), if !drained => {
+                        drained = true;
+                        // HTTP/2: GOAWAY now, so that the client opens its next streams
+                        // elsewhere; streams in flight finish. (HTTP/1 closes after the next
+                        // response instead: see the service above.)
+                        if activity.is_h2() {
+                            conn.as_mut().graceful_shutdown();
+                        }
                     }
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+                    _ = stopped(&mut stop) => {
+                        if !(drained && activity.is_h2()) {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        break conn.await;
+                    }
+                    why = activity.watch() => {
+                        tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
+                        closed(why);
+                        if why == "header_read_timeout" {
+                            // A client still sending its headers gets no graceful close: drop it.
+                            return;
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        break conn.await;
+                    }
                 }
             }
         }};

@@ -652,6 +652,50 @@ async fn drain_under_keep_alive_load_fails_no_request() {
     );
 }
 
+/// Draining tells HTTP/2 clients at once (GOAWAY) to open their next streams elsewhere, while
+/// new connections are still served until `shutdown_drain` ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_sends_http2_clients_goaway_at_once() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_drain = \"30s\"\nshutdown_grace = \"1s\"\n\n[[routes]]\nname = \"echo\"\npath_prefix = \"/\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let addr = gw.http_addr.unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut send = send.ready().await.unwrap();
+    let req = |path: &str| {
+        http::Request::get(format!("http://{addr}{path}"))
+            .body(())
+            .unwrap()
+    };
+    let (resp, _) = send.send_request(req("/before"), true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+
+    let shutdown = tokio::spawn(gw.shutdown());
+    // The connection ends long before the 30 s drain does: GOAWAY, then the server closes it.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(ended.is_ok(), "no GOAWAY while draining");
+    // A stream opened after the GOAWAY is refused, not served on this connection.
+    let refused = match send.ready().await {
+        Ok(mut s) => match s.send_request(req("/after"), true) {
+            Ok((resp, _)) => resp.await.is_err(),
+            Err(_) => true,
+        },
+        Err(_) => true,
+    };
+    assert!(
+        refused,
+        "a stream was served on a connection told to go away"
+    );
+    // A new connection is still served while the drain lasts (HTTP/1, told to close).
+    let (status, headers, _) = get(&client(), &format!("http://{addr}/during"), None).await;
+    assert_eq!(
+        (status, headers["connection"].as_bytes()),
+        (200, &b"close"[..])
+    );
+    shutdown.abort();
+}
+
 #[tokio::test]
 async fn connection_limit_and_header_size_limit() {
     let toml = "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\nmax_header_bytes = 8192\n\n[[routes]]\nname = \"echo\"\npath_prefix = \"/\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";

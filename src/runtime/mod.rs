@@ -54,6 +54,8 @@ pub struct RunningGateway {
     current: Arc<ArcSwap<Gateway>>,
     tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
     stop: watch::Sender<bool>,
+    /// Turns true when draining starts (connections are told to move elsewhere).
+    drain: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     connections: Arc<ConnCounter>,
 }
@@ -76,6 +78,7 @@ impl RunningGateway {
         let gateway = self.current.load_full();
         let server = &gateway.config.server;
         gateway.readiness.start_draining();
+        let _ = self.drain.send(true);
         tracing::info!(
             drain_secs = server.shutdown_drain.as_secs_f64(),
             "draining: readiness now fails; still serving"
@@ -101,6 +104,7 @@ pub async fn start_with(
     jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
 ) -> Result<RunningGateway, StartError> {
     let (stop, stop_rx) = watch::channel(false);
+    let (drain, drain_rx) = watch::channel(false);
     let mut listeners = Vec::new();
 
     // The dev IdP comes first: the JWKS fetch and the service-account logins below call it.
@@ -169,6 +173,7 @@ pub async fn start_with(
             limit.clone(),
             connections.clone(),
             stop_rx.clone(),
+            drain_rx.clone(),
         )));
     }
     Ok(RunningGateway {
@@ -179,6 +184,7 @@ pub async fn start_with(
         current,
         tls: tls_slot,
         stop,
+        drain,
         listeners,
         connections,
     })
