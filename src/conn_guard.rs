@@ -7,7 +7,7 @@
 //! `Activity` counts requests in flight. `watch` resolves when the connection should close:
 //! a request's headers have been arriving for longer than `header_read_timeout` (slowloris), or
 //! nothing has been in flight for `idle_timeout`. On HTTP/2 it also reads the frame headers the
-//! client sends and closes a connection that floods SETTINGS or PING frames (`frames`).
+//! client sends and closes a connection that floods SETTINGS frames (`frames`).
 
 mod frames;
 
@@ -45,7 +45,7 @@ pub struct Activity {
     idle_ms: u64,
     /// Wakes the watchdog when the bytes of a new request start arriving.
     wake: tokio::sync::Notify,
-    /// The client flooded HTTP/2 control frames; the connection was closed for it.
+    /// The client flooded HTTP/2 SETTINGS frames; the connection was closed for it.
     flooded: AtomicBool,
 }
 
@@ -113,7 +113,7 @@ impl Activity {
         self.h2.load(Ordering::Relaxed)
     }
 
-    /// Whether the connection was closed for flooding HTTP/2 control frames.
+    /// Whether the connection was closed for flooding HTTP/2 SETTINGS frames.
     pub fn flooded(&self) -> bool {
         self.flooded.load(Ordering::Relaxed)
     }

@@ -331,7 +331,7 @@ where
         drive!(builder.serve_connection(TokioIo::new(io), svc))
     };
     if activity.flooded() {
-        closed("h2_control_flood");
+        closed("h2_settings_flood");
         tracing::warn!(client.addr = %info.peer, error = %crate::conn_guard::Flood,
             "closed an HTTP/2 connection");
     } else if let Err(e) = result {

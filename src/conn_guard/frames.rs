@@ -1,23 +1,25 @@
-//! HTTP/2 frames that a client can make the server answer at no cost to itself: SETTINGS and
-//! PING, each of which the server must acknowledge (RFC 9113 §6.5.3, §6.7). h2 answers every one
-//! and has no limit of its own, so a flood of them (CVE-2019-9512 and CVE-2019-9515) costs the
+//! HTTP/2 SETTINGS frames, which the server must apply and acknowledge (RFC 9113 §6.5.3): h2
+//! answers every one and has no limit of its own, so a flood of them (CVE-2019-9515) costs the
 //! gateway CPU and bandwidth for as long as the attacker sends. `ControlFrames` reads the frame
 //! headers out of what the client sends on an HTTP/2 connection, without buffering or
-//! interpreting payloads, and gives each connection a budget of such frames: a burst of
-//! `BURST`, refilled at `PER_SECOND`. A connection over budget is closed.
+//! interpreting payloads, and gives each connection a budget of SETTINGS frames: a burst of
+//! `BURST`, refilled at `PER_SECOND`. A connection over budget is closed. Clients send one when
+//! they connect and one more each time they grow their flow-control window (a few per
+//! connection).
 //!
-//! Acknowledgements the client sends (the ACK flag) cost the gateway nothing and are not
-//! counted. Streams opened and reset (rapid reset) are h2's to limit; a header list without end
-//! (CONTINUATION flood) is `server.max_header_bytes`'.
+//! PING frames are not budgeted: clients that size their window by the bandwidth they see
+//! (gRPC's BDP estimation) send one per round trip for as long as response data arrives, so a
+//! rate that stops a flood also cuts off a large download. h2 stops reading while its
+//! acknowledgements cannot be written, so a PING flood's memory stays bounded, and its CPU is
+//! proportional to what the client sends, as for any frame. Acknowledgements the client sends
+//! (the ACK flag) are not counted. Streams opened and reset (rapid reset) are h2's to limit; a
+//! header list without end (CONTINUATION flood) is `server.max_header_bytes`'.
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
 const ACK: u8 = 0x1;
 
-/// SETTINGS and PING frames a connection may send at once: clients send a SETTINGS frame or
-/// two when they connect and a PING every few seconds at most when they keep a connection
-/// alive.
+/// SETTINGS frames a connection may send at once.
 pub const BURST: u64 = 100;
 /// How fast the budget refills.
 pub const PER_SECOND: u64 = 10;
@@ -36,7 +38,7 @@ enum State {
     Payload { left: u64 },
 }
 
-/// The client's SETTINGS and PING frames on one connection against its budget.
+/// The client's SETTINGS frames on one connection against its budget.
 #[derive(Debug)]
 pub struct ControlFrames {
     state: State,
@@ -46,9 +48,9 @@ pub struct ControlFrames {
     at_ms: u64,
 }
 
-/// A connection sent more SETTINGS or PING frames than its budget allows.
+/// A connection sent more SETTINGS frames than its budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("HTTP/2 control frame flood: more than {BURST} SETTINGS or PING frames at once (budget refills at {PER_SECOND}/s)")]
+#[error("HTTP/2 SETTINGS flood: more than {BURST} SETTINGS frames at once (budget refills at {PER_SECOND}/s)")]
 pub struct Flood;
 
 impl Default for ControlFrames {
@@ -101,7 +103,7 @@ impl ControlFrames {
                         continue;
                     }
                     let [l0, l1, l2, kind, flags, ..] = self.header;
-                    if matches!(kind, SETTINGS | PING) && flags & ACK == 0 {
+                    if kind == SETTINGS && flags & ACK == 0 {
                         self.spend(now_ms)?;
                     }
                     let left = u64::from(u32::from_be_bytes([0, l0, l1, l2]));
@@ -139,6 +141,8 @@ impl ControlFrames {
 mod tests {
     use super::*;
 
+    const PING: u8 = 0x6;
+
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len() as u32;
         let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
@@ -163,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_control_frames_is_allowed_and_one_more_closes() {
+    fn a_burst_of_settings_is_allowed_and_one_more_closes() {
         // The SETTINGS frame a client opens with counts: BURST - 1 more fit.
         let mut c = ControlFrames::new();
         assert_eq!(
@@ -171,15 +175,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(c.scan(&settings(), 0), Err(Flood));
-
-        let mut c = ControlFrames::new();
-        let ping = frame(PING, 0, &[7; 8]);
-        assert_eq!(c.scan(&connection(BURST as usize, &ping), 0), Err(Flood));
     }
 
     #[test]
     fn frames_split_across_reads_at_any_byte_are_read_the_same() {
-        let mut bytes = connection(BURST as usize - 1, &frame(PING, 0, &[1; 8]));
+        let mut bytes = connection(BURST as usize - 1, &settings());
         // A large DATA frame whose payload holds what would read as SETTINGS headers.
         bytes.extend(frame(0x0, 0, &settings().repeat(2000)));
         let one_more = settings();
@@ -193,9 +193,10 @@ mod tests {
     }
 
     #[test]
-    fn acknowledgements_and_other_frames_are_not_counted() {
+    fn acknowledgements_pings_and_other_frames_are_not_counted() {
         let mut c = ControlFrames::new();
         let mut others = frame(SETTINGS, ACK, &[]);
+        others.extend(frame(PING, 0, &[0; 8]));
         others.extend(frame(PING, ACK, &[0; 8]));
         others.extend(frame(0x8, 0, &[0, 0, 1, 0])); // WINDOW_UPDATE
         others.extend(frame(0x0, 0, b"body"));
@@ -205,23 +206,32 @@ mod tests {
     #[test]
     fn the_budget_refills_with_time() {
         let mut c = ControlFrames::new();
-        let ping = frame(PING, 0, &[0; 8]);
-        assert_eq!(c.scan(&connection(BURST as usize - 1, &ping), 0), Ok(()));
-        // A keep-alive PING every 100 ms forever (the refill rate) never runs out.
+        assert_eq!(
+            c.scan(&connection(BURST as usize - 1, &settings()), 0),
+            Ok(())
+        );
+        // One SETTINGS frame every 100 ms forever (the refill rate) never runs out.
         for i in 1..=1000 {
-            assert_eq!(c.scan(&ping, i * 1000 / PER_SECOND), Ok(()), "ping {i}");
+            assert_eq!(
+                c.scan(&settings(), i * 1000 / PER_SECOND),
+                Ok(()),
+                "frame {i}"
+            );
         }
         // Faster than that does, once the burst is spent.
         let now = 1000 * 1000 / PER_SECOND;
-        assert_eq!(c.scan(&ping, now), Err(Flood));
+        assert_eq!(c.scan(&settings(), now), Err(Flood));
         // After a quiet spell the whole burst is back, and no more.
         let mut c = ControlFrames::new();
-        assert_eq!(c.scan(&connection(BURST as usize - 1, &ping), 0), Ok(()));
+        assert_eq!(
+            c.scan(&connection(BURST as usize - 1, &settings()), 0),
+            Ok(())
+        );
         let later = 3_600_000;
         for _ in 0..BURST {
-            assert_eq!(c.scan(&ping, later), Ok(()));
+            assert_eq!(c.scan(&settings(), later), Ok(()));
         }
-        assert_eq!(c.scan(&ping, later), Err(Flood));
+        assert_eq!(c.scan(&settings(), later), Err(Flood));
     }
 
     #[test]

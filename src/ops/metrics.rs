@@ -57,7 +57,7 @@ pub struct ReasonLabel {
 }
 
 /// Why the gateway closed a client connection itself, as `connections_closed_total` says it.
-pub const CLOSE_REASONS: [&str; 3] = ["header_read_timeout", "idle_timeout", "h2_control_flood"];
+pub const CLOSE_REASONS: [&str; 3] = ["header_read_timeout", "idle_timeout", "h2_settings_flood"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SharedOpLabels {
@@ -232,7 +232,7 @@ impl Metrics {
         let connections_closed = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "connections_closed",
-            "Client connections the gateway closed itself, by reason (header_read_timeout, idle_timeout, h2_control_flood)",
+            "Client connections the gateway closed itself, by reason (header_read_timeout, idle_timeout, h2_settings_flood)",
             connections_closed.clone(),
         );
         for reason in CLOSE_REASONS {
@@ -432,7 +432,7 @@ mod tests {
             "cognito_gate_token_cache_total{result=\"hit\"} 1",
             "cognito_gate_upstream_errors_total{route=\"orders\",kind=\"timeout\"} 1",
             "cognito_gate_connections_active",
-            "cognito_gate_connections_closed_total{reason=\"h2_control_flood\"} 0",
+            "cognito_gate_connections_closed_total{reason=\"h2_settings_flood\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
