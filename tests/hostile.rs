@@ -582,14 +582,7 @@ async fn http2_floods_close_the_attacking_connection_and_spare_the_others() {
     }
     // The SETTINGS flood is counted, with its reason; nothing else is.
     let admin = gateway.admin.expect("admin listener");
-    let metrics = client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(admin).await;
     assert!(
         metrics.contains("cognito_gate_connections_closed_total{reason=\"h2_settings_flood\"} 1"),
         "{metrics}"

@@ -198,7 +198,7 @@ async fn upstream_failures_map_to_502_and_504() {
 
 #[tokio::test]
 async fn dot_segments_and_slowloris_are_cut_off() {
-    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
     let gw = start_ready(config(toml)).await;
     let addr = gw.http_addr.unwrap();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -259,14 +259,7 @@ async fn dot_segments_and_slowloris_are_cut_off() {
         started.elapsed()
     );
     // Both counted, as the gateway's own closes.
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.admin_addr.unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.gateway().metrics.encode();
     assert!(
         metrics.contains("cognito_gate_connections_closed_total{reason=\"header_read_timeout\"} 2"),
         "{metrics}"
@@ -823,15 +816,7 @@ async fn every_metric_is_visible_on_a_fresh_process() {
     // No exchange, no JWKS: still every family of DESIGN §5, with its known series at zero.
     let toml = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
     let gw = start_ready(config(toml)).await;
-    let admin = format!("http://{}/metrics", gw.admin_addr.unwrap());
-    let text = client()
-        .get(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(gw.admin_addr.unwrap()).await;
     for family in [
         "cognito_gate_requests_total",
         "cognito_gate_request_duration_seconds",

@@ -407,6 +407,14 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GET `url` with optional Authorization; returns (status, headers, body JSON or Null).
+/// The Prometheus text an admin listener serves.
+pub async fn scrape(admin: SocketAddr) -> String {
+    let url = format!("http://{admin}/metrics");
+    let resp = client().get(&url).send().await.expect("metrics answer");
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.text().await.expect("metrics text")
+}
+
 pub async fn get(
     client: &reqwest::Client,
     url: &str,
