@@ -417,18 +417,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A real 2048-bit modulus (the test fixture's), so the keys parse.
-    fn modulus() -> String {
-        let jwk: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/rsa-k1.jwk.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        jwk["n"].as_str().unwrap().to_string()
-    }
+    use crate::jwt::keys::fixture_n as modulus;
 
     /// A JWKS with key `a`.
     fn jwks_a() -> &'static str {

@@ -153,21 +153,24 @@ fn usable_key(value: serde_json::Value) -> Result<Key, &'static str> {
     })
 }
 
+/// The test fixture k1's modulus (`tests/fixtures/rsa-k1.jwk.json`): a real 2048-bit one, so
+/// that keys built on it parse.
+#[cfg(test)]
+pub(crate) fn fixture_n() -> String {
+    let jwk: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/rsa-k1.jwk.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    jwk["n"].as_str().unwrap().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture_n() -> String {
-        let jwk: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/rsa-k1.jwk.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        jwk["n"].as_str().unwrap().to_string()
-    }
 
     #[test]
     fn skips_unusable_keys() {

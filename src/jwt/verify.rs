@@ -532,10 +532,33 @@ mod cache_tests {
         jsonwebtoken::encode(&h, claims, &key).unwrap()
     }
 
+    /// A JWKS holding only k1 (the key `sign` uses).
+    fn k1_only() -> crate::jwt::KeySet {
+        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
+        parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap()
+    }
+
+    /// A verifier for `ISS` on k1 alone, with no fetcher and any app client.
+    fn k1_verifier() -> Verifier {
+        let jwks = JwksCache::new(
+            Some(k1_only()),
+            None,
+            Duration::ZERO,
+            Duration::from_secs(60),
+        );
+        Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks)
+    }
+
+    /// Any ID token, no scope or group.
+    const ID: RoutePolicy<'static> = RoutePolicy {
+        token_use: TokenUsePolicy::Id,
+        scopes: &[],
+        groups: &[],
+    };
+
     #[tokio::test]
     async fn a_cached_token_stops_at_expiry_and_when_its_key_leaves_the_jwks() {
-        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
-        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let seed = k1_only();
         let jwks = JwksCache::new(
             Some(seed),
             Some(Arc::new(OnlyK2)),
@@ -543,11 +566,7 @@ mod cache_tests {
             Duration::from_secs(3600),
         );
         let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks.clone());
-        let policy = RoutePolicy {
-            token_use: TokenUsePolicy::Id,
-            scopes: &[],
-            groups: &[],
-        };
+        let policy = ID;
         let exp = 2_000_000_000;
         let token =
             sign(&serde_json::json!({"iss": ISS, "token_use": "id", "exp": exp, "sub": "s"}));
@@ -574,19 +593,12 @@ mod cache_tests {
 
     #[tokio::test]
     async fn route_checks_run_on_cached_tokens() {
-        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
-        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
-        let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
-        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks);
+        let v = k1_verifier();
         let token = sign(
             &serde_json::json!({"iss": ISS, "token_use": "id", "exp": 2_000_000_000i64,
             "cognito:groups": ["a"]}),
         );
-        let open = RoutePolicy {
-            token_use: TokenUsePolicy::Id,
-            scopes: &[],
-            groups: &[],
-        };
+        let open = ID;
         let need_b = ["b".to_string()];
         let group_b = RoutePolicy {
             token_use: TokenUsePolicy::Id,
@@ -620,8 +632,7 @@ mod cache_tests {
 
     #[tokio::test]
     async fn repeated_rejections_are_remembered_while_their_key_is_published() {
-        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
-        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
+        let seed = k1_only();
         let jwks = JwksCache::new(
             Some(seed),
             Some(Arc::new(OnlyK2)),
@@ -634,11 +645,7 @@ mod cache_tests {
             Duration::ZERO,
             jwks.clone(),
         );
-        let policy = RoutePolicy {
-            token_use: TokenUsePolicy::Id,
-            scopes: &[],
-            groups: &[],
-        };
+        let policy = ID;
         let claims = serde_json::json!({"iss": ISS, "token_use": "id", "aud": "app", "exp": 100, "sub": "s"});
         let token = sign(&claims);
         let forged = forge(
@@ -687,15 +694,8 @@ mod cache_tests {
 
     #[tokio::test]
     async fn signatures_of_the_wrong_length_or_encoding_are_refused() {
-        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
-        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
-        let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
-        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks);
-        let policy = RoutePolicy {
-            token_use: TokenUsePolicy::Id,
-            scopes: &[],
-            groups: &[],
-        };
+        let v = k1_verifier();
+        let policy = ID;
         let token = sign(&serde_json::json!({"iss": ISS, "token_use": "id", "exp": 100}));
         let (signed, sig) = token.rsplit_once('.').unwrap();
         for bad in [
@@ -715,15 +715,8 @@ mod cache_tests {
 
     #[tokio::test]
     async fn a_valid_signature_over_an_edited_payload_is_refused_without_rsa() {
-        let jwk = String::from_utf8(fixture("rsa-k1.jwk.json")).unwrap();
-        let seed = parse_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), "test").unwrap();
-        let jwks = JwksCache::new(Some(seed), None, Duration::ZERO, Duration::from_secs(60));
-        let v = Verifier::new(vec![ISS.into()], vec![], Duration::ZERO, jwks);
-        let policy = RoutePolicy {
-            token_use: TokenUsePolicy::Id,
-            scopes: &[],
-            groups: &[],
-        };
+        let v = k1_verifier();
+        let policy = ID;
         let token =
             sign(&serde_json::json!({"iss": ISS, "token_use": "id", "exp": 100, "sub": "s"}));
         // Before the genuine token is seen, a forgery costs an RSA check.

@@ -49,12 +49,17 @@ fn prefix() -> impl Strategy<Value = String> {
         .prop_map(|s| format!("/{}", s.join("/")))
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+/// 512 cases per property on every run; failures are printed, not persisted to a file.
+fn config() -> ProptestConfig {
+    ProptestConfig {
         cases: 512,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
 
     /// The route a path gets has a prefix that ends at a segment boundary of the path the
     /// gateway routes on, and that path has no empty, `.` or `..` segment.
@@ -230,11 +235,7 @@ fn independent(token: &str, keys: &[(String, jsonwebtoken::DecodingKey)], now: i
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 512,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     /// The gateway's authorizer and the independent verifier agree on every generated token.
     #[test]
