@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 sanitizer=${FUZZ_SANITIZER:-none}
 rss_limit=${FUZZ_RSS_LIMIT_MB:-2048}
-targets=${FUZZ_TARGETS:-token basic path config response jwks}
+targets=${FUZZ_TARGETS:-token basic path routes config response jwks}
 case ${FUZZ_BUILD:-release} in
   release) build=(-s "$sanitizer") ;;
   dev) build=(-s "$sanitizer" --dev) ;;

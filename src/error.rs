@@ -101,8 +101,8 @@ pub enum GatewayError {
     /// refuses ambiguous heads itself before the gateway sees them; `tests/hostile.rs`.)
     #[error("bad framing: {0}")]
     BadFraming(&'static str),
-    #[error("method not allowed (only {0})")]
-    MethodNotAllowed(&'static str),
+    #[error("method not allowed (only {0:?})")]
+    MethodNotAllowed(HeaderValue),
     #[error("request body larger than the limit")]
     BodyTooLarge,
     #[error("{0}")]
@@ -416,8 +416,7 @@ impl GatewayError {
         }
         match self {
             GatewayError::MethodNotAllowed(allow) => {
-                resp.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut().insert(ALLOW, allow);
             }
             GatewayError::BadFraming(_) => {
                 resp.headers_mut()
@@ -636,7 +635,7 @@ mod tests {
                 None,
             ),
             (
-                GatewayError::MethodNotAllowed("POST"),
+                GatewayError::MethodNotAllowed(HeaderValue::from_static("POST")),
                 405,
                 msg("Method Not Allowed"),
                 None,
@@ -840,7 +839,7 @@ mod tests {
                 .map(|v| v.to_str().unwrap().to_string());
             assert_eq!(got.as_deref(), challenge, "{err:?}");
         }
-        let resp = GatewayError::MethodNotAllowed("POST").into_response();
+        let resp = GatewayError::MethodNotAllowed(HeaderValue::from_static("POST")).into_response();
         assert_eq!(resp.headers()[ALLOW], "POST");
     }
 }

@@ -23,6 +23,7 @@ use crate::ops::{health_response, Readiness};
 use crate::proxy::cors;
 use crate::proxy::headers::{client_addr, request_id, X_REQUEST_ID};
 use crate::proxy::path::normalise;
+use crate::proxy::routes::RouteMatch;
 use crate::proxy::{Forwarder, Grant, Peer, RouteTable, UpstreamClient};
 
 /// What the connection tells about a request.
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub route_series: FxHashMap<String, RouteSeries>,
     /// The stop signal, for what outlives a request (WebSocket tunnels).
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Per WebSocket route, the signal a reload fires when it changes the route.
+    pub generations: crate::proxy::websocket::RouteGenerations,
 }
 
 impl Gateway {
@@ -137,7 +140,7 @@ impl Gateway {
         let path = route_path.as_deref().unwrap_or(req.uri().path());
         // A CORS preflight is answered for the route of the method it asks about, with no auth.
         if let Some(method) = cors::preflight_method(&req) {
-            let route = self.routes.find(host.as_deref(), &method, path);
+            let route = self.routes.find(host.as_deref(), &method, path).found();
             if let Some(route) = route.filter(|r| r.cors.is_some()) {
                 outcome.route = Some(route.clone());
                 let cors = route.cors.as_ref().expect("filtered");
@@ -147,11 +150,21 @@ impl Gateway {
                 ));
             }
         }
-        let route = self
-            .routes
-            .find(host.as_deref(), req.method(), path)
-            .ok_or(GatewayError::NoRoute)?
-            .clone();
+        let route = match self.routes.find(host.as_deref(), req.method(), path) {
+            RouteMatch::Found(route) => route.clone(),
+            // The longest prefix decides: a method it does not allow never falls through to a
+            // shorter, less protected one.
+            RouteMatch::MethodNotAllowed { route, allow } => {
+                outcome.route = Some(route.clone());
+                return Err(GatewayError::MethodNotAllowed(allow));
+            }
+            RouteMatch::CaseVariant(route) => {
+                tracing::debug!(request_id = ?rid, route = %route.name,
+                    "path matches the route's prefix only ignoring case: refused");
+                return Err(GatewayError::NoRoute);
+            }
+            RouteMatch::None => return Err(GatewayError::NoRoute),
+        };
         outcome.route = Some(route.clone());
         admit(&req, &route, client, server.max_body_bytes)?;
 
@@ -172,6 +185,7 @@ impl Gateway {
         let grant = Grant {
             claims: verified.map(|v| &v.claims),
             token: identity.token_to_forward(route.forward_token),
+            expires_at: verified.map(|v| v.exp),
         };
         let forwarder = Forwarder {
             client: &self.upstream,
@@ -179,6 +193,7 @@ impl Gateway {
             trusted_proxies: &server.trusted_proxies,
             max_body_bytes: server.max_body_bytes,
             stop: &self.stop,
+            generations: &self.generations,
             shutdown_grace: server.shutdown_grace,
             metrics: &self.metrics,
         };
@@ -186,7 +201,13 @@ impl Gateway {
             ip: conn.peer.ip(),
             tls: conn.tls,
         };
-        forwarder.forward(req, peer, rid, &route, grant).await
+        let mut resp = forwarder.forward(req, peer, rid, &route, grant).await?;
+        if route.cors.is_some() {
+            // The route's CORS policy is the gateway's: an upstream's own headers (one that
+            // reflects any Origin with credentials) never reach the browser.
+            cors::remove_upstream_headers(resp.headers_mut());
+        }
+        Ok(resp)
     }
 }
 

@@ -1220,6 +1220,44 @@ fn several_pools_are_checked_as_a_whole() {
     assert!(err.contains("cognito.pools[1].issuer: \"https://issuer-cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_A\" is accepted by pool \"a\" too"), "{err}");
 }
 
+/// Basic and service accounts forward tokens of the exchange's pool: a route whose `pools`
+/// leaves that pool out would let through by Basic the users it refuses by token (issue 20).
+#[test]
+fn a_route_whose_pools_exclude_the_exchange_pool_cannot_use_basic_or_service() {
+    let source = cognito_gate::config::Source {
+        name: "t".into(),
+        base_dir: ".".into(),
+    };
+    let text = |auth: &str, pools: &str| {
+        let pool = |name: &str| {
+            format!("[[cognito.pools]]\nname = \"{name}\"\nissuer = \"https://i.example/{name}\"\napp_clients = []\n[cognito.pools.jwks]\nurl = \"http://127.0.0.1:1/jwks\"\n")
+        };
+        format!(
+            "[cognito]\n{}{}[private_api]\nbase_url = \"http://127.0.0.1:1/dev\"\n[exchange]\nclient_id = \"c\"\npool = \"staff\"\n[service_accounts.batch]\nusername = \"u\"\npassword = \"p\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"builtin:echo\"\nauth = {auth}\npools = {pools}\n{sa}",
+            pool("staff"),
+            pool("partners"),
+            sa = if auth.contains("service") { "service_account = \"batch\"\n" } else { "" },
+        )
+    };
+    let parse = |auth: &str, pools: &str| {
+        cognito_gate::config::Config::parse(&text(auth, pools), &source)
+            .map(|c| c.summary())
+            .map_err(|e| e.to_string())
+    };
+    let err = parse(r#"["jwt", "basic"]"#, r#"["partners"]"#).unwrap_err();
+    assert!(
+        err.contains("routes[0].pools: does not list \"staff\", the pool auth \"basic\" logs into"),
+        "{err}"
+    );
+    let err = parse(r#"["jwt", "service"]"#, r#"["partners"]"#).unwrap_err();
+    assert!(err.contains("the pool auth \"service\" logs into"), "{err}");
+    // Listing the exchange's pool, or no pools at all, is fine; the summary names the pools.
+    let summary = parse(r#"["jwt", "basic"]"#, r#"["partners", "staff"]"#).unwrap();
+    assert!(summary.contains("pools=partners,staff"), "{summary}");
+    let summary = parse(r#"["basic"]"#, "[]").unwrap();
+    assert!(summary.contains("auth=basic pools=staff"), "{summary}");
+}
+
 #[test]
 fn a_bad_shared_jwks_default_is_one_line_however_many_pools_use_it() {
     let source = cognito_gate::config::Source {

@@ -1140,6 +1140,86 @@ async fn websocket_echo() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atomi
     (addr, conns)
 }
 
+/// A tunnel must not outlive what authorized it (issue 20): it ends when the token that opened
+/// it expires, however busy it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tunnels_end_when_the_token_that_opened_them_expires() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let (ws_up, _) = websocket_echo().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[[routes]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"http://{ws_up}\"\nauth = [\"jwt\"]\nwebsocket = true\n",
+        cognito_section(&jwks.url(), "[]"),
+    );
+    let gw = start_ready(config(&toml)).await;
+    let addr = gw.http_addr.unwrap();
+    let open = |token: String| {
+        let mut req = format!("ws://{addr}/live/feed")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+    let short = k1.sign(&with(id_claims(), json!({ "exp": now() + 2 })));
+    let long = k1.sign(&id_claims());
+    let (mut expiring, _) = open(short).await.expect("handshake");
+    let (mut lasting, _) = open(long).await.expect("handshake");
+    round_trip(&mut expiring, "while valid").await;
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut expiring, Duration::from_secs(10)).await,
+        "the tunnel outlived its token"
+    );
+    assert!(started.elapsed() <= Duration::from_secs(3));
+    // A token that is still valid keeps its tunnel.
+    round_trip(&mut lasting, "still here").await;
+}
+
+/// `websocket_max_lifetime` caps a tunnel whose token lives longer; a reload that leaves the
+/// route as it was keeps its tunnels, one that changes it ends them after `shutdown_grace`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tunnels_end_at_max_lifetime_and_when_a_reload_changes_their_route() {
+    let (ws_up, _) = websocket_echo().await;
+    let toml = |idle: &str, lifetime: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"200ms\"\n[[routes]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"http://{ws_up}\"\nauth = [\"none\"]\nwebsocket = true\nwebsocket_idle_timeout = \"{idle}\"\nwebsocket_max_lifetime = \"{lifetime}\"\n[[routes]]\nname = \"other\"\npath_prefix = \"/other\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n"
+        )
+    };
+    let gw = start_ready(config(&toml("10m", "1h"))).await;
+    let url = format!("ws://{}/live/x", gw.http_addr.unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    round_trip(&mut ws, "before").await;
+    // The same route (another one changed): the tunnel stays.
+    let mut same = config(&toml("10m", "1h"));
+    same.routes[1].strip_prefix = true;
+    gw.reload(same).await.unwrap();
+    assert!(
+        !closed_within(&mut ws, Duration::from_millis(500)).await,
+        "a reload that left the route alone closed its tunnel"
+    );
+    round_trip(&mut ws, "after an unrelated reload").await;
+    // The route changed: closed after the grace.
+    gw.reload(config(&toml("5m", "1h"))).await.unwrap();
+    round_trip(&mut ws, "during the grace").await;
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(5)).await,
+        "a reload that changed the route kept its tunnel"
+    );
+    // A tunnel opened now lives at most websocket_max_lifetime.
+    gw.reload(config(&toml("5m", "1s"))).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let started = std::time::Instant::now();
+    round_trip(&mut ws, "young").await;
+    assert!(closed_within(&mut ws, Duration::from_secs(10)).await);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took <= Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{json, Value};
@@ -405,5 +406,209 @@ fn pass_client_authorization_only_where_the_gateway_leaves_authorization_alone()
     assert!(
         sets.contains("routes[0].pass_client_authorization: the gateway forwards"),
         "{sets}"
+    );
+}
+
+// The third review (issue 20): a route's methods, ASCII case and an upstream's CORS headers.
+
+/// One raw request; returns the status line's code, the head (lower-cased) and the body JSON.
+async fn raw_head(gw: SocketAddr, req: &[u8]) -> (u16, String, Value) {
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn request(method: &str, path: &str, headers: &str) -> Vec<u8> {
+    format!("{method} {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: 0\r\n{headers}\r\n")
+        .into_bytes()
+}
+
+/// Routes `/admin` (GET only, jwt, admins) and `/` (no auth) on one upstream, plus `extra`.
+async fn methods_env(
+    extra: &str,
+) -> (
+    cognito_gate::RunningGateway,
+    EchoUpstream,
+    TestKey,
+    FakeJwks,
+) {
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let up = EchoUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}\n{extra}\n[[routes]]\nname = \"admin\"\npath_prefix = \"/admin\"\nmethods = [\"GET\"]\nupstream = \"{u}\"\nauth = [\"jwt\"]\ngroups = [\"admins\"]\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"{u}\"\nauth = [\"none\"]\n",
+        cognito_section(&jwks.url(), "[]"),
+        u = up.url()
+    );
+    (start_ready(config(&toml)).await, up, k1, jwks)
+}
+
+#[tokio::test]
+async fn a_method_the_longest_prefix_refuses_is_405_never_the_catch_all() {
+    let (gw, up, k1, _jwks) = methods_env("").await;
+    let addr = gw.http_addr.unwrap();
+    for method in ["HEAD", "POST", "DELETE", "OPTIONS", "PUT", "PATCH"] {
+        let (status, head, body) = raw_head(addr, &request(method, "/admin/secret", "")).await;
+        assert_eq!(status, 405, "{method}: {head}");
+        assert!(head.contains("\r\nallow: get"), "{method}: {head}");
+        if method != "HEAD" {
+            assert_eq!(body, json!({"message": "Method Not Allowed"}));
+        }
+    }
+    // The listed method still goes through the route's checks.
+    assert_eq!(
+        raw_head(addr, &request("GET", "/admin/secret", "")).await.0,
+        401
+    );
+    let admin = k1.sign(&id_claims());
+    let auth = format!("Authorization: Bearer {admin}\r\n");
+    assert_eq!(
+        raw_head(addr, &request("GET", "/admin/secret", &auth))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(up.hits(), 1, "only the authorized GET reached the upstream");
+    // Paths beside the prefix are the catch-all's, in every method.
+    assert_eq!(raw_head(addr, &request("POST", "/adminx", "")).await.0, 200);
+    assert_eq!(
+        raw_head(addr, &request("DELETE", "/other", "")).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn routes_sharing_a_prefix_are_alternatives_by_method_and_hosts_are_virtual_hosts() {
+    let extra = "[[routes]]\nname = \"admin-write\"\npath_prefix = \"/admin\"\nmethods = [\"POST\", \"PUT\"]\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\ngroups = [\"writers\"]\n\n[[routes]]\nname = \"tenant\"\npath_prefix = \"/admin/tenant\"\nhost = \"tenant.example\"\nmethods = [\"GET\"]\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let (gw, up, k1, _jwks) = methods_env(extra).await;
+    let addr = gw.http_addr.unwrap();
+    let token = k1.sign(&id_claims());
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    // POST is admin-write's (the user is not a writer: 403), DELETE neither's.
+    assert_eq!(
+        raw_head(addr, &request("POST", "/admin/x", &auth)).await.0,
+        403
+    );
+    let (status, head, _) = raw_head(addr, &request("DELETE", "/admin/x", &auth)).await;
+    assert_eq!(status, 405);
+    assert!(head.contains("\r\nallow: post, put, get\r\n"), "{head}");
+    // Another virtual host's route with a longer prefix is not this host's: /admin decides.
+    assert_eq!(
+        raw_head(addr, &request("PATCH", "/admin/tenant/x", ""))
+            .await
+            .0,
+        405
+    );
+    // On its own host it decides, and refuses what it does not list.
+    let on_tenant = |m: &str| {
+        format!("{m} /admin/tenant/x HTTP/1.1\r\nHost: tenant.example\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .into_bytes()
+    };
+    assert_eq!(raw_head(addr, &on_tenant("GET")).await.0, 200);
+    assert_eq!(raw_head(addr, &on_tenant("POST")).await.0, 405);
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_case_variant_of_a_protected_prefix_is_refused_unless_the_route_is_case_insensitive() {
+    let (gw, up, _k1, _jwks) = methods_env("").await;
+    let addr = gw.http_addr.unwrap();
+    for path in [
+        "/ADMIN/secret",
+        "/Admin",
+        "/aDmIn/x",
+        "/%41dmin/x",
+        "/%41DMIN",
+    ] {
+        let (status, _, body) = raw_head(addr, &request("GET", path, "")).await;
+        assert_eq!(
+            (status, body),
+            (404, json!({"message": "Not Found"})),
+            "{path}"
+        );
+    }
+    assert_eq!(up.hits(), 0, "no case variant reached the upstream");
+    drop(gw);
+
+    // With case_insensitive = true the variants are the route's, with its checks.
+    let extra = "[[routes]]\nname = \"iis\"\npath_prefix = \"/reports\"\ncase_insensitive = true\nupstream = \"builtin:echo\"\nauth = [\"jwt\"]\n";
+    let (gw, up, k1, _jwks) = methods_env(extra).await;
+    let addr = gw.http_addr.unwrap();
+    for path in ["/REPORTS/q1", "/Reports", "/reports/x"] {
+        assert_eq!(
+            raw_head(addr, &request("GET", path, "")).await.0,
+            401,
+            "{path}"
+        );
+    }
+    let auth = format!("Authorization: Bearer {}\r\n", k1.sign(&id_claims()));
+    let (status, _, seen) = raw_head(addr, &request("GET", "/REPORTS/q1", &auth)).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["path"], "/REPORTS/q1", "forwarded as sent");
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn an_upstreams_cors_headers_never_reach_an_origin_the_route_does_not_allow() {
+    // An upstream that reflects any Origin, with credentials, and says what it allows.
+    let upstream = serve_fn(Arc::new(|req: http::Request<bytes::Bytes>| {
+        let origin = req
+            .headers()
+            .get("origin")
+            .cloned()
+            .unwrap_or(http::HeaderValue::from_static("*"));
+        http::Response::builder()
+            .header("access-control-allow-origin", origin)
+            .header("access-control-allow-credentials", "true")
+            .header("access-control-allow-methods", "DELETE")
+            .header("access-control-expose-headers", "x-secret")
+            .header("x-kept", "1")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap()
+    }))
+    .await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[routes]]\nname = \"app\"\npath_prefix = \"/app\"\nupstream = \"http://{upstream}\"\nauth = [\"none\"]\n[routes.cors]\nallow_origins = [\"https://app.example\"]\n\n[[routes]]\nname = \"plain\"\npath_prefix = \"/plain\"\nupstream = \"http://{upstream}\"\nauth = [\"none\"]\n"
+    );
+    let gw = start_ready(config(&toml)).await;
+    let addr = gw.http_addr.unwrap();
+    let (status, head, _) = raw_head(
+        addr,
+        &request("GET", "/app/x", "Origin: https://evil.example\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!head.contains("access-control-"), "{head}");
+    assert!(head.contains("x-kept: 1"), "{head}");
+    let (_, head, _) = raw_head(
+        addr,
+        &request("GET", "/app/x", "Origin: https://app.example\r\n"),
+    )
+    .await;
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    for gone in ["allow-credentials", "allow-methods", "expose-headers"] {
+        assert!(!head.contains(&format!("access-control-{gone}")), "{head}");
+    }
+    // A route without cors leaves the upstream's headers to the upstream.
+    let (_, head, _) = raw_head(
+        addr,
+        &request("GET", "/plain/x", "Origin: https://evil.example\r\n"),
+    )
+    .await;
+    assert!(
+        head.contains("access-control-allow-credentials: true"),
+        "{head}"
     );
 }

@@ -66,7 +66,9 @@ pub async fn serve(
     client: IpAddr,
 ) -> Result<Response<Body>, GatewayError> {
     if req.method() != Method::POST {
-        return Err(GatewayError::MethodNotAllowed("POST"));
+        return Err(GatewayError::MethodNotAllowed(
+            http::HeaderValue::from_static("POST"),
+        ));
     }
     let body = Limited::new(req.into_body(), MAX_LOGIN_BODY)
         .collect()

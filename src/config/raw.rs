@@ -149,6 +149,8 @@ pub struct RawRoute {
     pub pools: Vec<String>,
     pub websocket: bool,
     pub websocket_idle_timeout: Option<String>,
+    pub websocket_max_lifetime: Option<String>,
+    pub case_insensitive: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -110,6 +110,14 @@ impl Config {
             if !r.groups.is_empty() {
                 extra.push_str(&format!(" groups={}", r.groups.join(",")));
             }
+            // The pools whose tokens the route accepts, by any method: the exchange's pool
+            // for basic and service, the listed (or every) pool for jwt.
+            if let Some(pools) = route_pools(self, r) {
+                extra.push_str(&format!(" pools={pools}"));
+            }
+            if r.case_insensitive {
+                extra.push_str(" case_insensitive");
+            }
             let methods = if r.methods.is_empty() {
                 "*".to_string()
             } else {
@@ -133,4 +141,24 @@ impl Config {
         }
         out
     }
+}
+
+/// The pools a route accepts tokens of, for the summary; `None` without [cognito].
+fn route_pools(config: &Config, r: &RouteConfig) -> Option<String> {
+    let cognito = config.cognito.as_ref()?;
+    let mut names: Vec<&str> = Vec::new();
+    if r.auth.contains(&AuthMethod::Jwt) {
+        if r.pools.is_empty() {
+            names.extend(cognito.pools.iter().map(|p| p.name.as_str()));
+        } else {
+            names.extend(r.pools.iter().map(String::as_str));
+        }
+    }
+    let exchanges = r.auth.contains(&AuthMethod::Basic) || r.auth.contains(&AuthMethod::Service);
+    if let Some(e) = config.exchange.as_ref().filter(|_| exchanges) {
+        if !names.contains(&e.pool.as_str()) {
+            names.push(&e.pool);
+        }
+    }
+    (!names.is_empty()).then(|| names.join(","))
 }

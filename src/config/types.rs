@@ -366,7 +366,7 @@ pub enum UpstreamTarget {
     Echo,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,
     pub path_prefix: String,
@@ -398,6 +398,11 @@ pub struct RouteConfig {
     /// 101; without it `Upgrade` is a hop-by-hop header and removed.
     pub websocket: bool,
     pub websocket_idle_timeout: Duration,
+    /// The longest a tunnel may stay open; it also ends when the token that opened it expires.
+    pub websocket_max_lifetime: Duration,
+    /// Route paths that match `path_prefix` ignoring ASCII case here (for case-insensitive
+    /// upstreams); without it such a path is refused rather than served by a shorter prefix.
+    pub case_insensitive: bool,
 }
 
 /// A route's CORS policy, its header values made once.

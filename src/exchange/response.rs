@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::error::{DependencyError, ExchangeError};
+use super::error::{CognitoErrorKind, DependencyError, ExchangeError};
 
 /// Tokens returned by Cognito. Debug never shows them.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,9 +84,24 @@ fn status_error(status: u16) -> ExchangeError {
     ExchangeError::Dependency(match status {
         403 => DependencyError::Forbidden,
         429 => DependencyError::Throttled,
+        504 => DependencyError::Timeout,
         s if s >= 500 => DependencyError::Status(s),
         _ => DependencyError::Garbage,
     })
+}
+
+/// A typed error from the private API. A type the gateway does not know says nothing about the
+/// credentials: on a 5xx (API Gateway's own `ServiceUnavailableException`, a 504 integration
+/// timeout) the HTTP status tells what happened, so the private API counts as unavailable (503)
+/// or timed out (504) rather than misbehaving (502).
+fn typed_error(status: u16, type_name: &str, message: Option<&str>) -> ExchangeError {
+    match ExchangeError::cognito_with_message(type_name, message) {
+        ExchangeError::Cognito {
+            kind: CognitoErrorKind::Other,
+            ..
+        } if status >= 500 => status_error(status),
+        e => e,
+    }
 }
 
 /// The AWS error code of a response, for logs: the `x-amzn-ErrorType` header, a JSON `__type`,
@@ -114,7 +129,7 @@ pub fn classify(
 ) -> Result<AuthResult, ExchangeError> {
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
         return Err(match error_type {
-            Some(t) => ExchangeError::cognito(t),
+            Some(t) => typed_error(status, t, None),
             None => match error_code(None, body) {
                 // An XML error from AWS's front door (moto answers signatures this way too).
                 Some(code) if super::error::is_aws_auth_error(&code) => {
@@ -163,10 +178,10 @@ pub fn classify(
         .or_else(|| obj.get("Message"))
         .and_then(Value::as_str);
     if let Some(Value::String(t)) = obj.get("__type") {
-        return Err(ExchangeError::cognito_with_message(t, message));
+        return Err(typed_error(status, t, message));
     }
     if let Some(t) = error_type {
-        return Err(ExchangeError::cognito_with_message(t, message));
+        return Err(typed_error(status, t, message));
     }
     Err(if (200..300).contains(&status) {
         ExchangeError::Dependency(DependencyError::Garbage)
@@ -178,7 +193,53 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::error::CognitoErrorKind;
+
+    /// API Gateway's own answers when the integration is unavailable or slow (issue 20: a 503
+    /// was answered 502): an unknown type takes its class from the status.
+    #[test]
+    fn an_unknown_error_type_on_a_5xx_is_the_private_api_unavailable() {
+        let body = br#"{"message":"Service Unavailable"}"#;
+        assert_eq!(
+            classify(503, Some("ServiceUnavailableException"), body),
+            Err(ExchangeError::Dependency(DependencyError::Status(503)))
+        );
+        assert_eq!(
+            classify(
+                504,
+                Some("IntegrationTimeout"),
+                br#"{"message":"Endpoint request timed out"}"#
+            ),
+            Err(ExchangeError::Dependency(DependencyError::Timeout))
+        );
+        assert_eq!(
+            classify(500, None, br#"{"__type":"SomethingNewException"}"#),
+            Err(ExchangeError::Dependency(DependencyError::Status(500)))
+        );
+        assert_eq!(
+            classify(502, Some("BadGatewayException"), b"<html>"),
+            Err(ExchangeError::Dependency(DependencyError::Status(502)))
+        );
+        // A type the gateway knows keeps its meaning whatever the status.
+        assert!(matches!(
+            classify(500, None, br#"{"__type":"NotAuthorizedException"}"#),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::NotAuthorized,
+                ..
+            })
+        ));
+        // An unknown type on a 2xx: Cognito answered something the gateway cannot use (502).
+        assert!(matches!(
+            classify(200, None, br#"{"__type":"SomethingNewException"}"#),
+            Err(ExchangeError::Cognito {
+                kind: CognitoErrorKind::Other,
+                ..
+            })
+        ));
+        let mapped = crate::error::GatewayError::Exchange(
+            classify(503, Some("ServiceUnavailableException"), body).unwrap_err(),
+        );
+        assert_eq!(mapped.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
 
     #[test]
     fn classifies_by_content() {

@@ -7,9 +7,11 @@
 //! to, and so on. Not part of the gateway's API.
 
 mod path;
+mod routes;
 mod token;
 
 pub use path::path;
+pub use routes::routes;
 pub use token::{genuine_tokens, token, token_acceptances, token_seeds};
 
 use crate::config::{Config, Source};
@@ -20,10 +22,11 @@ use crate::exchange::ExchangeError;
 pub type Target = fn(&[u8]);
 
 /// Every target with its name, for the corpus replay.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("token", token),
     ("basic", basic),
     ("path", path),
+    ("routes", routes),
     ("config", config),
     ("response", response),
     ("jwks", jwks),

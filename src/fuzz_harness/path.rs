@@ -15,7 +15,7 @@ use http::Method;
 
 use crate::config::{Config, Source};
 use crate::proxy::path::{normalise, strip_segments, NormalPath};
-use crate::proxy::routes::prefix_matches;
+use crate::proxy::routes::{prefix_matches, RouteMatch};
 use crate::proxy::RouteTable;
 
 const ROUTES: &str = r#"
@@ -100,9 +100,12 @@ pub fn path(data: &[u8]) {
     );
 
     let table = table();
-    let found = table
-        .find(None, &Method::GET, route)
-        .expect("a route for /");
+    let found = match table.find(None, &Method::GET, route) {
+        RouteMatch::Found(r) => r,
+        // A case variant of a longer prefix (`/ADMIN`) is refused: nothing is forwarded.
+        RouteMatch::CaseVariant(_) => return,
+        other => panic!("{other:?} for {route:?}: `/` serves every method"),
+    };
     assert!(prefix_matches(&found.path_prefix, route));
     if found.name == "admin" {
         assert!(
@@ -163,7 +166,7 @@ fn clean(path: &str, with_params: bool) {
 /// The segments an upstream resolves `path` to: decoded once, empty and `.` segments dropped,
 /// `..` applied. `servlet`: `;params` dropped from each segment before decoding (Tomcat,
 /// Spring); else kept (nginx). An encoded `/` decoded here separates segments.
-fn resolve(path: &str, servlet: bool) -> Vec<Vec<u8>> {
+pub(super) fn resolve(path: &str, servlet: bool) -> Vec<Vec<u8>> {
     let decoded: Vec<Vec<u8>> = path
         .split('/')
         .map(|s| {

@@ -47,6 +47,19 @@ pub fn preflight(cors: &CorsConfig, origin: Option<&HeaderValue>) -> Response<Bo
     resp
 }
 
+/// Removes every `Access-Control-*` header (an upstream's response on a CORS route, before the
+/// gateway adds its own).
+pub fn remove_upstream_headers(headers: &mut HeaderMap) {
+    let names: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
 /// Adds the CORS headers to a response of the route, when the request's origin is allowed.
 pub fn decorate(headers: &mut HeaderMap, cors: &CorsConfig, origin: Option<&HeaderValue>) {
     let Some(allowed) = origin.and_then(|o| allow_origin(cors, o)) else {

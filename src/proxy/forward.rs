@@ -34,6 +34,8 @@ pub struct Forwarder<'a> {
     pub max_body_bytes: u64,
     /// For WebSocket tunnels: the stop signal, how long they outlive it, and their gauge.
     pub stop: &'a tokio::sync::watch::Receiver<bool>,
+    /// Which WebSocket routes a reload has changed since their tunnels opened.
+    pub generations: &'a websocket::RouteGenerations,
     pub shutdown_grace: std::time::Duration,
     pub metrics: &'a std::sync::Arc<crate::ops::metrics::Metrics>,
 }
@@ -44,6 +46,9 @@ pub struct Forwarder<'a> {
 pub struct Grant<'a> {
     pub claims: Option<&'a Map<String, Value>>,
     pub token: Option<&'a str>,
+    /// When the credential that allowed the request expires (seconds since the epoch): a
+    /// WebSocket tunnel it opens ends then.
+    pub expires_at: Option<i64>,
 }
 
 impl Forwarder<'_> {
@@ -137,8 +142,14 @@ impl Forwarder<'_> {
                     let tunnel = websocket::Tunnel {
                         route: route.name.clone(),
                         idle_timeout: route.websocket_idle_timeout,
+                        lifetime: websocket::lifetime(
+                            route.websocket_max_lifetime,
+                            grant.expires_at,
+                            crate::auth::now_secs(),
+                        ),
                         grace: self.shutdown_grace,
                         stop: self.stop.clone(),
+                        retired: self.generations.subscribe(&route.name),
                         metrics: self.metrics.clone(),
                     };
                     return websocket::forward(

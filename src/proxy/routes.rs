@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::Method;
+use http::{HeaderValue, Method};
 
 use super::headers::InboundHygiene;
 use crate::config::RouteConfig;
@@ -40,18 +40,103 @@ impl RouteTable {
 
     /// The route for a request. `host` is the Host without port, lower-cased; `path` the
     /// normalised path to route on (`path::normalise`).
-    pub fn find(
-        &self,
-        host: Option<&str>,
-        method: &Method,
-        path: &str,
-    ) -> Option<&Arc<RouteConfig>> {
-        self.routes.iter().find(|r| {
-            prefix_matches(&r.path_prefix, path)
-                && r.host.as_deref().is_none_or(|h| Some(h) == host)
-                && (r.methods.is_empty() || r.methods.contains(method))
-        })
+    ///
+    /// The longest path prefix that matches decides, among the routes of the request's virtual
+    /// host (a route with a `host` exists only for that host; one without, for every host).
+    /// Several routes may share that prefix, told apart by `methods`; a method none of them
+    /// allows is refused with 405, never handed to a shorter prefix (DESIGN §4). A longer
+    /// prefix that matches only when ASCII case is ignored refuses the request (404), unless
+    /// that route says `case_insensitive`, which routes it there: a case-insensitive upstream
+    /// (IIS, ASP.NET Core) would serve `/ADMIN` as `/admin`.
+    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> RouteMatch<'_> {
+        let mut group: Option<usize> = None;
+        let mut variant: Option<&Arc<RouteConfig>> = None;
+        for r in self.routes.iter() {
+            let len = r.path_prefix.len();
+            if group.is_some_and(|l| len < l) {
+                break;
+            }
+            if let Some(v) = variant.filter(|v| len < v.path_prefix.len()) {
+                // A longer prefix matched only as a case variant, and none as long as it did.
+                return RouteMatch::CaseVariant(v);
+            }
+            if !serves_host(r, host) {
+                continue;
+            }
+            let exact = prefix_matches(&r.path_prefix, path);
+            if !exact && !prefix_matches_ignoring_case(&r.path_prefix, path) {
+                continue;
+            }
+            if !exact && !r.case_insensitive {
+                if group.is_none() {
+                    variant = variant.or(Some(r));
+                }
+                continue;
+            }
+            group = Some(len);
+            if r.methods.is_empty() || r.methods.contains(method) {
+                return RouteMatch::Found(r);
+            }
+        }
+        let Some(len) = group else {
+            return variant.map_or(RouteMatch::None, RouteMatch::CaseVariant);
+        };
+        // The group's routes all refused the method: 405, with what they allow.
+        let members: Vec<&Arc<RouteConfig>> = self
+            .routes
+            .iter()
+            .filter(|r| {
+                r.path_prefix.len() == len
+                    && serves_host(r, host)
+                    && (prefix_matches(&r.path_prefix, path)
+                        || (r.case_insensitive
+                            && prefix_matches_ignoring_case(&r.path_prefix, path)))
+            })
+            .collect();
+        let mut allow: Vec<&str> = Vec::new();
+        for m in members.iter().flat_map(|r| r.methods.iter()) {
+            if !allow.contains(&m.as_str()) {
+                allow.push(m.as_str());
+            }
+        }
+        RouteMatch::MethodNotAllowed {
+            route: members[0],
+            allow: HeaderValue::from_str(&allow.join(", ")).expect("method names are tokens"),
+        }
     }
+}
+
+/// What the route table says about a request.
+#[derive(Debug)]
+pub enum RouteMatch<'a> {
+    /// The route that serves it.
+    Found(&'a Arc<RouteConfig>),
+    /// The longest matching prefix has routes, none of them for this method: 405 with `Allow`.
+    MethodNotAllowed {
+        /// The first route of that prefix (for metrics, logs and its CORS headers).
+        route: &'a Arc<RouteConfig>,
+        allow: HeaderValue,
+    },
+    /// The path matches this route's prefix only when ASCII case is ignored, and a shorter
+    /// prefix would have served it: refused (404) rather than routed around the route's checks.
+    CaseVariant(&'a Arc<RouteConfig>),
+    /// No route's prefix matches: 404.
+    None,
+}
+
+impl<'a> RouteMatch<'a> {
+    /// The route that serves the request, if one does.
+    pub fn found(self) -> Option<&'a Arc<RouteConfig>> {
+        match self {
+            RouteMatch::Found(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A route without `host` serves every virtual host; one with it, only that one.
+fn serves_host(route: &RouteConfig, host: Option<&str>) -> bool {
+    route.host.as_deref().is_none_or(|h| Some(h) == host)
 }
 
 /// `/orders` matches `/orders`, `/orders/` and `/orders/1`, never `/ordersX`.
@@ -63,6 +148,17 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+/// `prefix_matches` with ASCII case ignored: `/admin` matches `/ADMIN/x`.
+pub fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+    let (p, b) = (prefix.as_bytes(), path.as_bytes());
+    if prefix == "/" {
+        return true;
+    }
+    b.len() >= p.len()
+        && b[..p.len()].eq_ignore_ascii_case(p)
+        && (b.len() == p.len() || b[p.len()] == b'/')
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! request (by the time it gets here it has been), then sent to the upstream on a connection of
 //! its own (plain or TLS, HTTP/1.1); on the upstream's 101 the client gets the 101 and the bytes
 //! are tunnelled both ways until either side closes, nothing moves for the route's
-//! `websocket_idle_timeout`, or the gateway stops (at the end of `shutdown_grace`).
+//! `websocket_idle_timeout`, the token that opened the tunnel expires (or
+//! `websocket_max_lifetime` passes, 2 h by default, like API Gateway's WebSocket connections), a
+//! reload changes or removes the route, or the gateway stops (the last two at the end of
+//! `shutdown_grace`). A tunnel must not outlive what authorized it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,9 +45,72 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 pub struct Tunnel {
     pub route: String,
     pub idle_timeout: Duration,
+    /// How long the tunnel may stay open: the route's `websocket_max_lifetime`, or less when
+    /// the token that opened it expires sooner.
+    pub lifetime: Duration,
     pub grace: Duration,
     pub stop: watch::Receiver<bool>,
+    /// Set when a reload changes or removes the route (`RouteGenerations`).
+    pub retired: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
+}
+
+/// The lifetime of a tunnel opened now: `max`, or until `expires_at` (seconds since the epoch)
+/// when that comes first.
+pub fn lifetime(max: Duration, expires_at: Option<i64>, now: i64) -> Duration {
+    match expires_at {
+        Some(exp) => max.min(Duration::from_secs(exp.saturating_sub(now).max(0) as u64)),
+        None => max,
+    }
+}
+
+/// One signal per WebSocket route that says "this route is no longer what opened your tunnel".
+/// A reload keeps the signal of a route it leaves unchanged (so tunnels opened before it still
+/// hear later reloads) and fires the old one of a route it changes or removes.
+#[derive(Default)]
+pub struct RouteGenerations(rustc_hash::FxHashMap<String, Arc<watch::Sender<bool>>>);
+
+impl RouteGenerations {
+    /// The signals for `routes`, reusing `previous`'s where the route is the same.
+    pub fn new(
+        routes: &[crate::config::RouteConfig],
+        previous: Option<(&RouteGenerations, &[crate::config::RouteConfig])>,
+    ) -> Self {
+        let mut map = rustc_hash::FxHashMap::default();
+        for r in routes.iter().filter(|r| r.websocket) {
+            let kept = previous.and_then(|(gens, old_routes)| {
+                old_routes
+                    .iter()
+                    .find(|o| o.name == r.name)
+                    .filter(|o| *o == r)
+                    .and_then(|_| gens.0.get(&r.name).cloned())
+            });
+            let sender = kept.unwrap_or_else(|| Arc::new(watch::Sender::new(false)));
+            map.insert(r.name.clone(), sender);
+        }
+        RouteGenerations(map)
+    }
+
+    /// A receiver for tunnels of `route`; one that never fires for a route without a signal.
+    pub fn subscribe(&self, route: &str) -> watch::Receiver<bool> {
+        match self.0.get(route) {
+            Some(s) => s.subscribe(),
+            None => watch::Sender::new(false).subscribe(),
+        }
+    }
+
+    /// Fires every signal of `self` that `next` does not carry on: those routes changed.
+    /// Returns how many routes were retired.
+    pub fn retire_replaced(&self, next: &RouteGenerations) -> usize {
+        let mut n = 0;
+        for (name, sender) in &self.0 {
+            if !next.0.get(name).is_some_and(|s| Arc::ptr_eq(s, sender)) {
+                sender.send_replace(true);
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 /// Sends the handshake `req` (absolute URI, hop-by-hop headers already removed) to the
@@ -142,7 +208,9 @@ async fn run(client: OnUpgrade, upstream: OnUpgrade, t: Tunnel) {
     let gauge = t
         .metrics
         .websocket_connections
-        .get_or_create(&RouteLabel { route: t.route })
+        .get_or_create(&RouteLabel {
+            route: t.route.clone(),
+        })
         .clone();
     gauge.inc();
     let started = Instant::now();
@@ -164,10 +232,22 @@ async fn run(client: OnUpgrade, upstream: OnUpgrade, t: Tunnel) {
         let _ = stop.wait_for(|s| *s).await;
         tokio::time::sleep(t.grace).await;
     };
+    let mut retired = t.retired;
+    let replaced = async {
+        // A signal whose sender is gone can no longer fire: it never ends the tunnel.
+        if retired.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(t.grace).await;
+    };
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        _ = idle => tracing::debug!("websocket tunnel idle: closed"),
-        _ = drained => tracing::debug!("websocket tunnel closed at the end of shutdown_grace"),
+        _ = idle => tracing::debug!(route = %t.route, "websocket tunnel idle: closed"),
+        _ = tokio::time::sleep(t.lifetime) => tracing::info!(route = %t.route,
+            "websocket tunnel closed: the token that opened it expired, or websocket_max_lifetime passed"),
+        _ = replaced => tracing::info!(route = %t.route,
+            "websocket tunnel closed: a reload changed its route (after shutdown_grace)"),
+        _ = drained => tracing::debug!(route = %t.route, "websocket tunnel closed at the end of shutdown_grace"),
     }
     gauge.dec();
 }

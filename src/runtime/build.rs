@@ -18,6 +18,7 @@ use crate::jwt::{
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::Readiness;
 use crate::pipeline::Gateway;
+use crate::proxy::websocket::RouteGenerations;
 use crate::proxy::{RouteTable, UpstreamClient};
 
 /// Builds the JWKS cache of a configuration: seeded from the file, fetching from the URL.
@@ -200,6 +201,10 @@ pub fn build_gateway(
         upstream,
         exchange,
         metrics,
+        generations: RouteGenerations::new(
+            &config.routes,
+            previous.map(|p| (&p.generations, p.config.routes.as_slice())),
+        ),
         config,
         stop: stop.clone(),
     }))

@@ -148,6 +148,13 @@ impl RunningGateway {
             slot.store(Arc::new(acceptor));
             summary.tls_reloaded = true;
         }
+        let retired = old.generations.retire_replaced(&gateway.generations);
+        if retired > 0 {
+            tracing::info!(
+                routes = retired,
+                "reload changed WebSocket routes: their open tunnels end after shutdown_grace"
+            );
+        }
         self.current.store(gateway);
         Ok(summary)
     }

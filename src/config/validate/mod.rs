@@ -232,6 +232,7 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
             .unwrap_or_default(),
         has_cognito: cognito.is_some(),
         has_exchange: exchange.is_some(),
+        exchange_pool: exchange.as_ref().map(|e| e.pool.clone()),
         service_accounts: service_accounts.iter().map(|a| a.name.clone()).collect(),
     };
     let routes = routes(&mut cx, raw.routes, &known);

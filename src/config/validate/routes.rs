@@ -9,6 +9,8 @@ pub(super) struct RouteContext {
     pub(super) pools: Vec<String>,
     pub(super) has_cognito: bool,
     pub(super) has_exchange: bool,
+    /// The pool the exchange logs into, when there is an exchange.
+    pub(super) exchange_pool: Option<String>,
     pub(super) service_accounts: Vec<String>,
 }
 
@@ -102,6 +104,17 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
             "needs an http(s) upstream that speaks WebSocket",
         );
     }
+    if r.websocket_max_lifetime.is_some() && !r.websocket {
+        cx.err(
+            k("websocket_max_lifetime"),
+            "only applies with websocket = true",
+        );
+    }
+    let websocket_max_lifetime = cx.positive_duration(
+        &k("websocket_max_lifetime"),
+        r.websocket_max_lifetime.as_deref(),
+        DEFAULT_WEBSOCKET_MAX_LIFETIME,
+    );
     let mut auth = Vec::new();
     match r.auth {
         None => cx.err(
@@ -280,6 +293,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
             "scopes, groups and claim_headers need \"jwt\", \"basic\" or \"service\" in auth",
         );
     }
+    let pools = route_pools(cx, key, r.pools, &auth, known);
     RouteConfig {
         timeout: cx.positive_duration(&k("timeout"), r.timeout.as_deref(), DEFAULT_ROUTE_TIMEOUT),
         upstream_headers: cx.headers(&k("upstream_headers"), &r.upstream_headers),
@@ -301,28 +315,52 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         pass_client_authorization: r.pass_client_authorization,
         service_account,
         cors: r.cors.map(|c| cors(cx, &k("cors"), c)),
-        pools: route_pools(cx, key, r.pools, has_jwt, known),
+        pools,
         websocket: r.websocket,
         websocket_idle_timeout: cx.positive_duration(
             &k("websocket_idle_timeout"),
             r.websocket_idle_timeout.as_deref(),
             DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
         ),
+        websocket_max_lifetime,
+        case_insensitive: r.case_insensitive,
     }
 }
 
 pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// API Gateway closes a WebSocket connection after 2 hours; a tunnel here lives no longer by
+/// default, and never past the expiry of the token that opened it.
+pub const DEFAULT_WEBSOCKET_MAX_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 
 /// `routes[].pools`: pools the route's jwt method accepts tokens of.
 fn route_pools(
     cx: &mut Ctx,
     key: &str,
     pools: Vec<String>,
-    has_jwt: bool,
+    auth: &[AuthMethod],
     known: &RouteContext,
 ) -> Vec<String> {
-    if !pools.is_empty() && !has_jwt {
+    if !pools.is_empty() && !auth.contains(&AuthMethod::Jwt) {
         cx.err(join_key(key, "pools"), "only applies to auth \"jwt\"");
+    }
+    // Basic and service accounts forward tokens of the exchange's pool: a route that refuses
+    // that pool's tokens must not accept them through the exchange either.
+    if let Some(exchange_pool) = known.exchange_pool.as_deref() {
+        let exchanged = auth
+            .iter()
+            .find(|a| matches!(a, AuthMethod::Basic | AuthMethod::Service));
+        if let Some(method) = exchanged.filter(|_| !pools.is_empty()) {
+            if !pools.iter().any(|p| p == exchange_pool) {
+                cx.err(
+                    join_key(key, "pools"),
+                    format!(
+                        "does not list {exchange_pool:?}, the pool auth \"{}\" logs into ([exchange] pool); add it or remove \"{}\"",
+                        method.as_str(),
+                        method.as_str()
+                    ),
+                );
+            }
+        }
     }
     for (j, p) in pools.iter().enumerate() {
         if !known.pools.contains(p) {
