@@ -288,5 +288,8 @@ fn request_host<B>(req: &mut Request<B>) -> Result<Option<String>, GatewayError>
             _ => raw.as_str(),
         }
     };
+    // `tenant.example.` is `tenant.example` (a fully qualified name): without this, a host's
+    // own routes could be walked around to the routes every host shares.
+    let host = host.strip_suffix('.').unwrap_or(host);
     Ok(Some(host.to_ascii_lowercase()))
 }

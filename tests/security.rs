@@ -509,12 +509,15 @@ async fn routes_sharing_a_prefix_are_alternatives_by_method_and_hosts_are_virtua
         405
     );
     // On its own host it decides, and refuses what it does not list.
-    let on_tenant = |m: &str| {
-        format!("{m} /admin/tenant/x HTTP/1.1\r\nHost: tenant.example\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    let on = |m: &str, host: &str| {
+        format!("{m} /admin/tenant/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             .into_bytes()
     };
-    assert_eq!(raw_head(addr, &on_tenant("GET")).await.0, 200);
-    assert_eq!(raw_head(addr, &on_tenant("POST")).await.0, 405);
+    // The same host in every spelling (case, port, the root's trailing dot) is the same host.
+    for host in ["tenant.example", "TENANT.example:8080", "tenant.example."] {
+        assert_eq!(raw_head(addr, &on("GET", host)).await.0, 200, "{host}");
+        assert_eq!(raw_head(addr, &on("POST", host)).await.0, 405, "{host}");
+    }
     assert_eq!(up.hits(), 0);
 }
 
