@@ -10,12 +10,12 @@
 pub mod auth;
 pub mod aws;
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod conn_guard;
 pub mod dev_idp;
 pub mod error;
 pub mod exchange;
-pub mod explain;
 /// The fuzz targets' bodies (`fuzz/`), replayed on stable by `tests/fuzz_corpus.rs`.
 #[doc(hidden)]
 pub mod fuzz_harness;

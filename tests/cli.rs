@@ -237,6 +237,27 @@ fn assert_bad_config_lines(out: &Out) {
     );
 }
 
+/// A usage error is 64 (EX_USAGE), never clap's 2, which means "denied" for verify-token and
+/// login; --help and --version succeed.
+#[tokio::test]
+async fn a_usage_error_exits_64_and_help_exits_0() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["verify-token"],
+        &["login"],
+        &["aws", "template", "--format", "xml"],
+    ] {
+        let out = run_args(args).await;
+        assert_eq!(out.code, Some(64), "{args:?}: {out}");
+        assert!(out.stderr.contains("Usage"), "{args:?}: {out}");
+    }
+    for args in [&["--help"][..], &["--version"], &["verify-token", "--help"]] {
+        let out = run_args(args).await;
+        assert_eq!(out.code, Some(0), "{args:?}: {out}");
+        assert!(!out.stdout.is_empty(), "{args:?}: {out}");
+    }
+}
+
 #[tokio::test]
 async fn check_config_reports_every_problem_on_its_own_line_naming_the_key() {
     let dir = TempDir::new("bad-config");
