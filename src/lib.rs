@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod aws;
 pub mod body;
+pub mod client_key;
 pub mod config;
 pub mod conn_guard;
 pub mod dev_idp;

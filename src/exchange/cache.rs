@@ -402,7 +402,7 @@ mod tests {
         CredentialCache::new(
             calls.clone(),
             verifier(),
-            Arc::new(FailureLimiter::new(10, None)),
+            Arc::new(FailureLimiter::new(10, 64, None)),
             CacheSettings {
                 capacity: 100,
                 failure_ttl: Duration::from_secs(30),

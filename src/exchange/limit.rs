@@ -3,18 +3,21 @@
 //! refunded when it did not fail on the credentials, so parallel attempts cannot pass the limit
 //! between a check and the answer. Usernames are compared the way Cognito compares them by
 //! default (case-insensitively), after Unicode compatibility normalisation, so `ALICE`,
-//! `alice ` and a full-width `ａlice` share one budget. With shared state the counters are the
-//! fleet's (Valkey `INCR` with the window as expiry, keys HMAC'd); while it is unavailable, this
-//! replica's own.
+//! `alice ` and a full-width `ａlice` share one budget. An IPv6 client is its `/ipv6_prefix`
+//! network (`crate::client_key`), since one host can use any address of its /64. With shared
+//! state the counters are the fleet's (Valkey `INCR` with the window as expiry, keys HMAC'd);
+//! while it is unavailable, this replica's own.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use moka::sync::Cache;
 use unicode_normalization::UnicodeNormalization;
 
+use crate::client_key::client_key;
 use crate::shared::{SharedState, Unavailable};
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -25,8 +28,10 @@ type Counter = Arc<AtomicU32>;
 
 pub struct FailureLimiter {
     max: u32,
+    /// IPv6 clients are counted per prefix of this length (`[server] ipv6_prefix`).
+    ipv6_prefix: u8,
     by_user: Cache<String, Counter>,
-    by_addr: Cache<IpAddr, Counter>,
+    by_addr: Cache<IpNet, Counter>,
     shared: Option<Arc<SharedState>>,
 }
 
@@ -74,9 +79,10 @@ pub fn normalise_username(username: &str) -> String {
 }
 
 impl FailureLimiter {
-    pub fn new(max: u32, shared: Option<Arc<SharedState>>) -> Self {
+    pub fn new(max: u32, ipv6_prefix: u8, shared: Option<Arc<SharedState>>) -> Self {
         FailureLimiter {
             max,
+            ipv6_prefix,
             by_user: Cache::builder()
                 .time_to_live(WINDOW)
                 .max_capacity(MAX_TRACKED)
@@ -89,8 +95,9 @@ impl FailureLimiter {
         }
     }
 
-    /// Reserves one attempt against the address and, when given, the username. `None` when
-    /// either has used up its failures for the window (nothing is then charged).
+    /// Reserves one attempt against the address (its IPv6 prefix) and, when given, the
+    /// username. `None` when either has used up its failures for the window (nothing is then
+    /// charged).
     pub async fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
         if let Some(shared) = &self.shared {
             if let Ok(r) = self.reserve_shared(shared, username, addr).await {
@@ -106,9 +113,10 @@ impl FailureLimiter {
         username: Option<&str>,
         addr: IpAddr,
     ) -> Result<Option<Attempt>, Unavailable> {
+        let client = client_key(addr, self.ipv6_prefix);
         let addr_key = shared
             .sealer()
-            .key("limit-addr", &[addr.to_string().as_bytes()]);
+            .key("limit-addr", &[client.to_string().as_bytes()]);
         let n = shared.incr_window(&addr_key, WINDOW).await?;
         if n > i64::from(self.max) {
             let _ = shared.decr(&addr_key).await;
@@ -144,7 +152,9 @@ impl FailureLimiter {
 
     /// This replica's own counters.
     pub fn reserve_local(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
-        let addr_counter = self.by_addr.get_with(addr, Default::default);
+        let addr_counter = self
+            .by_addr
+            .get_with(client_key(addr, self.ipv6_prefix), Default::default);
         if !self.take(&addr_counter) {
             return None;
         }
@@ -183,7 +193,7 @@ mod tests {
     use super::*;
 
     fn limiter(max: u32) -> FailureLimiter {
-        FailureLimiter::new(max, None)
+        FailureLimiter::new(max, 64, None)
     }
 
     #[tokio::test]
@@ -244,6 +254,51 @@ mod tests {
         assert!(l.reserve(None, a).await.is_none());
         assert!(l
             .reserve(Some("alice"), "10.0.0.2".parse().unwrap())
+            .await
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_share_a_budget_per_prefix() {
+        let l = limiter(3);
+        let mut granted = 0;
+        for i in 1..=12 {
+            let addr: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
+            // Another username each time: only the address can hold them back.
+            if let Some(a) = l.reserve(Some(&format!("user{i}")), addr).await {
+                granted += 1;
+                drop(a);
+            }
+        }
+        assert_eq!(granted, 3, "twelve addresses of one /64 are one client");
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(
+            l.reserve(Some("other"), other).await.is_some(),
+            "another /64 has its own budget"
+        );
+
+        let l = FailureLimiter::new(1, 48, None);
+        drop(l.reserve(None, "2001:db8:1:2::1".parse().unwrap()).await);
+        assert!(
+            l.reserve(None, "2001:db8:1:ffff::1".parse().unwrap())
+                .await
+                .is_none(),
+            "ipv6_prefix = 48: one /48"
+        );
+    }
+
+    #[tokio::test]
+    async fn ipv4_stays_per_address_and_mapped_ipv6_is_ipv4() {
+        let l = limiter(1);
+        drop(l.reserve(None, "192.0.2.1".parse().unwrap()).await);
+        assert!(
+            l.reserve(None, "::ffff:192.0.2.1".parse().unwrap())
+                .await
+                .is_none(),
+            "the same client"
+        );
+        assert!(l
+            .reserve(None, "192.0.2.2".parse().unwrap())
             .await
             .is_some());
     }

@@ -123,7 +123,11 @@ impl Exchange {
                 clock.clone(),
             ))
         });
-        let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute, shared));
+        let limiter = Arc::new(FailureLimiter::new(
+            ex_cfg.max_failures_per_minute,
+            config.server.ipv6_prefix,
+            shared,
+        ));
         let calls: Arc<dyn CognitoCalls> = api.clone();
         let services = ServiceAccounts::new(
             &config.service_accounts,
