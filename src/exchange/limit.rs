@@ -4,9 +4,13 @@
 //! between a check and the answer. Usernames are compared the way Cognito compares them by
 //! default (case-insensitively), after Unicode compatibility normalisation, so `ALICE`,
 //! `alice ` and a full-width `ａlice` share one budget. An IPv6 client is its `/ipv6_prefix`
-//! network (`crate::client_key`), since one host can use any address of its /64. With shared
-//! state the counters are the fleet's (Valkey `INCR` with the window as expiry, keys HMAC'd);
-//! while it is unavailable, this replica's own.
+//! network (`crate::client_key`), since one host can use any address of its /64.
+//!
+//! With shared state the counters are the fleet's (Valkey `INCR`, keys HMAC'd, every key
+//! expiring within the window whatever was written to it); while it is unavailable, this
+//! replica's own. Valkey is not trusted with the decision: a shared count below zero or far
+//! above the limit was written by someone else (to lock a user out, or to give themselves
+//! unlimited guesses); it is logged and counted, and this replica's own counter decides for it.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +27,10 @@ use crate::shared::{SharedState, Unavailable};
 const WINDOW: Duration = Duration::from_secs(60);
 /// Bounds the memory an attacker can make the limiter use.
 const MAX_TRACKED: u64 = 100_000;
+/// A shared counter above this many times the limit is not believed. The gateway leaves a
+/// counter at most at the limit plus the attempts in flight at that moment (each one over the
+/// limit is taken back at once), so only a write from outside gets there.
+const IMPOSSIBLE_FACTOR: i64 = 1000;
 
 type Counter = Arc<AtomicU32>;
 
@@ -35,47 +43,81 @@ pub struct FailureLimiter {
     shared: Option<Arc<SharedState>>,
 }
 
-enum Charge {
-    Local([Option<Counter>; 2]),
-    Shared {
-        shared: Arc<SharedState>,
-        keys: Vec<String>,
-    },
+/// One charged counter of an attempt: the fleet's (its key) or this replica's own.
+enum Slot {
+    Shared(String),
+    Local(Counter),
 }
 
 /// One reserved attempt. Dropping it keeps it charged (a failed login, or a caller that went
 /// away after the private API was called); `refund` gives it back.
 #[must_use = "an attempt is charged unless refunded"]
 pub struct Attempt {
-    charge: Charge,
+    shared: Option<Arc<SharedState>>,
+    slots: Vec<Slot>,
 }
 
 impl Attempt {
     /// The attempt did not fail on the credentials: it does not count.
     pub fn refund(self) {
-        match self.charge {
-            Charge::Local(counters) => {
-                for c in counters.iter().flatten() {
-                    // Never below zero, even if the window reset the counter meanwhile.
-                    let _ =
-                        c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if self.has_shared() {
+            tokio::spawn(self.undo());
+        } else {
+            self.undo_local();
+        }
+    }
+
+    fn has_shared(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s, Slot::Shared(_)))
+    }
+
+    /// Gives every charged counter back, the fleet's included, before returning.
+    async fn undo(self) {
+        for slot in &self.slots {
+            match (slot, &self.shared) {
+                (Slot::Shared(key), Some(shared)) => {
+                    let _ = shared.decr(key, WINDOW).await;
                 }
-            }
-            Charge::Shared { shared, keys } => {
-                tokio::spawn(async move {
-                    for k in keys {
-                        let _ = shared.decr(&k).await;
-                    }
-                });
+                (Slot::Local(c), _) => release(c),
+                (Slot::Shared(_), None) => {}
             }
         }
     }
+
+    fn undo_local(self) {
+        for slot in &self.slots {
+            if let Slot::Local(c) = slot {
+                release(c);
+            }
+        }
+    }
+}
+
+/// Never below zero, even if the window reset the counter meanwhile.
+fn release(c: &Counter) {
+    let _ = c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
 /// The key a username is limited under: NFKC, lower-cased, trimmed.
 pub fn normalise_username(username: &str) -> String {
     let folded: String = username.nfkc().collect::<String>().to_lowercase();
     folded.trim().to_string()
+}
+
+/// One of the two things an attempt is counted against.
+enum Subject<'a> {
+    Address(IpNet),
+    Username(&'a str),
+}
+
+impl Subject<'_> {
+    /// For logs and the shared key's kind; never the address or the username themselves.
+    fn name(&self) -> &'static str {
+        match self {
+            Subject::Address(_) => "address",
+            Subject::Username(_) => "username",
+        }
+    }
 }
 
 impl FailureLimiter {
@@ -100,54 +142,87 @@ impl FailureLimiter {
     /// charged).
     pub async fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
         if let Some(shared) = &self.shared {
-            if let Ok(r) = self.reserve_shared(shared, username, addr).await {
+            let user = username.map(normalise_username);
+            let subjects = [
+                Some(Subject::Address(client_key(addr, self.ipv6_prefix))),
+                user.as_deref().map(Subject::Username),
+            ];
+            if let Ok(r) = self.reserve_shared(shared, subjects).await {
                 return r;
             }
         }
         self.reserve_local(username, addr)
     }
 
+    /// The fleet's counters decide, each one unless it holds a value this gateway cannot have
+    /// written (tampering: then this replica's own counter decides for it). `Unavailable`: none
+    /// was left charged, and the replica's own counters decide for all.
     async fn reserve_shared(
         &self,
         shared: &Arc<SharedState>,
-        username: Option<&str>,
-        addr: IpAddr,
+        subjects: [Option<Subject<'_>>; 2],
     ) -> Result<Option<Attempt>, Unavailable> {
-        let client = client_key(addr, self.ipv6_prefix);
-        let addr_key = shared
-            .sealer()
-            .key("limit-addr", &[client.to_string().as_bytes()]);
-        let n = shared.incr_window(&addr_key, WINDOW).await?;
-        if n > i64::from(self.max) {
-            let _ = shared.decr(&addr_key).await;
-            return Ok(None);
-        }
-        let mut keys = vec![addr_key];
-        if let Some(u) = username {
-            let user_key = shared
-                .sealer()
-                .key("limit-user", &[normalise_username(u).as_bytes()]);
-            let n = match shared.incr_window(&user_key, WINDOW).await {
+        let mut attempt = Attempt {
+            shared: Some(shared.clone()),
+            slots: Vec::with_capacity(2),
+        };
+        for subject in subjects.iter().flatten() {
+            let key = match subject {
+                Subject::Address(net) => shared
+                    .sealer()
+                    .key("limit-addr", &[net.to_string().as_bytes()]),
+                Subject::Username(u) => shared.sealer().key("limit-user", &[u.as_bytes()]),
+            };
+            let n = match shared.incr_window(&key, WINDOW).await {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = shared.decr(&keys[0]).await;
+                    attempt.undo().await;
                     return Err(e);
                 }
             };
-            keys.push(user_key);
-            if n > i64::from(self.max) {
-                for k in &keys {
-                    let _ = shared.decr(k).await;
+            if let Some(kind) = self.tampering(n) {
+                tracing::warn!(
+                    counter = subject.name(),
+                    value = n,
+                    "a shared failed-login counter holds a value this gateway cannot have written \
+                     (someone with write access to the shared state changed it); this replica's \
+                     own counter decides for it until the key expires"
+                );
+                shared.report_tampering(kind);
+                let counter = self.local_counter(subject);
+                if !self.take(&counter) {
+                    attempt.undo().await;
+                    return Ok(None);
                 }
+                attempt.slots.push(Slot::Local(counter));
+                continue;
+            }
+            attempt.slots.push(Slot::Shared(key));
+            if n > i64::from(self.max) {
+                attempt.undo().await;
                 return Ok(None);
             }
         }
-        Ok(Some(Attempt {
-            charge: Charge::Shared {
-                shared: shared.clone(),
-                keys,
-            },
-        }))
+        Ok(Some(attempt))
+    }
+
+    /// Whether a shared count is one this gateway cannot have left: below zero, or beyond
+    /// `IMPOSSIBLE_FACTOR` times the limit. The metric's kind, if so.
+    fn tampering(&self, n: i64) -> Option<&'static str> {
+        if n < 0 {
+            Some("counter_negative")
+        } else if n > i64::from(self.max) * IMPOSSIBLE_FACTOR {
+            Some("counter_too_high")
+        } else {
+            None
+        }
+    }
+
+    fn local_counter(&self, subject: &Subject<'_>) -> Counter {
+        match subject {
+            Subject::Address(net) => self.by_addr.get_with(*net, Default::default),
+            Subject::Username(u) => self.by_user.get_with(u.to_string(), Default::default),
+        }
     }
 
     /// This replica's own counters.
@@ -158,25 +233,21 @@ impl FailureLimiter {
         if !self.take(&addr_counter) {
             return None;
         }
-        let user_counter = match username {
-            None => None,
-            Some(u) => {
-                let c = self
-                    .by_user
-                    .get_with(normalise_username(u), Default::default);
-                if !self.take(&c) {
-                    Attempt {
-                        charge: Charge::Local([Some(addr_counter), None]),
-                    }
-                    .refund();
-                    return None;
-                }
-                Some(c)
-            }
+        let mut attempt = Attempt {
+            shared: None,
+            slots: vec![Slot::Local(addr_counter)],
         };
-        Some(Attempt {
-            charge: Charge::Local([Some(addr_counter), user_counter]),
-        })
+        if let Some(u) = username {
+            let c = self
+                .by_user
+                .get_with(normalise_username(u), Default::default);
+            if !self.take(&c) {
+                attempt.undo_local();
+                return None;
+            }
+            attempt.slots.push(Slot::Local(c));
+        }
+        Some(attempt)
     }
 
     /// Increments the counter unless it is at the limit, in one atomic step.
