@@ -11,6 +11,7 @@ pub mod auth;
 pub mod aws;
 pub mod body;
 pub mod cli;
+pub mod client_key;
 pub mod config;
 pub mod conn_guard;
 pub mod dev_idp;

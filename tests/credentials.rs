@@ -141,6 +141,11 @@ struct Env {
 }
 
 async fn env(lifetime: i64, private_api: &str, max_failures: u32) -> Env {
+    env_with(lifetime, private_api, max_failures, "").await
+}
+
+/// `env` with more `[server]` keys.
+async fn env_with(lifetime: i64, private_api: &str, max_failures: u32, server: &str) -> Env {
     let k1 = TestKey::load("k1");
     let jwks = FakeJwks::start(&[&k1]).await;
     let state = Arc::new(FakeState::default());
@@ -154,6 +159,7 @@ async fn env(lifetime: i64, private_api: &str, max_failures: u32) -> Env {
     let toml = format!(
         r#"[server]
 listen = "127.0.0.1:0"
+{server}
 {cognito}
 [private_api]
 base_url = "{base_url}"
@@ -722,4 +728,59 @@ async fn refresh_after_an_alias_login_hashes_the_canonical_username() {
     // A refresh token the gateway did not issue still needs the username.
     let (status, body) = post_json(&c, refresh, json!({"refresh_token": "rt-unknown"})).await;
     assert_eq!((status, body), (400, json!({"message": "Bad Request"})));
+}
+
+/// A Basic request from `client` as the trusted proxy on 127.0.0.1 reports it.
+async fn basic_via_proxy(c: &reqwest::Client, url: &str, client: &str, user: &str) -> u16 {
+    c.get(url)
+        .header("x-forwarded-for", client)
+        .basic_auth(user, Some("guess"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_prefix() {
+    let e = env_with(3600, "", 3, "trusted_proxies = [\"127.0.0.1/32\"]").await;
+    let c = client_from("127.0.0.1");
+    let url = format!("{}/legacy/x", e.base);
+    let mut statuses = Vec::new();
+    // Twelve addresses of one /64, another username each: only the address holds them back.
+    for i in 1..=12 {
+        let client = format!("2001:db8:1:2::{i:x}");
+        statuses.push(basic_via_proxy(&c, &url, &client, &format!("user{i}")).await);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 9]].concat());
+    let reached: u64 = e.state.calls.lock().unwrap().values().sum();
+    assert_eq!(reached, 3, "three of twelve reach the private API");
+    // Another /64 has its own budget; an IPv4 client is still one address.
+    assert_eq!(
+        basic_via_proxy(&c, &url, "2001:db8:1:3::1", "other").await,
+        401
+    );
+    assert_eq!(basic_via_proxy(&c, &url, "192.0.2.1", "v4-a").await, 401);
+    assert_eq!(
+        basic_via_proxy(&c, &url, "::ffff:192.0.2.2", "v4-b").await,
+        401
+    );
+
+    // ipv6_prefix = 128: each address on its own.
+    let e = env_with(
+        3600,
+        "",
+        3,
+        "trusted_proxies = [\"127.0.0.1/32\"]\nipv6_prefix = 128",
+    )
+    .await;
+    let url = format!("{}/legacy/x", e.base);
+    for i in 1..=5 {
+        let client = format!("2001:db8:1:2::{i:x}");
+        assert_eq!(
+            basic_via_proxy(&c, &url, &client, &format!("user{i}")).await,
+            401
+        );
+    }
 }

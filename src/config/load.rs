@@ -314,6 +314,29 @@ auth = ["none", 3]
     }
 
     #[test]
+    fn ipv6_prefix_defaults_to_64_and_must_be_1_to_128() {
+        let source = Source {
+            name: "test".into(),
+            base_dir: PathBuf::from("."),
+        };
+        let c = Config::parse_with_env("", &source, &|_| None).unwrap();
+        assert_eq!(c.server.ipv6_prefix, 64);
+        for ok in [1, 48, 128] {
+            let text = format!("[server]\nipv6_prefix = {ok}\n");
+            let c = Config::parse_with_env(&text, &source, &|_| None).unwrap();
+            assert_eq!(c.server.ipv6_prefix, ok);
+        }
+        for bad in [0, 129, -64] {
+            assert_eq!(
+                problems(&format!("[server]\nipv6_prefix = {bad}\n")),
+                vec![format!(
+                    "server.ipv6_prefix: must be a prefix length from 1 to 128, got {bad}"
+                )]
+            );
+        }
+    }
+
+    #[test]
     fn a_secret_of_the_wrong_type_is_not_quoted() {
         let got = problems(
             "[exchange]\nclient_id = \"c\"\nclient_secret = 987654321\n\

@@ -48,6 +48,7 @@ pub struct RawServer {
     pub shutdown_drain: Option<String>,
     pub shutdown_grace: Option<String>,
     pub trusted_proxies: Vec<String>,
+    pub ipv6_prefix: Option<i64>,
     pub health_path: Option<String>,
     pub ready_path: Option<String>,
     pub tls: Option<RawTls>,

@@ -210,6 +210,9 @@ pub struct ServerConfig {
     pub shutdown_drain: Duration,
     pub shutdown_grace: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// IPv6 clients are one client per prefix of this length in every per-address limit (a
+    /// single host is usually given a whole /64, and can pick any address in it).
+    pub ipv6_prefix: u8,
     pub health_path: String,
     pub ready_path: String,
 }

@@ -1,6 +1,7 @@
 //! The Basic credential cache: (username, password) -> verified Cognito tokens. One login per
 //! credential, shared by concurrent requests; tokens refreshed `refresh_before` their expiry with
-//! the refresh token (full login again if that fails); wrong credentials answered from a
+//! the refresh token (full login again if that fails, and at least every `MAX_SESSION_AGE`
+//! after the password was last checked, refreshes or not); wrong credentials answered from a
 //! negative cache for `failure_ttl`; bounded capacity. The key is a keyed hash of the
 //! credentials: passwords are never stored.
 
@@ -18,14 +19,10 @@ use super::api::AuthResult;
 use super::error::ExchangeError;
 use super::fleet::{Entry, Fleet, Found, Lock, Subject};
 use super::limit::FailureLimiter;
-use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens};
+use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens, MAX_SESSION_AGE};
 use crate::config::ExchangeConfig;
 use crate::jwt::Verifier;
 use crate::ops::metrics::{Metrics, ResultLabel};
-
-/// A full login with the password is forced at least this often, so that a changed or revoked
-/// password stops working even while the refresh token would still be accepted.
-const MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
 
 type Key = [u8; 32];
 
@@ -121,6 +118,7 @@ impl CredentialCache {
         Arc::new(CredentialCache {
             failure_ttl: settings.failure_ttl,
             fleet,
+            // A backstop on the wall clock; `fresh` enforces the age of the password check.
             sessions: Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(MAX_SESSION_AGE)
@@ -281,9 +279,10 @@ impl CredentialCache {
 
     async fn login(&self, username: &str, password: &str) -> Result<Tokens, ExchangeError> {
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
+        let checked_at = (self.clock)();
         match self.api.login(username, password).await? {
             AuthResult::Tokens(set) => {
-                verify_tokens(&self.verifier, set, username, (self.clock)()).await
+                verify_tokens(&self.verifier, set, username, (self.clock)(), checked_at).await
             }
             AuthResult::Challenge(c) => {
                 tracing::info!(challenge = %c.name,
@@ -294,10 +293,15 @@ impl CredentialCache {
     }
 
     /// The session's tokens, refreshed first when they are due; `None` when they expired and
-    /// could not be renewed (the session is then dropped).
+    /// could not be renewed, or when their password was last checked `MAX_SESSION_AGE` ago
+    /// (the session is then dropped, and the caller logs in with the password it holds).
     async fn fresh(self: &Arc<Self>, key: &Key, session: &Arc<Session>) -> Option<Arc<Tokens>> {
         let now = (self.clock)();
         let current = session.tokens.load_full();
+        if current.password_check_due(now) {
+            self.drop_session(key, session).await;
+            return None;
+        }
         // `refresh_before` ahead of expiry, but at most half the lifetime ahead (as for service
         // accounts): tokens that live no longer than `refresh_before` (Cognito allows 5 minutes,
         // the default lead) would otherwise be due from the start, one refresh per request.
@@ -402,7 +406,7 @@ mod tests {
         CredentialCache::new(
             calls.clone(),
             verifier(),
-            Arc::new(FailureLimiter::new(10, None)),
+            Arc::new(FailureLimiter::new(10, 64, None)),
             CacheSettings {
                 capacity: 100,
                 failure_ttl: Duration::from_secs(30),
@@ -510,6 +514,49 @@ mod tests {
         assert_eq!(calls.logins(), 2, "the initial login and A's, no third");
         let again = c.tokens("alice", "pw", CLIENT).await.unwrap();
         assert!(Arc::ptr_eq(&again, &a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_password_is_checked_at_least_hourly_however_often_tokens_are_refreshed() {
+        let start = tokio::time::Instant::now();
+        let clock = tokio_clock();
+        // 20-minute tokens refreshed 5 minutes ahead: refreshes alone would go on for ever.
+        let calls = FakeCalls::new(clock.clone(), 1200, Duration::ZERO);
+        *calls.password.lock().unwrap() = Some("old".into());
+        let c = cache(&calls, clock.clone(), 300);
+        let first = c.tokens("alice", "old", CLIENT).await.unwrap();
+        // The password is changed at once; Cognito's refresh token keeps working.
+        *calls.password.lock().unwrap() = Some("new".into());
+        for minute in (5..60).step_by(5) {
+            advance_to(start, minute * 60).await;
+            let t = c.tokens("alice", "old", CLIENT).await.unwrap();
+            settle().await;
+            assert_eq!(
+                t.password_checked_at, first.password_checked_at,
+                "a refresh never makes the check younger (minute {minute})"
+            );
+        }
+        advance_to(start, 3599).await;
+        assert!(c.tokens("alice", "old", CLIENT).await.is_ok());
+        settle().await;
+        assert_eq!(calls.logins(), 1);
+        assert_eq!(calls.refreshes(), 3, "at 15, 30 and 45 minutes");
+        let refreshed = c.tokens("alice", "old", CLIENT).await.unwrap();
+        assert!(
+            refreshed.expires_at() > clock() + 60,
+            "still far from expiry"
+        );
+
+        // An hour after the password was checked: a login with it, which now fails.
+        advance_to(start, 3600).await;
+        assert!(matches!(
+            c.tokens("alice", "old", CLIENT).await,
+            Err(CredentialError::Exchange(_))
+        ));
+        assert_eq!(calls.logins(), 2);
+        let t = c.tokens("alice", "new", CLIENT).await.unwrap();
+        assert_eq!(t.password_checked_at, clock(), "a login checks it anew");
+        assert_eq!(calls.logins(), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,11 @@
 //! expiry; the others wait for and read its result), and service-account tokens. Every value is
 //! sealed; a token set read back is verified like a fresh one by the caller. Any `Unavailable`
 //! means: do what a lone replica does.
+//!
+//! A Basic credential's token set carries when its password was last checked by a login; a set
+//! whose check is `MAX_SESSION_AGE` old (or that does not say, as older versions wrote them) is
+//! not there for any replica, so the next request logs in with the password it presents, and
+//! the fleet's entry never outlives its check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::TokenSet;
 use super::error::ExchangeError;
-use super::{verify_tokens, Clock, Tokens};
+use super::{password_check_due, verify_tokens, Clock, Tokens, MAX_SESSION_AGE};
 use crate::jwt::Verifier;
 use crate::shared::{SharedState, Unavailable};
 
@@ -21,7 +26,8 @@ use crate::shared::{SharedState, Unavailable};
 const POLL_MIN: Duration = Duration::from_millis(5);
 const POLL_MAX: Duration = Duration::from_millis(50);
 
-/// A token set as stored: the tokens and the canonical username they belong to.
+/// A token set as stored: the tokens, the canonical username they belong to and when their
+/// password was last checked.
 #[derive(Serialize, Deserialize)]
 pub struct StoredTokens {
     pub id_token: String,
@@ -32,6 +38,10 @@ pub struct StoredTokens {
     /// When the first of the tokens expires (seconds since the epoch), so readers can tell a
     /// renewed set from the one they hold without decoding it.
     pub expires_at: i64,
+    /// `Tokens::password_checked_at`. Absent in entries written before it was stored: such an
+    /// entry's check is of unknown age, so a Basic credential's is taken for too old.
+    #[serde(default)]
+    pub password_checked_at: Option<i64>,
 }
 
 impl StoredTokens {
@@ -44,10 +54,12 @@ impl StoredTokens {
             expires_in: set.expires_in,
             username: tokens.username.clone(),
             expires_at: tokens.expires_at(),
+            password_checked_at: Some(tokens.password_checked_at),
         }
     }
 
-    pub fn into_set(self) -> (TokenSet, String) {
+    /// The set, its username, and when its password was checked (`i64::MIN`: unknown).
+    pub fn into_set(self) -> (TokenSet, String, i64) {
         (
             TokenSet {
                 id_token: self.id_token,
@@ -56,6 +68,7 @@ impl StoredTokens {
                 expires_in: self.expires_in,
             },
             self.username,
+            self.password_checked_at.unwrap_or(i64::MIN),
         )
     }
 }
@@ -93,6 +106,9 @@ pub struct Entry {
     tokens: String,
     fail: String,
     lock: String,
+    /// Whether its tokens are used only while their password check is younger than
+    /// `MAX_SESSION_AGE` (Basic credentials: the password is the client's).
+    password_age_bound: bool,
 }
 
 /// Which entry: a Basic credential or a service account.
@@ -116,6 +132,12 @@ impl Subject<'_> {
             }
             Subject::Service { name, username } => [name.as_bytes(), username.as_bytes()],
         }
+    }
+
+    /// A client's password must keep working for its tokens to be used; a service account's
+    /// password is the gateway's own configuration.
+    fn password_age_bound(&self) -> bool {
+        matches!(self, Subject::Credential { .. })
     }
 
     fn kinds(&self) -> (&'static str, &'static str, &'static str) {
@@ -151,9 +173,10 @@ impl Fleet {
     }
 
     /// Tokens another replica stored, verified like fresh ones (`None` if they do not verify).
+    /// They keep the stored password check time: adopting them checks no password.
     pub async fn adopt(&self, stored: StoredTokens) -> Option<Tokens> {
-        let (set, canonical) = stored.into_set();
-        match verify_tokens(&self.verifier, set, &canonical, (self.clock)()).await {
+        let (set, canonical, checked_at) = stored.into_set();
+        match verify_tokens(&self.verifier, set, &canonical, (self.clock)(), checked_at).await {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::info!(error = %e, "tokens from the shared state failed verification");
@@ -175,6 +198,19 @@ impl Fleet {
             tokens: sealer.key(tokens, &parts),
             fail: sealer.key(fail, &parts),
             lock: sealer.key(lock, &parts),
+            password_age_bound: subject.password_age_bound(),
+        }
+    }
+
+    /// Whether stored tokens may be used now: for a Basic credential, only while their
+    /// password check (which must be known) is younger than `MAX_SESSION_AGE`.
+    fn usable(&self, entry: &Entry, stored: &StoredTokens) -> bool {
+        if !entry.password_age_bound {
+            return true;
+        }
+        match stored.password_checked_at {
+            Some(at) => !password_check_due(at, (self.clock)()),
+            None => false,
         }
     }
 
@@ -184,7 +220,10 @@ impl Fleet {
         let (t, f) = self.shared.get2(tk, fk).await?;
         if let Some(plain) = t.and_then(|v| self.shared.open(tk, &v)) {
             if let Ok(stored) = serde_json::from_slice::<StoredTokens>(&plain) {
-                return Ok(Found::Tokens(stored));
+                if self.usable(entry, &stored) {
+                    return Ok(Found::Tokens(stored));
+                }
+                tracing::debug!("shared tokens whose password check is too old (or unknown) ignored; logging in again");
             }
         }
         if let Some(plain) = f.and_then(|v| self.shared.open(fk, &v)) {
@@ -201,9 +240,15 @@ impl Fleet {
         Ok(Found::Nothing)
     }
 
-    /// Stores tokens until they expire.
+    /// Stores tokens until they expire, or, for a Basic credential, until their password check
+    /// is `MAX_SESSION_AGE` old if that comes first.
     pub async fn put_tokens(&self, entry: &Entry, tokens: &Tokens) -> Result<(), Unavailable> {
-        let ttl = u64::try_from(tokens.expires_at() - (self.clock)()).unwrap_or(0);
+        let mut until = tokens.expires_at();
+        if entry.password_age_bound {
+            let max_age = MAX_SESSION_AGE.as_secs() as i64;
+            until = until.min(tokens.password_checked_at.saturating_add(max_age));
+        }
+        let ttl = u64::try_from(until.saturating_sub((self.clock)())).unwrap_or(0);
         if ttl == 0 {
             return Ok(());
         }

@@ -17,7 +17,7 @@ pub mod sigv4;
 mod test_support;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 
@@ -123,7 +123,11 @@ impl Exchange {
                 clock.clone(),
             ))
         });
-        let limiter = Arc::new(FailureLimiter::new(ex_cfg.max_failures_per_minute, shared));
+        let limiter = Arc::new(FailureLimiter::new(
+            ex_cfg.max_failures_per_minute,
+            config.server.ipv6_prefix,
+            shared,
+        ));
         let calls: Arc<dyn CognitoCalls> = api.clone();
         let services = ServiceAccounts::new(
             &config.service_accounts,
@@ -152,6 +156,13 @@ impl Exchange {
     }
 }
 
+/// Basic credentials' tokens are used for at most this long after their password was last
+/// checked by a login, however long they or their refresh token would still be accepted: a
+/// full login with the password is forced at least this often, so that a changed or revoked
+/// password stops working within it — on every replica of a fleet, since the time of the check
+/// travels with the tokens and a refresh never makes it younger.
+pub const MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
+
 /// Seconds since the Unix epoch; injectable so token timing can be tested.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -172,12 +183,22 @@ pub struct Tokens {
     pub access: Arc<Verified>,
     /// The canonical user name (`cognito:username`), which refresh needs for SECRET_HASH.
     pub username: String,
+    /// When the password behind these tokens was last checked by a login (seconds since the
+    /// epoch, on the exchange's clock; taken before the login was sent). Tokens obtained by a
+    /// refresh keep their predecessor's.
+    pub password_checked_at: i64,
 }
 
 impl Tokens {
     /// When the first of the two tokens expires.
     pub fn expires_at(&self) -> i64 {
         self.id.exp.min(self.access.exp)
+    }
+
+    /// Whether the password was last checked `MAX_SESSION_AGE` or more before `now`: a login
+    /// with the password is due, whatever the tokens' own expiry.
+    pub fn password_check_due(&self, now: i64) -> bool {
+        password_check_due(self.password_checked_at, now)
     }
 
     /// The token to check and forward for a route that wants `use_`.
@@ -189,6 +210,12 @@ impl Tokens {
     }
 }
 
+/// Whether a password checked at `checked_at` must be checked again at `now` (see
+/// `MAX_SESSION_AGE`). A check time ahead of `now` (another replica's clock) counts as now.
+pub fn password_check_due(checked_at: i64, now: i64) -> bool {
+    now.saturating_sub(checked_at) >= MAX_SESSION_AGE.as_secs() as i64
+}
+
 /// The kind of token a route checks and forwards for exchanged credentials.
 pub fn route_token_use(policy: TokenUsePolicy) -> TokenUse {
     match policy {
@@ -198,7 +225,8 @@ pub fn route_token_use(policy: TokenUsePolicy) -> TokenUse {
 }
 
 /// New tokens for `current` through its refresh token, verified like any token. Cognito does not
-/// always send a new refresh token; the old one is kept then.
+/// always send a new refresh token; the old one is kept then. A refresh checks no password:
+/// the new tokens keep `current`'s `password_checked_at`.
 pub async fn renew(
     api: &dyn CognitoCalls,
     verifier: &Verifier,
@@ -215,18 +243,27 @@ pub async fn renew(
             if set.refresh_token.is_none() {
                 set.refresh_token = Some(refresh_token);
             }
-            verify_tokens(verifier, set, &current.username, now).await
+            verify_tokens(
+                verifier,
+                set,
+                &current.username,
+                now,
+                current.password_checked_at,
+            )
+            .await
         }
         AuthResult::Challenge(c) => Err(ExchangeError::ChallengeRequired(c.name)),
     }
 }
 
 /// Verifies both tokens of a set (signature, issuer, expiry, app client, kind).
+/// `password_checked_at` is when the login that the set descends from sent the password.
 pub async fn verify_tokens(
     verifier: &Verifier,
     set: TokenSet,
     fallback_username: &str,
     now: i64,
+    password_checked_at: i64,
 ) -> Result<Tokens, ExchangeError> {
     let any = RoutePolicy {
         token_use: TokenUsePolicy::Any,
@@ -258,5 +295,6 @@ pub async fn verify_tokens(
         id,
         access,
         username,
+        password_checked_at,
     })
 }

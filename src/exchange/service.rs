@@ -190,13 +190,14 @@ impl ServiceAccounts {
             }
         }
         let username = &account.cfg.username;
+        let checked_at = (self.clock)();
         match self
             .api
             .login(username, account.cfg.password.expose())
             .await?
         {
             AuthResult::Tokens(set) => Ok(Arc::new(
-                verify_tokens(&self.verifier, set, username, (self.clock)()).await?,
+                verify_tokens(&self.verifier, set, username, (self.clock)(), checked_at).await?,
             )),
             AuthResult::Challenge(c) => Err(ExchangeError::ChallengeRequired(c.name)),
         }

@@ -2,7 +2,7 @@
 //! that count themselves and sign tokens with a fixture key, and a verifier that trusts it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -61,6 +61,9 @@ pub struct FakeCalls {
     pub refreshes: AtomicU64,
     pub fail_login: AtomicBool,
     pub fail_refresh: AtomicBool,
+    /// When set, the one password a login is accepted with (refreshes go on working after it
+    /// changes, as Cognito's refresh tokens do).
+    pub password: Mutex<Option<String>>,
 }
 
 impl FakeCalls {
@@ -84,6 +87,7 @@ impl FakeCalls {
             refreshes: AtomicU64::new(0),
             fail_login: AtomicBool::new(false),
             fail_refresh: AtomicBool::new(false),
+            password: Mutex::new(None),
         })
     }
 
@@ -117,12 +121,18 @@ impl CognitoCalls for FakeCalls {
     fn login<'a>(
         &'a self,
         username: &'a str,
-        _password: &'a str,
+        password: &'a str,
     ) -> BoxFuture<'a, Result<AuthResult, ExchangeError>> {
         Box::pin(async move {
             self.logins.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.login_latency).await;
-            if self.fail_login.load(Ordering::SeqCst) {
+            let wrong = self
+                .password
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|p| p != password);
+            if wrong || self.fail_login.load(Ordering::SeqCst) {
                 return Err(ExchangeError::cognito("NotAuthorizedException"));
             }
             Ok(self.tokens(username))

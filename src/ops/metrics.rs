@@ -65,6 +65,15 @@ pub struct SharedOpLabels {
     pub outcome: &'static str,
 }
 
+/// What was found tampered with in the shared state, as `shared_state_tampering_total` says it:
+/// a counter below zero, or one far above anything its limit lets it reach.
+pub const TAMPERING_KINDS: [&str; 2] = ["counter_negative", "counter_too_high"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TamperingLabel {
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteKind {
     pub route: String,
@@ -156,6 +165,7 @@ pub struct Metrics {
     pub shared_state_up: Gauge,
     pub shared_state_ops: Family<SharedOpLabels, Counter>,
     pub shared_state_duration: Histogram,
+    pub shared_state_tampering: Family<TamperingLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -262,8 +272,18 @@ impl Metrics {
             "Latency of shared state operations",
             shared_state_duration.clone(),
         );
+        let shared_state_tampering = Family::<TamperingLabel, Counter>::default();
+        registry.register(
+            "shared_state_tampering",
+            "Values in the shared state this gateway cannot have written (a failed-login counter below zero or far above its limit), by kind; the replica's own counter decided instead",
+            shared_state_tampering.clone(),
+        );
+        for kind in TAMPERING_KINDS {
+            let _ = shared_state_tampering.get_or_create(&TamperingLabel { kind });
+        }
         Metrics {
             registry,
+            shared_state_tampering,
             websocket_connections,
             shared_state_up,
             shared_state_ops,
@@ -433,6 +453,8 @@ mod tests {
             "cognito_gate_upstream_errors_total{route=\"orders\",kind=\"timeout\"} 1",
             "cognito_gate_connections_active",
             "cognito_gate_connections_closed_total{reason=\"h2_settings_flood\"} 0",
+            "cognito_gate_shared_state_tampering_total{kind=\"counter_negative\"} 0",
+            "cognito_gate_shared_state_tampering_total{kind=\"counter_too_high\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

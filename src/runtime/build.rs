@@ -146,6 +146,7 @@ pub fn build_gateway(
             && p.config.exchange == config.exchange
             && p.config.service_accounts == config.service_accounts
             && p.config.shared_state == config.shared_state
+            && p.config.server.ipv6_prefix == config.server.ipv6_prefix
     });
     // The exchange's tokens are verified with its pool's keys.
     let exchange_verifier = authorizer.as_ref().and_then(|a| {

@@ -62,6 +62,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         trusted_proxies: _,
         health_path: _,
         ready_path: _,
+        // Rebuilds the exchange (its failed-login limiter keys clients by it):
+        ipv6_prefix: _,
     } = server;
     let o = &old.server;
     let mut keys = Vec::new();

@@ -21,7 +21,7 @@ use redis::{Client, RedisError};
 pub use seal::Sealer;
 
 use crate::config::SharedStateConfig;
-use crate::ops::metrics::{Metrics, SharedOpLabels};
+use crate::ops::metrics::{Metrics, SharedOpLabels, TamperingLabel};
 
 /// Valkey could not answer in time (down, slow, or refusing): act alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,17 +66,39 @@ pub struct SharedState {
 /// replica that was acting alone shares again soon after Valkey is back.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 
-/// `INCR` that starts a window: the first increment sets the expiry.
+/// `INCR` whose key always expires within its window (`ARGV[1]`, ms): the first increment
+/// starts the window, and a key that has no expiry or a longer one (written by someone else:
+/// `SET` leaves none) is given the window, whatever its value. A value that is not an integer
+/// counts as -1, which the caller takes for tampering; nothing in it makes the script fail (a
+/// failing script would read as Valkey being down).
 const INCR_WINDOW: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local window = tonumber(ARGV[1])
+local n = redis.pcall('INCR', KEYS[1])
+if type(n) ~= 'number' then n = -1 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 or ttl > window then redis.call('PEXPIRE', KEYS[1], window) end
 return n";
 
-/// `DECR` that never goes below zero.
+/// `DECR` that never goes below zero and, like `INCR_WINDOW`, leaves no key without an expiry
+/// within the window. A missing key stays missing (0); a value that is not an integer is -1.
 const DECR_FLOOR: &str = r"
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then return redis.call('DECR', KEYS[1]) end
-return 0";
+local window = tonumber(ARGV[1])
+local v = redis.pcall('GET', KEYS[1])
+if not v then return 0 end
+local n = tonumber(v)
+if n == nil then
+  n = -1
+elseif n > 0 then
+  n = redis.pcall('DECR', KEYS[1])
+  if type(n) ~= 'number' then n = -1 end
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 or ttl > window then redis.call('PEXPIRE', KEYS[1], window) end
+return n";
+
+fn window_ms(window: Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1)
+}
 
 /// Deletes a lock only if it still holds this holder's token.
 const UNLOCK: &str = r"
@@ -373,7 +395,9 @@ impl SharedState {
         Ok(())
     }
 
-    /// Increments a counter whose window starts with its first increment.
+    /// Increments a counter whose window starts with its first increment; the key expires
+    /// within `window` whatever was written to it. The count is as stored: the caller decides
+    /// whether it is believable (see `report_tampering`).
     pub async fn incr_window(&self, key: &str, window: Duration) -> Result<i64, Unavailable> {
         self.run(
             "incr",
@@ -381,15 +405,33 @@ impl SharedState {
                 .arg(INCR_WINDOW)
                 .arg(1)
                 .arg(key)
-                .arg(window.as_millis() as u64),
+                .arg(window_ms(window)),
         )
         .await
     }
 
-    /// Decrements a counter, never below zero.
-    pub async fn decr(&self, key: &str) -> Result<i64, Unavailable> {
-        self.run("decr", redis::cmd("EVAL").arg(DECR_FLOOR).arg(1).arg(key))
-            .await
+    /// Decrements a counter, never below zero; the key expires within `window`.
+    pub async fn decr(&self, key: &str, window: Duration) -> Result<i64, Unavailable> {
+        self.run(
+            "decr",
+            redis::cmd("EVAL")
+                .arg(DECR_FLOOR)
+                .arg(1)
+                .arg(key)
+                .arg(window_ms(window)),
+        )
+        .await
+    }
+
+    /// Counts a value read from Valkey that this gateway cannot have written (a counter below
+    /// zero or far above its limit): someone with write access to Valkey changed it. The caller
+    /// logs what it was and acts on its own for it.
+    pub fn report_tampering(&self, kind: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.shared_state_tampering
+                .get_or_create(&TamperingLabel { kind })
+                .inc();
+        }
     }
 
     /// Reads and opens a sealed value.

@@ -22,6 +22,7 @@ pub(super) fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
         DEFAULT_MAX_HEADER_BYTES as u64,
         1024,
     ) as usize;
+    let ipv6_prefix = ipv6_prefix(cx, s.ipv6_prefix);
     let health_path = http_path(cx, "server.health_path", s.health_path, "/healthz");
     let ready_path = http_path(cx, "server.ready_path", s.ready_path, "/readyz");
     ServerConfig {
@@ -57,8 +58,23 @@ pub(super) fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
             DEFAULT_SHUTDOWN_GRACE,
         ),
         trusted_proxies: cx.cidrs("server.trusted_proxies", &s.trusted_proxies),
+        ipv6_prefix,
         health_path,
         ready_path,
+    }
+}
+
+fn ipv6_prefix(cx: &mut Ctx, value: Option<i64>) -> u8 {
+    match value {
+        None => DEFAULT_IPV6_PREFIX,
+        Some(v @ 1..=128) => v as u8,
+        Some(v) => {
+            cx.err(
+                "server.ipv6_prefix",
+                format!("must be a prefix length from 1 to 128, got {v}"),
+            );
+            DEFAULT_IPV6_PREFIX
+        }
     }
 }
 

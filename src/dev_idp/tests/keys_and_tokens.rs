@@ -82,7 +82,7 @@ async fn the_gateway_verifier_accepts_both_tokens() {
         refresh_token: None,
         expires_in: 900,
     };
-    let t = crate::exchange::verify_tokens(&verifier, set, "x", now())
+    let t = crate::exchange::verify_tokens(&verifier, set, "x", now(), now())
         .await
         .expect("the gateway accepts dev IdP tokens");
     assert_eq!(t.username, "test-user");
