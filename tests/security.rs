@@ -615,3 +615,40 @@ async fn an_upstreams_cors_headers_never_reach_an_origin_the_route_does_not_allo
         "{head}"
     );
 }
+
+/// A prefix that is not a normalised path never matches a request (requests are routed on their
+/// normalised path): a dead route, and a protected one at that, is a config error. Found by the
+/// `routes` fuzz target (`fuzz/regressions/routes/`).
+#[test]
+fn a_path_prefix_that_no_normalised_path_can_match_is_a_config_error() {
+    let source = cognito_gate::config::Source {
+        name: "test".into(),
+        base_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    };
+    let parse = |prefix: &str| {
+        let text = format!(
+            "[[routes]]\nname = \"r\"\npath_prefix = \"{prefix}\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n"
+        );
+        cognito_gate::config::Config::parse(&text, &source)
+            .err()
+            .map(|e| e.to_string())
+    };
+    for (prefix, says) in [
+        ("//orders", "write \"/orders\""),
+        ("/%61dmin", "write \"/admin\""),
+        ("/admin;x", "write \"/admin\""),
+        ("/a/./b", "dot segment"),
+        ("/a/%2e%2e/b", "encoded"),
+    ] {
+        let err = parse(prefix).unwrap_or_else(|| panic!("{prefix} loaded"));
+        assert!(
+            err.contains("routes[0].path_prefix:")
+                && err.contains("never matches")
+                && err.contains(says),
+            "{prefix}: {err}"
+        );
+    }
+    for fine in ["/", "/orders", "/orders/", "/a-b_c~d/e.f", "/Admin"] {
+        assert_eq!(parse(fine), None, "{fine}");
+    }
+}

@@ -55,11 +55,28 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
     };
     let path_prefix = match r.path_prefix {
         Some(p) if p.starts_with('/') && !p.contains(['?', '#', ' ']) => {
-            if p.len() > 1 {
+            let p = if p.len() > 1 {
                 p.trim_end_matches('/').to_string()
             } else {
                 p
+            };
+            // Requests are routed on their normalised path: a prefix that is not one (`//x`,
+            // `/a/./b`, `/%61dmin`, `/a;p`) would never match, and the route would be dead.
+            match crate::proxy::path::normalise(&p) {
+                Ok(n) if n.route == p => {}
+                Ok(n) => cx.err(
+                    k("path_prefix"),
+                    format!(
+                        "{p:?} never matches: requests are routed on their normalised path; write {:?}",
+                        n.route
+                    ),
+                ),
+                Err(e) => cx.err(
+                    k("path_prefix"),
+                    format!("{p:?} never matches: {}", e.message()),
+                ),
             }
+            p
         }
         Some(p) => {
             cx.err(
