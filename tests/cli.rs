@@ -249,7 +249,7 @@ async fn a_usage_error_exits_64_and_help_exits_0() {
     ] {
         let out = run_args(args).await;
         assert_eq!(out.code, Some(64), "{args:?}: {out}");
-        assert!(out.stderr.contains("Usage"), "{args:?}: {out}");
+        assert!(out.stderr.contains("error:"), "{args:?}: {out}");
     }
     for args in [&["--help"][..], &["--version"], &["verify-token", "--help"]] {
         let out = run_args(args).await;
