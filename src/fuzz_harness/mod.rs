@@ -80,7 +80,7 @@ pub fn config(data: &[u8]) {
     ] {
         match Config::parse_with_env(text, &source, env) {
             Ok(config) => {
-                let table = crate::proxy::RouteTable::new(&config.routes);
+                let table = crate::pipeline::RouteTable::new(&config.routes);
                 assert_eq!(table.iter().count(), config.routes.len());
             }
             Err(errors) => {

@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 use http::Method;
 
 use crate::config::{Config, Source};
-use crate::proxy::path::{normalise, strip_segments, NormalPath};
-use crate::proxy::routes::{prefix_matches, RouteMatch};
-use crate::proxy::RouteTable;
+use crate::pipeline::path::{normalise, NormalPath};
+use crate::pipeline::routes::{prefix_matches, RouteMatch};
+use crate::pipeline::RouteTable;
+use crate::proxy::forward::strip_segments;
 
 const ROUTES: &str = r#"
 [[routes]]

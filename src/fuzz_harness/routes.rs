@@ -17,9 +17,9 @@
 use http::Method;
 
 use crate::config::{Config, RouteConfig, Source};
-use crate::proxy::path::normalise;
-use crate::proxy::routes::{prefix_matches, prefix_matches_ignoring_case, RouteMatch};
-use crate::proxy::RouteTable;
+use crate::pipeline::path::normalise;
+use crate::pipeline::routes::{prefix_matches, prefix_matches_ignoring_case, RouteMatch};
+use crate::pipeline::RouteTable;
 
 const MAX_ROUTES: usize = 8;
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];

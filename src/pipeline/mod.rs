@@ -2,29 +2,41 @@
 //! API -> route -> admit (allow_from, body size) -> authorize -> forward. Each stage returns
 //! `Result`; `handle` alone turns errors into responses (through the one error map) and records
 //! the request (metrics, access log).
+//!
+//! Every stage before the decision lives in this folder: the request's authority and path
+//! (`request.rs`, `path.rs`), who sent it (`client.rs`), the route table (`routes.rs`) and CORS
+//! (`cors.rs`). What happens after it is `auth` and `proxy`.
+
+pub mod client;
+pub mod cors;
+pub mod path;
+pub mod request;
+pub mod routes;
+
+pub use routes::{RouteMatch, RouteTable};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::header::HeaderValue;
 use http::{Request, Response};
 use rustc_hash::FxHashMap;
 
 use crate::auth::{self, login_api, Authorities};
 use crate::body::Body;
-use crate::config::{Config, RouteConfig};
+use crate::config::Config;
 use crate::error::{Audit, Decision, GatewayError, Reason};
 use crate::exchange::Exchange;
 use crate::jwt::Authorizer;
 use crate::ops::access_log::{self, Outcome};
 use crate::ops::metrics::{Metrics, RouteSeries};
 use crate::ops::{health_response, Readiness};
-use crate::proxy::cors;
-use crate::proxy::headers::{client_addr, request_id, X_REQUEST_ID};
-use crate::proxy::path::normalise;
-use crate::proxy::routes::RouteMatch;
-use crate::proxy::{Forwarder, Grant, Peer, RouteTable, UpstreamClient};
+use crate::proxy::headers::X_REQUEST_ID;
+use crate::proxy::{Forwarder, Grant, Peer, UpstreamClient};
+use client::{client_addr, request_id};
+use path::normalise;
+use request::{admit, request_host, with_path};
 
 /// What the connection tells about a request.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +125,7 @@ impl Gateway {
         let server = &self.config.server;
         // One authority, by the RFCs' rules, for routing, allow_from, forwarding and logs.
         let host = request_host(&mut req)?;
-        // Route on the path every upstream resolves (see `proxy::path`); the normalised path is
+        // Route on the path every upstream resolves (see `path`); the normalised path is
         // also the one forwarded.
         let normal =
             normalise(req.uri().path()).map_err(|e| GatewayError::BadRequest(e.message()))?;
@@ -209,87 +221,4 @@ impl Gateway {
         }
         Ok(resp)
     }
-}
-
-/// The route's admission checks before auth: `allow_from` and a declared body size.
-fn admit<B>(
-    req: &Request<B>,
-    route: &RouteConfig,
-    client: std::net::IpAddr,
-    max_body_bytes: u64,
-) -> Result<(), GatewayError> {
-    if !route.allow_from.is_empty() && !route.allow_from.iter().any(|n| n.contains(&client)) {
-        return Err(GatewayError::ClientNotAllowed);
-    }
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
-        let len: u64 = len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(GatewayError::BadRequest("invalid content-length"))?;
-        if len > max_body_bytes {
-            return Err(GatewayError::BodyTooLarge);
-        }
-    }
-    Ok(())
-}
-
-/// `uri` with another path, its query kept.
-fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
-    let pq = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(pq.parse().ok()?);
-    http::Uri::from_parts(parts).ok()
-}
-
-/// The request's authority, lower-cased, without port: an absolute-form target's (RFC 9112
-/// §3.2.2: `Host` is then ignored, and replaced so that everything after sees the same), else
-/// `Host`. HTTP/2: `:authority`, and a `Host` that differs from it is malformed (RFC 9113
-/// §8.3.1). Several `Host` lines, or none in an HTTP/1.1 request, are a 400 (RFC 9112 §3.2).
-fn request_host<B>(req: &mut Request<B>) -> Result<Option<String>, GatewayError> {
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let host = hosts.next().cloned();
-    if hosts.next().is_some() {
-        return Err(GatewayError::BadRequest("more than one Host"));
-    }
-    let authority = req.uri().authority().map(|a| a.as_str().to_string());
-    let raw = match (authority, host) {
-        (Some(a), Some(h)) if req.version() == http::Version::HTTP_2 => {
-            if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
-                return Err(GatewayError::BadRequest("Host differs from :authority"));
-            }
-            a
-        }
-        (Some(a), _) => {
-            if req.version() <= http::Version::HTTP_11 {
-                let value = HeaderValue::from_str(&a)
-                    .map_err(|_| GatewayError::BadRequest("invalid authority"))?;
-                req.headers_mut().insert(HOST, value);
-            }
-            a
-        }
-        (None, Some(h)) => h
-            .to_str()
-            .map_err(|_| GatewayError::BadRequest("invalid Host"))?
-            .to_string(),
-        (None, None) if req.version() == http::Version::HTTP_11 => {
-            return Err(GatewayError::BadRequest("no Host"));
-        }
-        (None, None) => return Ok(None),
-    };
-    let host = if let Some(v6) = raw.strip_prefix('[') {
-        v6.split(']').next().unwrap_or(v6)
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => raw.as_str(),
-        }
-    };
-    // `tenant.example.` is `tenant.example` (a fully qualified name): without this, a host's
-    // own routes could be walked around to the routes every host shares.
-    let host = host.strip_suffix('.').unwrap_or(host);
-    Ok(Some(host.to_ascii_lowercase()))
 }

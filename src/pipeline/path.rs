@@ -139,19 +139,6 @@ pub fn normalise(path: &str) -> Result<NormalPath<'_>, PathError> {
     Ok(NormalPath { forward, route })
 }
 
-/// `path` without its first `segments` segments (each `/name`), for `strip_prefix` when the
-/// routed path and the forwarded one differ by `;params`.
-pub fn strip_segments(path: &str, segments: usize) -> &str {
-    let mut rest = path;
-    for _ in 0..segments {
-        let Some(tail) = rest.strip_prefix('/') else {
-            break;
-        };
-        rest = tail.find('/').map_or("", |i| &tail[i..]);
-    }
-    rest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,12 +237,5 @@ mod tests {
             ("/admin;x=1/y".into(), "/admin/y".into())
         );
         assert_eq!(ok("/a/b;v=2"), ("/a/b;v=2".into(), "/a/b".into()));
-    }
-
-    #[test]
-    fn strips_whole_segments() {
-        assert_eq!(strip_segments("/api;x/orders/7", 1), "/orders/7");
-        assert_eq!(strip_segments("/api;x", 1), "");
-        assert_eq!(strip_segments("/a/b;c/d", 2), "/d");
     }
 }

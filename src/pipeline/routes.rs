@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method};
 
-use super::headers::InboundHygiene;
 use crate::config::RouteConfig;
+use crate::proxy::headers::InboundHygiene;
 
 pub struct RouteTable {
     /// Sorted by prefix length, longest first.

@@ -12,7 +12,6 @@ use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use super::headers::{set_forwarded, trusted, InboundHygiene, X_REQUEST_ID};
-use super::path::strip_segments;
 use super::{echo, upstream, websocket, UpstreamClient};
 use crate::body::{Body, Capped};
 use crate::config::{RouteConfig, UpstreamTarget};
@@ -185,5 +184,30 @@ fn strip_prefix<'p>(route: &RouteConfig, path: &'p str) -> &'p str {
         strip_segments(path, route.path_prefix.matches('/').count())
     } else {
         &path[route.path_prefix.len().min(path.len())..]
+    }
+}
+
+/// `path` without its first `segments` segments (each `/name`), for `strip_prefix` when the
+/// routed path and the forwarded one differ by `;params`.
+pub fn strip_segments(path: &str, segments: usize) -> &str {
+    let mut rest = path;
+    for _ in 0..segments {
+        let Some(tail) = rest.strip_prefix('/') else {
+            break;
+        };
+        rest = tail.find('/').map_or("", |i| &tail[i..]);
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_whole_segments() {
+        assert_eq!(strip_segments("/api;x/orders/7", 1), "/orders/7");
+        assert_eq!(strip_segments("/api;x", 1), "");
+        assert_eq!(strip_segments("/a/b;c/d", 2), "/d");
     }
 }

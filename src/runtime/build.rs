@@ -18,8 +18,9 @@ use crate::jwt::{
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::Readiness;
 use crate::pipeline::Gateway;
+use crate::pipeline::RouteTable;
 use crate::proxy::websocket::RouteGenerations;
-use crate::proxy::{RouteTable, UpstreamClient};
+use crate::proxy::UpstreamClient;
 
 /// Builds the JWKS cache of a configuration: seeded from the file, fetching from the URL.
 pub fn build_jwks(

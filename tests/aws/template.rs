@@ -993,7 +993,7 @@ fn format_is_yaml_or_json() {
         "--format",
         "xml",
     ]);
-    assert_eq!(out.code, Some(2), "a usage error");
+    assert_eq!(out.code, Some(64), "a usage error");
     assert!(out.stderr.contains("invalid value 'xml'"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 

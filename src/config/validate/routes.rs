@@ -62,7 +62,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
             };
             // Requests are routed on their normalised path: a prefix that is not one (`//x`,
             // `/a/./b`, `/%61dmin`, `/a;p`) would never match, and the route would be dead.
-            match crate::proxy::path::normalise(&p) {
+            match crate::pipeline::path::normalise(&p) {
                 Ok(n) if n.route == p => {}
                 Ok(n) => cx.err(
                     k("path_prefix"),
