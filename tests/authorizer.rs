@@ -593,7 +593,7 @@ async fn authorizer_cases_table() {
     );
     assert!(cases.len() >= 50);
     // Every denial is counted by its reason: a dashboard can tell an attack from a clock problem.
-    let text = e.gw.gateway().metrics.encode();
+    let text = e.gw.metrics_text();
     for reason in [
         "missing",
         "malformed",
@@ -1064,7 +1064,7 @@ async fn several_pools_pick_by_issuer_and_never_cross_over_a_shared_kid() {
         "only pool a's keys were fetched"
     );
     // The pool label on the JWKS metrics.
-    let text = gw.gateway().metrics.encode();
+    let text = gw.metrics_text();
     for pool in ["a", "b", "c"] {
         assert!(
             text.contains(&format!(

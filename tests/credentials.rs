@@ -242,7 +242,7 @@ async fn five_hundred_concurrent_requests_share_one_login() {
         !e.state.bad_hash.load(Ordering::SeqCst),
         "SECRET_HASH matches the formula"
     );
-    let text = e.gw.gateway().metrics.encode();
+    let text = e.gw.metrics_text();
     assert!(
         text.contains("cognito_gate_token_exchange_total{kind=\"login\",outcome=\"success\"} 1"),
         "{text}"
@@ -482,7 +482,7 @@ async fn a_failing_private_api_is_not_hammered() {
         5,
         "after 5 failures in a row the breaker pauses calls"
     );
-    let text = e.gw.gateway().metrics.encode();
+    let text = e.gw.metrics_text();
     assert!(text.contains("outcome=\"circuit_open\""), "{text}");
     // After the pause one trial call goes through; a success closes the breaker.
     let opened = tokio::time::Instant::now();

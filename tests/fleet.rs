@@ -323,7 +323,7 @@ impl Replica {
     }
 
     fn metrics(&self) -> String {
-        self.gw.gateway().metrics.encode()
+        self.gw.metrics_text()
     }
 
     fn shared_up(&self) -> bool {

@@ -188,7 +188,7 @@ async fn upstream_failures_map_to_502_and_504() {
     );
     assert_eq!(up.hits(), hits);
     // Metrics saw the upstream errors by kind.
-    let text = gw.gateway().metrics.encode();
+    let text = gw.metrics_text();
     assert!(
         text.contains("cognito_gate_upstream_errors_total{route=\"refused\",kind=\"connect\"} 1"),
         "{text}"
@@ -259,7 +259,7 @@ async fn dot_segments_and_slowloris_are_cut_off() {
         started.elapsed()
     );
     // Both counted, as the gateway's own closes.
-    let metrics = gw.gateway().metrics.encode();
+    let metrics = gw.metrics_text();
     assert!(
         metrics.contains("cognito_gate_connections_closed_total{reason=\"header_read_timeout\"} 2"),
         "{metrics}"
@@ -787,7 +787,7 @@ async fn metrics_count_each_request_once_by_route_status_and_decision() {
     let gw = start_ready(config(toml)).await;
     let base = format!("http://{}", gw.http_addr.unwrap());
     // A configured route's series are there from the start, at zero.
-    let text = gw.gateway().metrics.encode();
+    let text = gw.metrics_text();
     assert!(
         text.contains("cognito_gate_requests_total{route=\"open\",status=\"200\"} 0"),
         "{text}"
@@ -799,7 +799,7 @@ async fn metrics_count_each_request_once_by_route_status_and_decision() {
     }
     let resp = c.get(format!("{base}/elsewhere")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
-    let text = gw.gateway().metrics.encode();
+    let text = gw.metrics_text();
     for line in [
         "cognito_gate_requests_total{route=\"open\",status=\"200\"} 3",
         "cognito_gate_auth_decisions_total{route=\"open\",decision=\"allow\",reason=\"none\"} 3",
@@ -1259,7 +1259,7 @@ async fn websocket_is_authorized_at_the_handshake_then_tunnelled() {
     for text in ["hello", "world"] {
         round_trip(&mut ws, text).await;
     }
-    let metrics = || gw.gateway().metrics.encode();
+    let metrics = || gw.metrics_text();
     assert!(
         metrics().contains("cognito_gate_websocket_connections_active{route=\"live\"} 1"),
         "{}",

@@ -97,7 +97,7 @@ pub struct PrivateApi {
     client: reqwest::Client,
     api: PrivateApiConfig,
     exchange: ExchangeConfig,
-    metrics: Option<std::sync::Arc<crate::ops::metrics::Metrics>>,
+    metrics: Option<super::metrics::ExchangeMetrics>,
     /// `sign = "sigv4"`: signs every call.
     signer: Option<Signer>,
 }
@@ -138,12 +138,12 @@ impl PrivateApi {
     }
 
     /// Records every call in `cognito_gate_token_exchange_*`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::ops::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: super::metrics::ExchangeMetrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    pub fn metrics(&self) -> Option<&std::sync::Arc<crate::ops::metrics::Metrics>> {
+    pub fn metrics(&self) -> Option<&super::metrics::ExchangeMetrics> {
         self.metrics.as_ref()
     }
 
@@ -340,10 +340,10 @@ impl PrivateApi {
                 Ok(AuthResult::Challenge(_)) => "challenge",
                 Err(e) => e.outcome(),
             };
-            m.token_exchange
-                .get_or_create(&crate::ops::metrics::ExchangeLabels { kind, outcome })
+            m.calls
+                .get_or_create(&super::metrics::ExchangeLabels { kind, outcome })
                 .inc();
-            m.token_exchange_duration.observe(elapsed);
+            m.duration.observe(elapsed);
         }
         match &result {
             Ok(r) => tracing::debug!(

@@ -19,10 +19,10 @@ use super::api::AuthResult;
 use super::error::ExchangeError;
 use super::fleet::{Entry, Fleet, Found, Lock, Subject};
 use super::limit::FailureLimiter;
+use super::metrics::{ExchangeMetrics, ResultLabel};
 use super::{renew, verify_tokens, Clock, CognitoCalls, Tokens, MAX_SESSION_AGE};
 use crate::config::ExchangeConfig;
 use crate::jwt::Verifier;
-use crate::ops::metrics::{Metrics, ResultLabel};
 
 type Key = [u8; 32];
 
@@ -100,7 +100,7 @@ pub struct CredentialCache {
     limiter: Arc<FailureLimiter>,
     refresh_before: i64,
     failure_ttl: Duration,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<ExchangeMetrics>,
     fleet: Option<Arc<Fleet>>,
     pub stats: CacheStats,
 }
@@ -112,7 +112,7 @@ impl CredentialCache {
         limiter: Arc<FailureLimiter>,
         settings: CacheSettings,
         clock: Clock,
-        metrics: Option<Arc<Metrics>>,
+        metrics: Option<ExchangeMetrics>,
         fleet: Option<Arc<Fleet>>,
     ) -> Arc<Self> {
         Arc::new(CredentialCache {
@@ -140,7 +140,7 @@ impl CredentialCache {
 
     fn count(&self, result: &'static str) {
         if let Some(m) = &self.metrics {
-            m.token_cache.get_or_create(&ResultLabel { result }).inc();
+            m.cache.get_or_create(&ResultLabel { result }).inc();
         }
     }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fleet;
 pub mod issued;
 pub mod limit;
+pub mod metrics;
 pub mod response;
 pub mod secret_hash;
 pub mod service;
@@ -30,9 +31,10 @@ pub use service::ServiceAccounts;
 
 use crate::config::{Config, TokenUsePolicy};
 use crate::jwt::{RoutePolicy, TokenUse, Verified, Verifier};
-use crate::ops::metrics::Metrics;
+use crate::shared::metrics::SharedMetrics;
 use crate::shared::SharedState;
 use fleet::Fleet;
+use metrics::ExchangeMetrics;
 
 /// The calls the credential cache and the service accounts make: the private API in service,
 /// a fake in their tests.
@@ -94,7 +96,8 @@ impl Exchange {
     pub fn build(
         config: &Config,
         verifier: &Arc<Verifier>,
-        metrics: &Arc<Metrics>,
+        metrics: &ExchangeMetrics,
+        shared_metrics: &SharedMetrics,
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<Exchange>, BuildError> {
         let (Some(api_cfg), Some(ex_cfg)) = (&config.private_api, &config.exchange) else {
@@ -108,7 +111,8 @@ impl Exchange {
         let clock = system_clock();
         let shared = match &config.shared_state {
             Some(cfg) => Some(Arc::new(
-                SharedState::new(cfg, Some(metrics.clone())).map_err(BuildError::SharedState)?,
+                SharedState::new(cfg, Some(shared_metrics.clone()))
+                    .map_err(BuildError::SharedState)?,
             )),
             None => None,
         };

@@ -139,13 +139,11 @@ pub struct JwksCache {
     max_stale: Duration,
     inflight: Mutex<Inflight>,
     fetches: std::sync::atomic::AtomicU64,
-    observer: std::sync::OnceLock<RefreshObserver>,
+    /// Where fetch outcomes are counted, with the pool's name (`set_metrics`).
+    metrics: std::sync::OnceLock<(super::metrics::JwksMetrics, String)>,
     /// The background refresh, owned here: it ends when the cache is dropped.
     refresher: std::sync::OnceLock<tokio_util::task::AbortOnDropHandle<()>>,
 }
-
-/// Called with the outcome of every fetch (metrics).
-pub type RefreshObserver = Box<dyn Fn(&RefreshOutcome) + Send + Sync>;
 
 impl JwksCache {
     /// A cache seeded with `seed` (from a file) that fetches from `fetcher` when there is one.
@@ -175,14 +173,22 @@ impl JwksCache {
             max_stale,
             inflight: Mutex::new(Inflight::default()),
             fetches: Default::default(),
-            observer: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
             refresher: std::sync::OnceLock::new(),
         })
     }
 
-    /// Installs the observer of fetch outcomes (once; later calls are ignored).
-    pub fn set_observer(&self, observer: RefreshObserver) {
-        let _ = self.observer.set(observer);
+    /// Counts every fetch's outcome under `pool` in `metrics` (once; later calls are ignored).
+    pub fn set_metrics(&self, metrics: super::metrics::JwksMetrics, pool: &str) {
+        metrics.preset_pool(pool);
+        let _ = self.metrics.set((metrics, pool.to_string()));
+    }
+
+    /// Sets the pool's `jwks_age_seconds` (at scrape time: the age grows between fetches).
+    pub fn report_age(&self) {
+        if let (Some((metrics, pool)), Some(age)) = (self.metrics.get(), self.age()) {
+            metrics.set_age(pool, age);
+        }
     }
 
     /// The current snapshot (cheap; never blocks).
@@ -326,8 +332,8 @@ impl JwksCache {
                     RefreshOutcome::Failed(e)
                 }
             };
-            if let Some(observe) = this.observer.get() {
-                observe(&outcome);
+            if let Some((metrics, pool)) = this.metrics.get() {
+                metrics.refreshed(pool, &outcome);
             }
             this.inflight.lock().expect("jwks inflight lock").current = None;
             outcome

@@ -3,6 +3,7 @@
 
 pub mod jwks;
 pub mod keys;
+pub mod metrics;
 pub mod pools;
 mod rejected;
 pub mod token;

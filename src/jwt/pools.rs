@@ -55,6 +55,13 @@ impl Authorizer {
         self.pools.iter().find(|p| p.name == name)
     }
 
+    /// Sets every pool's `jwks_age_seconds`, for a scrape.
+    pub fn report_key_ages(&self) {
+        for p in &self.pools {
+            p.verifier.jwks().report_age();
+        }
+    }
+
     /// Every pool's keys.
     pub fn key_sets(&self) -> impl Iterator<Item = (&str, &Arc<JwksCache>)> {
         self.pools

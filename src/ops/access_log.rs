@@ -8,9 +8,10 @@ use std::time::Instant;
 use http::{HeaderValue, Method, Uri};
 use rustc_hash::FxHashMap;
 
-use super::metrics::{AuthLabels, Metrics, RouteKind, RouteLabel, RouteSeries, RouteStatus};
+use super::metrics::{AuthLabels, RequestMetrics, RouteKind, RouteSeries, RouteStatus};
 use crate::config::RouteConfig;
 use crate::error::{Audit, Decision, UpstreamError};
+use crate::metrics::RouteLabel;
 
 /// What the metrics and the access log record about one request.
 #[derive(Default)]
@@ -38,7 +39,7 @@ pub fn enabled() -> bool {
 
 /// Counts the request in the metrics.
 pub fn record(
-    metrics: &Metrics,
+    metrics: &RequestMetrics,
     series: &FxHashMap<String, RouteSeries>,
     outcome: &Outcome,
     status: u16,

@@ -1,7 +1,7 @@
-//! What operators see: health and readiness, the admin endpoint, metrics and the access log.
+//! What sits on top of the request path for operators: health and readiness, the request
+//! metrics and the access log.
 
 pub mod access_log;
-pub mod admin;
 pub mod metrics;
 pub mod readiness;
 

@@ -30,9 +30,10 @@ use crate::error::{Audit, Decision, GatewayError, Reason};
 use crate::exchange::Exchange;
 use crate::jwt::Authorizer;
 use crate::ops::access_log::{self, Outcome};
-use crate::ops::metrics::{Metrics, RouteSeries};
+use crate::ops::metrics::{RequestMetrics, RouteSeries};
 use crate::ops::{health_response, Readiness};
 use crate::proxy::headers::X_REQUEST_ID;
+use crate::proxy::metrics::ProxyMetrics;
 use crate::proxy::{Forwarder, Grant, Peer, UpstreamClient};
 use client::{client_addr, request_id};
 use path::normalise;
@@ -53,7 +54,9 @@ pub struct Gateway {
     pub upstream: UpstreamClient,
     pub readiness: Readiness,
     pub exchange: Option<Exchange>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: RequestMetrics,
+    /// Where WebSocket tunnels are counted.
+    pub proxy_metrics: ProxyMetrics,
     /// Per-route metric handles for the common outcomes, by route name (from the configuration,
     /// so a fast non-keyed hash is safe).
     pub route_series: FxHashMap<String, RouteSeries>,
@@ -207,7 +210,7 @@ impl Gateway {
             stop: &self.stop,
             generations: &self.generations,
             shutdown_grace: server.shutdown_grace,
-            metrics: &self.metrics,
+            metrics: &self.proxy_metrics,
         };
         let peer = Peer {
             ip: conn.peer.ip(),

@@ -36,7 +36,7 @@ pub struct Forwarder<'a> {
     /// Which WebSocket routes a reload has changed since their tunnels opened.
     pub generations: &'a websocket::RouteGenerations,
     pub shutdown_grace: std::time::Duration,
-    pub metrics: &'a std::sync::Arc<crate::ops::metrics::Metrics>,
+    pub metrics: &'a super::metrics::ProxyMetrics,
 }
 
 /// What auth established, as forwarding needs it: the claims for the claim headers and the

@@ -6,6 +6,7 @@ pub mod direct;
 pub mod echo;
 pub mod forward;
 pub mod headers;
+pub mod metrics;
 pub mod upstream;
 pub mod websocket;
 

@@ -22,10 +22,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::metrics::ProxyMetrics;
 use crate::body::Body;
 use crate::config::UpstreamTarget;
 use crate::error::{GatewayError, UpstreamError};
-use crate::ops::metrics::{Metrics, RouteLabel};
+use crate::metrics::RouteLabel;
 
 /// `Upgrade: websocket` with `Connection: upgrade` (HTTP/1.1).
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -52,7 +53,7 @@ pub struct Tunnel {
     pub stop: watch::Receiver<bool>,
     /// Set when a reload changes or removes the route (`RouteGenerations`).
     pub retired: watch::Receiver<bool>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ProxyMetrics,
 }
 
 /// The lifetime of a tunnel opened now: `max`, or until `expires_at` (seconds since the epoch)

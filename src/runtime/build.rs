@@ -7,15 +7,13 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Semaphore};
 
+use super::telemetry::Telemetry;
 use super::StartError;
 use crate::config::{self, Config};
 use crate::dev_idp;
 use crate::error::UpstreamError;
-use crate::exchange::{self, Exchange};
-use crate::jwt::{
-    self, Authorizer, HttpJwksFetcher, JwksCache, JwksFetcher, Pool, RefreshOutcome, Verifier,
-};
-use crate::ops::metrics::{self, Metrics};
+use crate::exchange::Exchange;
+use crate::jwt::{self, Authorizer, HttpJwksFetcher, JwksCache, JwksFetcher, Pool, Verifier};
 use crate::ops::Readiness;
 use crate::pipeline::Gateway;
 use crate::pipeline::RouteTable;
@@ -53,9 +51,6 @@ fn read_jwks_file(path: &std::path::Path) -> Result<jwt::KeySet, StartError> {
         .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))
 }
 
-/// Every `cognito_gate_jwks_refresh_total{pool,outcome}` outcome.
-const JWKS_OUTCOMES: [&str; 2] = ["success", "failure"];
-
 /// How many pools fetch their keys at once.
 pub const JWKS_FETCH_CONCURRENCY: usize = 8;
 
@@ -67,27 +62,8 @@ pub fn build_gateway(
     previous: Option<&Gateway>,
     jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
     stop: &watch::Receiver<bool>,
+    telemetry: &Telemetry,
 ) -> Result<Arc<Gateway>, StartError> {
-    let metrics = match previous {
-        Some(p) => p.metrics.clone(),
-        None => {
-            let m = Arc::new(Metrics::new());
-            m.preset(
-                &exchange::KINDS,
-                &exchange::OUTCOMES,
-                &exchange::cache::CACHE_RESULTS,
-            );
-            match &config.cognito {
-                Some(c) => c
-                    .pools
-                    .iter()
-                    .for_each(|p| m.preset_pool(&p.name, &JWKS_OUTCOMES)),
-                None => m.preset_pool(config::DEFAULT_POOL, &JWKS_OUTCOMES),
-            }
-            m
-        }
-    };
-
     let keep_keys = previous.filter(|p| p.config.cognito == config.cognito);
     let authorizer = match (keep_keys, &config.cognito) {
         (Some(p), Some(c)) => {
@@ -108,19 +84,7 @@ pub fn build_gateway(
             let mut pools = Vec::with_capacity(c.pools.len());
             for pc in &c.pools {
                 let jwks = build_jwks(&pc.jwks, jwks_fetcher.clone())?;
-                let (m, pool) = (metrics.clone(), pc.name.clone());
-                jwks.set_observer(Box::new(move |outcome| {
-                    let outcome = match outcome {
-                        RefreshOutcome::Updated { .. } => JWKS_OUTCOMES[0],
-                        RefreshOutcome::Failed(_) => JWKS_OUTCOMES[1],
-                    };
-                    m.jwks_refresh
-                        .get_or_create(&metrics::PoolOutcome {
-                            pool: pool.clone(),
-                            outcome,
-                        })
-                        .inc();
-                }));
+                jwks.set_metrics(telemetry.jwks.clone(), &pc.name);
                 jwks.start_refresh(pc.jwks.refresh_interval, stop.clone(), limit.clone());
                 let verifier = Arc::new(Verifier::new(
                     pc.issuers.clone(),
@@ -138,7 +102,11 @@ pub fn build_gateway(
             }
             Some(Arc::new(Authorizer::new(pools)))
         }
-        (_, None) => None,
+        (_, None) => {
+            // Every family shows from start-up, the JWKS ones too.
+            telemetry.jwks.preset_pool(config::DEFAULT_POOL);
+            None
+        }
     };
 
     let keep_exchange = previous.filter(|p| {
@@ -159,7 +127,10 @@ pub fn build_gateway(
     });
     let exchange = match (keep_exchange, &exchange_verifier) {
         (Some(p), _) => p.exchange.clone(),
-        (None, Some(v)) => Exchange::build(&config, v, &metrics, stop).map_err(StartError::from)?,
+        (None, Some(v)) => {
+            Exchange::build(&config, v, &telemetry.exchange, &telemetry.shared, stop)
+                .map_err(StartError::from)?
+        }
         (None, None) => None,
     };
 
@@ -168,11 +139,7 @@ pub fn build_gateway(
         None => UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?,
     };
     for r in config.routes.iter().filter(|r| r.websocket) {
-        let _ = metrics
-            .websocket_connections
-            .get_or_create(&metrics::RouteLabel {
-                route: r.name.clone(),
-            });
+        telemetry.proxy.preset_route(&r.name);
     }
     let route_series = config
         .routes
@@ -182,7 +149,7 @@ pub fn build_gateway(
             let kinds = UpstreamError::ALL.map(UpstreamError::kind);
             (
                 r.name.clone(),
-                metrics.route_series(&r.name, methods, &kinds),
+                telemetry.requests.route_series(&r.name, methods, &kinds),
             )
         })
         .collect();
@@ -202,7 +169,8 @@ pub fn build_gateway(
         authorizer,
         upstream,
         exchange,
-        metrics,
+        metrics: telemetry.requests.clone(),
+        proxy_metrics: telemetry.proxy.clone(),
         generations: RouteGenerations::new(
             &config.routes,
             previous.map(|p| (&p.generations, p.config.routes.as_slice())),

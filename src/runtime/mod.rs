@@ -5,6 +5,7 @@
 
 mod build;
 mod reload;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub struct RunningGateway {
     /// Where the embedded dev IdP listens, when `[dev_idp]` is configured.
     pub dev_idp_addr: Option<SocketAddr>,
     current: Arc<ArcSwap<Gateway>>,
+    telemetry: Arc<telemetry::Telemetry>,
     tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
     stop: watch::Sender<bool>,
     /// Turns true when draining starts (connections are told to move elsewhere).
@@ -64,6 +66,14 @@ impl RunningGateway {
     /// The gateway serving new requests now.
     pub fn gateway(&self) -> Arc<Gateway> {
         self.current.load_full()
+    }
+
+    /// The Prometheus text of every metric, as the admin listener serves it.
+    pub fn metrics_text(&self) -> String {
+        if let Some(a) = &self.current.load().authorizer {
+            a.report_key_ages();
+        }
+        self.telemetry.encode()
     }
 
     /// Connections currently open on all listeners.
@@ -116,11 +126,12 @@ pub async fn start_with(
         None => None,
     };
     let config = Arc::new(config);
-    let gateway = build::build_gateway(config.clone(), None, jwks_fetcher, &stop_rx)?;
+    let telemetry = telemetry::Telemetry::new();
+    let gateway = build::build_gateway(config.clone(), None, jwks_fetcher, &stop_rx, &telemetry)?;
     let current = Arc::new(ArcSwap::new(gateway));
 
     let server = &config.server;
-    let settings = ConnSettings::from_config(server);
+    let settings = ConnSettings::new(server, telemetry.server.clone(), telemetry.registry());
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let connections = Arc::new(ConnCounter::default());
     let bound = |addr: SocketAddr| async move {
@@ -182,6 +193,7 @@ pub async fn start_with(
         admin_addr,
         dev_idp_addr,
         current,
+        telemetry,
         tls: tls_slot,
         stop,
         drain,

@@ -140,7 +140,7 @@ impl RunningGateway {
             _ => None,
         };
         let stop = self.stop.subscribe();
-        let gateway = build_gateway(Arc::new(config), Some(&old), None, &stop)?;
+        let gateway = build_gateway(Arc::new(config), Some(&old), None, &stop, &self.telemetry)?;
         summary.keys_rebuilt = !same_arc(old.authorizer.as_ref(), gateway.authorizer.as_ref());
         summary.exchange_rebuilt = !same_arc(
             old.exchange.as_ref().map(|x| &x.api),

@@ -5,6 +5,7 @@
 //! paused with a doubling backoff (100 ms .. 5 s) after failures, so a dead server is probed,
 //! not hammered. The state change is logged once each way. Values are sealed (`seal.rs`).
 
+pub mod metrics;
 pub mod seal;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use redis::{Client, RedisError};
 pub use seal::Sealer;
 
 use crate::config::SharedStateConfig;
-use crate::ops::metrics::{Metrics, SharedOpLabels, TamperingLabel};
+use metrics::{SharedMetrics, SharedOpLabels, TamperingLabel};
 
 /// Valkey could not answer in time (down, slow, or refusing): act alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +58,7 @@ pub struct SharedState {
     timeout: Duration,
     sealer: Sealer,
     health: Mutex<Health>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<SharedMetrics>,
     /// The health probe, owned here: it ends with the shared state.
     prober: std::sync::OnceLock<tokio_util::task::AbortOnDropHandle<()>>,
 }
@@ -108,7 +109,7 @@ return 0";
 impl SharedState {
     /// Builds the client (no connection yet: it is made on first use, so start-up never waits
     /// for Valkey).
-    pub fn new(cfg: &SharedStateConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, String> {
+    pub fn new(cfg: &SharedStateConfig, metrics: Option<SharedMetrics>) -> Result<Self, String> {
         let master: [u8; 32] = base64::engine::general_purpose::STANDARD
             .decode(cfg.encryption_key.expose())
             .ok()
@@ -261,13 +262,10 @@ impl SharedState {
         let down = h.down;
         drop(h);
         if let Some(m) = &self.metrics {
-            m.shared_state_up.set(i64::from(!down));
+            m.up.set(i64::from(!down));
             let outcome = if ok { "ok" } else { "error" };
-            m.shared_state_ops
-                .get_or_create(&SharedOpLabels { op, outcome })
-                .inc();
-            m.shared_state_duration
-                .observe(started.elapsed().as_secs_f64());
+            m.ops.get_or_create(&SharedOpLabels { op, outcome }).inc();
+            m.duration.observe(started.elapsed().as_secs_f64());
         }
     }
 
@@ -279,7 +277,7 @@ impl SharedState {
     ) -> Result<T, Unavailable> {
         if !self.admitted() {
             if let Some(m) = &self.metrics {
-                m.shared_state_ops
+                m.ops
                     .get_or_create(&SharedOpLabels {
                         op,
                         outcome: "skipped",
@@ -428,9 +426,7 @@ impl SharedState {
     /// logs what it was and acts on its own for it.
     pub fn report_tampering(&self, kind: &'static str) {
         if let Some(m) = &self.metrics {
-            m.shared_state_tampering
-                .get_or_create(&TamperingLabel { kind })
-                .inc();
+            m.tampering.get_or_create(&TamperingLabel { kind }).inc();
         }
     }
 

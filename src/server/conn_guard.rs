@@ -9,8 +9,6 @@
 //! nothing has been in flight for `idle_timeout`. On HTTP/2 it also reads the frame headers the
 //! client sends and closes a connection that floods SETTINGS frames (`frames`).
 
-mod frames;
-
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,8 +19,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use frames::ControlFrames;
-pub use frames::Flood;
+use super::frames::ControlFrames;
+pub use super::frames::Flood;
+use super::metrics::CloseReason;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -119,7 +118,7 @@ impl Activity {
     }
 
     /// Resolves when the connection should be closed; says why.
-    pub async fn watch(&self) -> &'static str {
+    pub async fn watch(&self) -> CloseReason {
         let (hrt, idle) = (self.header_read_ms, self.idle_ms);
         loop {
             let now = self.now_ms();
@@ -131,13 +130,13 @@ impl Activity {
                 if pending != 0 && !h2 {
                     let deadline = pending - 1 + hrt;
                     if now >= deadline {
-                        return "header_read_timeout";
+                        return CloseReason::HeaderReadTimeout;
                     }
                     deadline
                 } else {
                     let deadline = self.last_done_ms.load(Ordering::SeqCst) + idle;
                     if now >= deadline {
-                        return "idle_timeout";
+                        return CloseReason::IdleTimeout;
                     }
                     deadline
                 }
@@ -248,12 +247,12 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_secs(30), &mut w)
             .await
             .is_err());
-        assert_eq!(w.await, "idle_timeout");
+        assert_eq!(w.await, CloseReason::IdleTimeout);
 
         // Bytes of a request arrive but the headers never complete.
         let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
         a.on_read(b"GET / HT");
-        assert_eq!(a.watch().await, "header_read_timeout");
+        assert_eq!(a.watch().await, CloseReason::HeaderReadTimeout);
 
         // A request in flight keeps the connection open however long it takes.
         let a = Activity::new(false, Duration::from_secs(10), Duration::from_secs(60));
@@ -274,7 +273,7 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_secs(30), &mut w)
             .await
             .is_err());
-        assert_eq!(w.await, "idle_timeout");
+        assert_eq!(w.await, CloseReason::IdleTimeout);
     }
 }
 
@@ -292,7 +291,7 @@ mod wake_tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         a.on_read(b"GET / HT");
         let started = Instant::now();
-        assert_eq!(watcher.await.unwrap(), "header_read_timeout");
+        assert_eq!(watcher.await.unwrap(), CloseReason::HeaderReadTimeout);
         assert!(
             started.elapsed() <= Duration::from_secs(11),
             "not the idle deadline: {:?}",

@@ -1,5 +1,7 @@
 //! Listeners: accept loops with a connection limit, TLS handshakes, HTTP/1.1 + HTTP/2 (h2c on
-//! plain listeners, ALPN on TLS), header-read and idle timeouts, and graceful shutdown.
+//! plain listeners, ALPN on TLS), header-read and idle timeouts (`conn_guard.rs`; the HTTP/2
+//! SETTINGS budget in `frames.rs`), graceful drain and shutdown, and the admin listener
+//! (`admin.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,9 +20,16 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+pub mod admin;
+pub mod conn_guard;
+mod frames;
+pub mod metrics;
+
 use crate::config::ServerConfig;
-use crate::conn_guard::{Activity, Guarded};
+use crate::metrics::Registry;
 use crate::pipeline::{ConnInfo, Gateway};
+use conn_guard::{Activity, Guarded};
+use metrics::{CloseReason, ServerMetrics};
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +40,7 @@ pub enum Role {
     Admin,
 }
 
-/// Connection-level settings shared by every listener.
+/// Connection-level settings shared by every listener, and where connections are counted.
 #[derive(Clone)]
 pub struct ConnSettings {
     pub header_read_timeout: Duration,
@@ -39,11 +48,16 @@ pub struct ConnSettings {
     pub max_header_bytes: usize,
     pub handshake_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub metrics: ServerMetrics,
+    /// Every metric family, for the admin listener's `/metrics`.
+    pub registry: Arc<Registry>,
 }
 
 impl ConnSettings {
-    pub fn from_config(s: &ServerConfig) -> Self {
+    pub fn new(s: &ServerConfig, metrics: ServerMetrics, registry: Arc<Registry>) -> Self {
         ConnSettings {
+            metrics,
+            registry,
             header_read_timeout: s.header_read_timeout,
             idle_timeout: s.idle_timeout,
             max_header_bytes: s.max_header_bytes,
@@ -120,7 +134,7 @@ pub async fn serve(
             let connections = connections.clone();
             async move {
                 connections.0.fetch_add(1, Ordering::Relaxed);
-                let metrics = gateway.load().metrics.clone();
+                let metrics = settings.metrics.clone();
                 metrics.connections_active.inc();
                 let info = ConnInfo {
                     peer,
@@ -236,25 +250,16 @@ where
         mut stop,
         mut drain,
     } = ctx;
-    let (gateway_allows_upgrades, metrics) = {
-        let g = gateway.load();
-        (
-            g.config.routes.iter().any(|r| r.websocket),
-            g.metrics.clone(),
-        )
-    };
-    let closed = |reason: &'static str| {
-        metrics
-            .connections_closed
-            .get_or_create(&crate::ops::metrics::ReasonLabel { reason })
-            .inc();
-    };
+    let gateway_allows_upgrades = gateway.load().config.routes.iter().any(|r| r.websocket);
+    let metrics = settings.metrics.clone();
+    let registry = settings.registry.clone();
     let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
         let act = act.clone();
+        let registry = registry.clone();
         // Boxed: hyper keeps a slot the size of this future in every connection for as long as
         // it lives, and moves the future into it for each request; a pointer is cheaper to keep
         // and to move than the request path's few KiB of state.
@@ -265,7 +270,21 @@ where
             let http1 = req.version() <= http::Version::HTTP_11;
             let mut resp = match role {
                 Role::Main => gateway.handle(req, info).await,
-                Role::Admin => crate::ops::admin::respond(&gateway, &req),
+                Role::Admin => {
+                    if req.uri().path() == "/metrics" {
+                        if let Some(a) = &gateway.authorizer {
+                            a.report_key_ages();
+                        }
+                    }
+                    let server = &gateway.config.server;
+                    let view = admin::AdminView {
+                        registry: &registry,
+                        readiness: &gateway.readiness,
+                        health_path: &server.health_path,
+                        ready_path: &server.ready_path,
+                    };
+                    admin::respond(&view, &req)
+                }
             };
             // While draining, an HTTP/1 connection closes after each response, so that a load
             // balancer's idle keep-alive connections wind down during `shutdown_drain` instead of
@@ -312,9 +331,9 @@ where
                         break conn.await;
                     }
                     why = activity.watch() => {
-                        tracing::debug!(client.addr = %info.peer, reason = why, "closing connection");
-                        closed(why);
-                        if why == "header_read_timeout" {
+                        tracing::debug!(client.addr = %info.peer, reason = why.as_str(), "closing connection");
+                        metrics.closed(why);
+                        if why == CloseReason::HeaderReadTimeout {
                             // A client still sending its headers gets no graceful close: drop it.
                             return;
                         }
@@ -331,8 +350,8 @@ where
         drive!(builder.serve_connection(TokioIo::new(io), svc))
     };
     if activity.flooded() {
-        closed("h2_settings_flood");
-        tracing::warn!(client.addr = %info.peer, error = %crate::conn_guard::Flood,
+        metrics.closed(CloseReason::H2SettingsFlood);
+        tracing::warn!(client.addr = %info.peer, error = %conn_guard::Flood,
             "closed an HTTP/2 connection");
     } else if let Err(e) = result {
         tracing::debug!(client.addr = %info.peer, error = %e, "connection ended with an error");

@@ -1,0 +1,132 @@
+//! Every component's metric families in one registry, created once at start and kept across
+//! reloads (a reload builds new components that report into the same families).
+
+use std::sync::Arc;
+
+use crate::exchange::metrics::ExchangeMetrics;
+use crate::jwt::metrics::JwksMetrics;
+use crate::metrics::{self, Registry};
+use crate::ops::metrics::RequestMetrics;
+use crate::proxy::metrics::ProxyMetrics;
+use crate::server::metrics::ServerMetrics;
+use crate::shared::metrics::SharedMetrics;
+
+pub struct Telemetry {
+    registry: Arc<Registry>,
+    pub requests: RequestMetrics,
+    pub jwks: JwksMetrics,
+    pub exchange: ExchangeMetrics,
+    pub shared: SharedMetrics,
+    pub proxy: ProxyMetrics,
+    pub server: ServerMetrics,
+}
+
+impl Telemetry {
+    pub fn new() -> Arc<Self> {
+        let mut registry = metrics::registry();
+        let requests = RequestMetrics::register(&mut registry);
+        let jwks = JwksMetrics::register(&mut registry);
+        let exchange = ExchangeMetrics::register(&mut registry);
+        let proxy = ProxyMetrics::register(&mut registry);
+        let server = ServerMetrics::register(&mut registry);
+        let shared = SharedMetrics::register(&mut registry);
+        Arc::new(Telemetry {
+            registry: Arc::new(registry),
+            requests,
+            jwks,
+            exchange,
+            shared,
+            proxy,
+            server,
+        })
+    }
+
+    /// The registry, for the admin listener.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// The Prometheus text of every family.
+    pub fn encode(&self) -> String {
+        metrics::encode(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::metrics::{AuthLabels, RouteKind, RouteStatus};
+    use crate::server::metrics::CloseReason;
+
+    #[test]
+    fn names_match_the_design() {
+        let m = Telemetry::new();
+        m.requests
+            .requests
+            .get_or_create(&RouteStatus {
+                route: "orders".into(),
+                status: 200,
+            })
+            .inc();
+        m.requests
+            .request_duration
+            .get_or_create(&metrics::RouteLabel {
+                route: "orders".into(),
+            })
+            .observe(0.001);
+        m.requests
+            .auth_decisions
+            .get_or_create(&AuthLabels {
+                route: "orders".into(),
+                decision: "deny",
+                reason: "expired",
+            })
+            .inc();
+        m.jwks.preset_pool("default");
+        m.jwks
+            .refreshed("default", &crate::jwt::RefreshOutcome::Updated { keys: 1 });
+        m.exchange
+            .calls
+            .get_or_create(&crate::exchange::metrics::ExchangeLabels {
+                kind: "login",
+                outcome: "success",
+            })
+            .inc();
+        m.exchange
+            .cache
+            .get_or_create(&crate::exchange::metrics::ResultLabel { result: "hit" })
+            .inc();
+        m.requests
+            .upstream_errors
+            .get_or_create(&RouteKind {
+                route: "orders".into(),
+                kind: "timeout",
+            })
+            .inc();
+        m.server.closed(CloseReason::IdleTimeout);
+        m.proxy.preset_route("live");
+        let text = m.encode();
+        for name in [
+            "cognito_gate_requests_total{route=\"orders\",status=\"200\"} 1",
+            "cognito_gate_request_duration_seconds_bucket",
+            "cognito_gate_auth_decisions_total{route=\"orders\",decision=\"deny\",reason=\"expired\"} 1",
+            "cognito_gate_jwks_refresh_total{pool=\"default\",outcome=\"success\"} 1",
+            "cognito_gate_jwks_refresh_total{pool=\"default\",outcome=\"failure\"} 0",
+            "cognito_gate_jwks_age_seconds",
+            "cognito_gate_token_exchange_total{kind=\"login\",outcome=\"success\"} 1",
+            "cognito_gate_token_exchange_total{kind=\"refresh\",outcome=\"timeout\"} 0",
+            "cognito_gate_token_exchange_duration_seconds_count",
+            "cognito_gate_token_cache_total{result=\"hit\"} 1",
+            "cognito_gate_upstream_errors_total{route=\"orders\",kind=\"timeout\"} 1",
+            "cognito_gate_connections_active",
+            "cognito_gate_connections_closed_total{reason=\"idle_timeout\"} 1",
+            "cognito_gate_connections_closed_total{reason=\"h2_settings_flood\"} 0",
+            "cognito_gate_websocket_connections_active{route=\"live\"} 0",
+            "cognito_gate_shared_state_up",
+            "cognito_gate_shared_state_tampering_total{kind=\"counter_negative\"} 0",
+            "cognito_gate_shared_state_tampering_total{kind=\"counter_too_high\"} 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}
