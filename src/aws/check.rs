@@ -146,7 +146,7 @@ pub async fn run(config: &Config) -> Report {
 
 async fn jwks(report: &mut Report, pool: &PoolConfig) {
     let item = format!("jwks[{}]", pool.name);
-    let cache = match crate::runtime::build_jwks(&pool.jwks, None) {
+    let cache = match crate::jwt::build_jwks(&pool.jwks, None) {
         Ok(c) => c,
         Err(e) => {
             report.fail(
@@ -231,7 +231,11 @@ async fn private_api(
     let api = match PrivateApi::new(cfg.clone(), exchange.clone()) {
         Ok(a) => a,
         Err(e) => {
-            report.fail("private API", e, "fix [private_api] ca_file or headers");
+            report.fail(
+                "private API",
+                e.to_string(),
+                "fix [private_api] ca_file or headers",
+            );
             return;
         }
     };

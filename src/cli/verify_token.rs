@@ -48,7 +48,7 @@ pub fn verify_token(config: Config, route: Option<String>, token: String) -> Exi
         .unwrap_or(cognito.first())
         .clone();
     runtime().block_on(async move {
-        let jwks = match crate::build_jwks(&pool.jwks, None) {
+        let jwks = match crate::jwt::build_jwks(&pool.jwks, None) {
             Ok(j) => j,
             Err(e) => {
                 eprintln!("{e}");

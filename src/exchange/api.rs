@@ -103,26 +103,22 @@ pub struct PrivateApi {
 }
 
 impl PrivateApi {
-    pub fn new(api: PrivateApiConfig, exchange: ExchangeConfig) -> Result<Self, String> {
+    pub fn new(
+        api: PrivateApiConfig,
+        exchange: ExchangeConfig,
+    ) -> Result<Self, crate::tls::ClientError> {
         let mut headers = http::HeaderMap::new();
         for (k, v) in &api.headers {
             headers.insert(k.clone(), v.clone());
         }
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(api.timeout)
             .connect_timeout(api.timeout)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .user_agent(concat!("cognito-gate/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &api.ca_file {
-            for cert in crate::tls::load_reqwest_roots(ca)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the private API client: {e}"))?;
+        let client = crate::tls::reqwest_client(builder, api.ca_file.as_deref())?;
         let signer = match &api.sign {
             Signing::None => None,
             Signing::SigV4 { region } => Some(Signer::from_environment(region, api.timeout)),

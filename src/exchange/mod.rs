@@ -74,9 +74,9 @@ impl CognitoCalls for PrivateApi {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("private_api: {0}")]
-    PrivateApi(String),
-    #[error("shared_state: {0}")]
-    SharedState(String),
+    PrivateApi(#[from] crate::tls::ClientError),
+    #[error(transparent)]
+    SharedState(#[from] crate::shared::SharedStateError),
 }
 
 /// The credential-exchange side of the gateway.

@@ -26,25 +26,21 @@ pub struct HttpJwksFetcher {
 }
 
 impl HttpJwksFetcher {
-    pub fn new(cfg: &crate::config::JwksConfig, url: reqwest::Url) -> Result<Self, String> {
+    pub fn new(
+        cfg: &crate::config::JwksConfig,
+        url: reqwest::Url,
+    ) -> Result<Self, crate::tls::ClientError> {
         let mut headers = http::HeaderMap::new();
         for (k, v) in &cfg.headers {
             headers.insert(k.clone(), v.clone());
         }
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("cognito-gate/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            for cert in crate::tls::load_reqwest_roots(ca)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
+        let client = crate::tls::reqwest_client(builder, cfg.ca_file.as_deref())?;
         Ok(HttpJwksFetcher { client, url })
     }
 }

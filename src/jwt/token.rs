@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::verify::AuthError;
+use super::error::AuthError;
 
 /// Tokens longer than this are rejected before any decoding (Cognito tokens are ~1-4 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;

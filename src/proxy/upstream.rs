@@ -28,7 +28,7 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, crate::tls::TlsError> {
         let tls = crate::tls::client_config(cfg.ca_file.as_deref())?;
         let mut websocket_tls = tls.clone();
         websocket_tls.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -13,43 +13,12 @@ use crate::config::{self, Config};
 use crate::dev_idp;
 use crate::error::UpstreamError;
 use crate::exchange::Exchange;
-use crate::jwt::{self, Authorizer, HttpJwksFetcher, JwksCache, JwksFetcher, Pool, Verifier};
+use crate::jwt::{self, build_jwks, Authorizer, JwksFetcher, Pool, Verifier};
 use crate::ops::Readiness;
 use crate::pipeline::Gateway;
 use crate::pipeline::RouteTable;
 use crate::proxy::websocket::RouteGenerations;
 use crate::proxy::UpstreamClient;
-
-/// Builds the JWKS cache of a configuration: seeded from the file, fetching from the URL.
-pub fn build_jwks(
-    cfg: &config::JwksConfig,
-    fetcher_override: Option<Arc<dyn JwksFetcher>>,
-) -> Result<Arc<JwksCache>, StartError> {
-    let seed = match &cfg.file {
-        Some(path) => Some(read_jwks_file(path)?),
-        None => None,
-    };
-    let fetcher: Option<Arc<dyn JwksFetcher>> = match (fetcher_override, &cfg.url) {
-        (Some(f), _) => Some(f),
-        (None, Some(url)) => Some(Arc::new(
-            HttpJwksFetcher::new(cfg, url.clone()).map_err(StartError::JwksClient)?,
-        )),
-        (None, None) => None,
-    };
-    Ok(JwksCache::new(
-        seed,
-        fetcher,
-        cfg.refetch_cooldown,
-        cfg.max_stale,
-    ))
-}
-
-fn read_jwks_file(path: &std::path::Path) -> Result<jwt::KeySet, StartError> {
-    let body = std::fs::read(path)
-        .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))?;
-    jwt::parse_jwks(&body, &path.display().to_string())
-        .map_err(|e| StartError::JwksFile(format!("{}: {e}", path.display())))
-}
 
 /// How many pools fetch their keys at once.
 pub const JWKS_FETCH_CONCURRENCY: usize = 8;
@@ -72,7 +41,9 @@ pub fn build_gateway(
                 for (pc, pool) in c.pools.iter().zip(a.pools()) {
                     if let (Some(file), None) = (&pc.jwks.file, &pc.jwks.url) {
                         // SIGHUP re-reads a JWKS file; with a url the fetched keys stay.
-                        pool.verifier.jwks().replace_keys(read_jwks_file(file)?);
+                        pool.verifier
+                            .jwks()
+                            .replace_keys(jwt::build::read_jwks_file(file)?);
                     }
                 }
             }
@@ -188,10 +159,13 @@ pub fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
     }
 }
 
+/// What `reqwest::Url::parse` fails with (the `url` crate's `ParseError`).
+pub type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
 /// Points a configuration at the running dev IdP bound on `bound`: `[private_api]` defaults to
 /// its `/dev` stage, and URLs naming its configured listen address with port 0
 /// (`private_api.base_url`, `cognito.jwks.url`) get the port it bound.
-pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), String> {
+pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), UrlParseError> {
     let Some(listen) = config.dev_idp.as_ref().map(|d| d.listen) else {
         return Ok(());
     };
@@ -206,8 +180,8 @@ pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), St
     match &mut config.private_api {
         Some(api) => follow(&mut api.base_url),
         None => {
-            let base_url = reqwest::Url::parse(&format!("http://{bound}{}", dev_idp::STAGE_PREFIX))
-                .map_err(|e| e.to_string())?;
+            let base_url =
+                reqwest::Url::parse(&format!("http://{bound}{}", dev_idp::STAGE_PREFIX))?;
             config.private_api = Some(config::PrivateApiConfig {
                 base_url,
                 style: config::ApiStyle::ApiGateway,
@@ -247,9 +221,8 @@ pub async fn start_dev_idp(
         .await
         .map_err(|e| match e {
             dev_idp::DevIdpStartError::Bind { addr, source } => StartError::Bind { addr, source },
-            other => StartError::DevIdp(other.to_string()),
+            other => StartError::DevIdp(other),
         })?;
-    point_at_dev_idp(config, running.addr)
-        .map_err(|e| StartError::DevIdp(format!("dev IdP URL: {e}")))?;
+    point_at_dev_idp(config, running.addr).map_err(StartError::DevIdpUrl)?;
     Ok(Some(running))
 }

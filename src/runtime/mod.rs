@@ -14,7 +14,6 @@ use arc_swap::ArcSwap;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use build::build_jwks;
 pub use reload::{needs_restart, ReloadError, ReloadSummary};
 
 use crate::config::Config;
@@ -32,17 +31,17 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("TLS: {0}")]
-    Tls(String),
-    #[error("cognito.jwks.file: {0}")]
-    JwksFile(String),
-    #[error("cognito.jwks.url: {0}")]
-    JwksClient(String),
+    Tls(#[source] crate::tls::TlsError),
+    #[error(transparent)]
+    Jwks(#[from] crate::jwt::JwksBuildError),
     #[error("upstream client: {0}")]
-    Upstream(String),
+    Upstream(#[source] crate::tls::TlsError),
     #[error("{0}")]
     Exchange(#[from] crate::exchange::BuildError),
-    #[error("{0}")]
-    DevIdp(String),
+    #[error(transparent)]
+    DevIdp(crate::dev_idp::DevIdpStartError),
+    #[error("dev IdP URL: {0}")]
+    DevIdpUrl(#[source] build::UrlParseError),
 }
 
 /// A started gateway.

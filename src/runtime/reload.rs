@@ -126,7 +126,7 @@ impl RunningGateway {
             return Err(ReloadError::Draining);
         }
         if let Some(addr) = self.dev_idp_addr {
-            point_at_dev_idp(&mut config, addr).map_err(StartError::DevIdp)?;
+            point_at_dev_idp(&mut config, addr).map_err(StartError::DevIdpUrl)?;
         }
         let mut summary = ReloadSummary {
             needs_restart: needs_restart(&old.config, &config),

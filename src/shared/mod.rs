@@ -24,6 +24,23 @@ pub use seal::Sealer;
 use crate::config::SharedStateConfig;
 use metrics::{SharedMetrics, SharedOpLabels, TamperingLabel};
 
+/// Why the shared state's client could not be built (at start or reload; nothing connects yet).
+#[derive(Debug, thiserror::Error)]
+pub enum SharedStateError {
+    #[error("shared_state.encryption_key: must be 32 bytes, base64")]
+    EncryptionKey,
+    #[error("shared_state.ca_file: {}: {source}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shared_state.url: {0}")]
+    Url(#[source] RedisError),
+    #[error("shared_state: {0}")]
+    Client(#[source] RedisError),
+}
+
 /// Valkey could not answer in time (down, slow, or refusing): act alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("shared state unavailable")]
@@ -109,16 +126,21 @@ return 0";
 impl SharedState {
     /// Builds the client (no connection yet: it is made on first use, so start-up never waits
     /// for Valkey).
-    pub fn new(cfg: &SharedStateConfig, metrics: Option<SharedMetrics>) -> Result<Self, String> {
+    pub fn new(
+        cfg: &SharedStateConfig,
+        metrics: Option<SharedMetrics>,
+    ) -> Result<Self, SharedStateError> {
         let master: [u8; 32] = base64::engine::general_purpose::STANDARD
             .decode(cfg.encryption_key.expose())
             .ok()
             .and_then(|k| k.try_into().ok())
-            .ok_or("shared_state.encryption_key: must be 32 bytes, base64")?;
+            .ok_or(SharedStateError::EncryptionKey)?;
         let certs = match &cfg.ca_file {
             Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|e| format!("shared_state.ca_file: {}: {e}", path.display()))?,
+                std::fs::read(path).map_err(|source| SharedStateError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?,
             ),
             None => None,
         };
@@ -143,13 +165,13 @@ impl SharedState {
                 b = b.certs(tls(root));
             }
             Backend::Cluster(Box::new(ClusterBackend {
-                client: b.build().map_err(|e| format!("shared_state: {e}"))?,
+                client: b.build().map_err(SharedStateError::Client)?,
                 conn: ArcSwapOption::empty(),
                 connecting: AtomicBool::new(false),
             }))
         } else {
             let mut info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str())
-                .map_err(|e| format!("shared_state.url: {e}"))?;
+                .map_err(SharedStateError::Url)?;
             let mut settings = info.redis_settings().clone();
             if let Some(u) = &cfg.username {
                 settings = settings.set_username(u);
@@ -162,7 +184,7 @@ impl SharedState {
                 Some(root) => Client::build_with_tls(info, tls(root)),
                 None => Client::open(info),
             }
-            .map_err(|e| format!("shared_state: {e}"))?;
+            .map_err(SharedStateError::Client)?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(cfg.timeout.max(Duration::from_millis(50))))
                 .set_response_timeout(Some(cfg.timeout))
@@ -171,7 +193,7 @@ impl SharedState {
                 .set_max_delay(MAX_PAUSE);
             Backend::Single(
                 ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|e| format!("shared_state: {e}"))?,
+                    .map_err(SharedStateError::Client)?,
             )
         };
         Ok(SharedState {

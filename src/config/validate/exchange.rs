@@ -13,7 +13,6 @@ pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_FAILURES_PER_MINUTE: u32 = 10;
-pub const DEFAULT_DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 fn api_path(cx: &mut Ctx, key: &str, v: Option<String>, default: &str) -> String {
     let p = v.unwrap_or_else(|| default.to_string());
@@ -330,76 +329,6 @@ pub(super) fn service_accounts(
         });
     }
     out
-}
-
-pub(super) fn login_api(cx: &mut Ctx, l: RawLoginApi) -> LoginApiConfig {
-    let p = l.path_prefix.unwrap_or_else(|| "/auth".into());
-    let p = if p.starts_with('/') && p.len() > 1 && !p.contains(['?', '#', ' ']) {
-        p.trim_end_matches('/').to_string()
-    } else {
-        cx.err(
-            "login_api.path_prefix",
-            format!("must be a path such as \"/auth\": {p:?}"),
-        );
-        "/auth".into()
-    };
-    LoginApiConfig { path_prefix: p }
-}
-
-pub(super) fn dev_idp(cx: &mut Ctx, d: RawDevIdp) -> DevIdpConfig {
-    let listen = match d.listen.as_deref() {
-        Some(l) => cx
-            .addr("dev_idp.listen", l)
-            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
-        None => {
-            cx.err("dev_idp.listen", "required");
-            ([127, 0, 0, 1], 0).into()
-        }
-    };
-    let mut users = Vec::new();
-    for (i, u) in d.users.into_iter().enumerate() {
-        let key = format!("dev_idp.users[{i}]");
-        let username = match u.username {
-            Some(n) if !n.is_empty() => n,
-            _ => {
-                cx.err(format!("{key}.username"), "required");
-                String::new()
-            }
-        };
-        let password = match u.password {
-            Some(p) if !p.is_empty() => Secret::new(p),
-            _ => {
-                cx.err(format!("{key}.password"), "required");
-                Secret::new("")
-            }
-        };
-        if users.iter().any(|x: &DevUser| x.username == username) {
-            cx.err(
-                format!("{key}.username"),
-                format!("duplicate user {username:?}"),
-            );
-        }
-        users.push(DevUser {
-            username,
-            password,
-            groups: u.groups,
-            attributes: u.attributes.into_iter().collect(),
-            force_new_password: u.force_new_password,
-        });
-    }
-    DevIdpConfig {
-        listen,
-        token_lifetime: cx.positive_duration(
-            "dev_idp.token_lifetime",
-            d.token_lifetime.as_deref(),
-            DEFAULT_DEV_TOKEN_LIFETIME,
-        ),
-        signing_keys: d
-            .signing_keys
-            .as_deref()
-            .and_then(|f| cx.path("dev_idp.signing_keys", f, true)),
-        users,
-    }
 }
 
 #[cfg(test)]

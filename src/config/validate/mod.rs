@@ -13,7 +13,9 @@ use super::raw::*;
 use super::*;
 
 mod cognito;
+mod dev_idp;
 mod exchange;
+mod login_api;
 mod routes;
 mod server;
 mod shared;
@@ -208,8 +210,8 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         exchange::resolve_signing_region(&mut cx, p, pool);
     }
     let service_accounts = exchange::service_accounts(&mut cx, raw.service_accounts);
-    let login_api = raw.login_api.map(|l| exchange::login_api(&mut cx, l));
-    let dev_idp = raw.dev_idp.map(|d| exchange::dev_idp(&mut cx, d));
+    let login_api = raw.login_api.map(|l| login_api::login_api(&mut cx, l));
+    let dev_idp = raw.dev_idp.map(|d| dev_idp::dev_idp(&mut cx, d));
     let shared_state = raw.shared_state.map(|s| shared::shared_state(&mut cx, s));
     if shared_state.is_some() && exchange.is_none() {
         cx.err(
