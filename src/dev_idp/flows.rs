@@ -4,8 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::error::IdpError;
+use super::tokens::Profile;
 use super::tokens::{Minted, Origin};
-use super::users::{constant_time_eq, Profile, SignIn};
+use super::users::{constant_time_eq, SignIn};
 use super::DevIdp;
 use crate::exchange::secret_hash::secret_hash;
 

@@ -16,7 +16,15 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::IdpError;
-use super::users::Profile;
+
+/// What tokens say about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub username: String,
+    pub sub: String,
+    pub groups: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+}
 
 /// Key id of ID tokens when the key comes from `dev_idp.signing_keys`.
 pub const ID_KID: &str = "dev-idp-1";

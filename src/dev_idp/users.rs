@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::error::IdpError;
-use super::tokens::{random_token, stable_sub, Origin};
+use super::tokens::{random_token, stable_sub, Origin, Profile};
 use crate::config::{DevUser, Secret};
 
 /// Most pending challenge sessions and refresh tokens kept (each); the oldest go first.
@@ -15,15 +15,6 @@ pub const MAX_ENTRIES: usize = 100_000;
 pub const SESSION_TTL_SECS: i64 = 180;
 /// Cognito's default password policy minimum length.
 pub const MIN_PASSWORD_CHARS: usize = 8;
-
-/// What tokens say about a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub username: String,
-    pub sub: String,
-    pub groups: Vec<String>,
-    pub attributes: Vec<(String, String)>,
-}
 
 struct User {
     profile: Profile,

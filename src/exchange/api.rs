@@ -77,9 +77,6 @@ impl Action {
     }
 }
 
-/// Every value of `cognito_gate_token_exchange_total{kind}`.
-pub const KINDS: [&str; 3] = ["login", "refresh", "challenge"];
-
 /// A private API answer before classification.
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
@@ -323,13 +320,15 @@ impl PrivateApi {
             let kind = match action {
                 Action::AdminInitiateAuth | Action::InitiateAuth => {
                     if body.get("AuthFlow").and_then(Value::as_str) == Some("REFRESH_TOKEN_AUTH") {
-                        KINDS[1]
+                        super::metrics::KINDS[1]
                     } else {
-                        KINDS[0]
+                        super::metrics::KINDS[0]
                     }
                 }
-                Action::GetTokensFromRefreshToken => KINDS[1],
-                Action::AdminRespondToAuthChallenge | Action::RespondToAuthChallenge => KINDS[2],
+                Action::GetTokensFromRefreshToken => super::metrics::KINDS[1],
+                Action::AdminRespondToAuthChallenge | Action::RespondToAuthChallenge => {
+                    super::metrics::KINDS[2]
+                }
             };
             let outcome = match &result {
                 Ok(AuthResult::Tokens(_)) => "success",

@@ -80,16 +80,6 @@ impl From<&ExchangeConfig> for CacheSettings {
     }
 }
 
-/// Every value of `cognito_gate_token_cache_total{result}`.
-pub const CACHE_RESULTS: [&str; 6] = [
-    "hit",
-    "miss",
-    "negative",
-    "refresh",
-    "rate_limited",
-    "shared_hit",
-];
-
 pub struct CredentialCache {
     api: Arc<dyn CognitoCalls>,
     verifier: Arc<Verifier>,

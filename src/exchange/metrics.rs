@@ -5,6 +5,19 @@ use prometheus_client::encoding::EncodeLabelSet;
 
 use crate::metrics::{latency_histogram, Counter, Family, Histogram, Registry};
 
+/// Every value of `cognito_gate_token_exchange_total{kind}`.
+pub const KINDS: [&str; 3] = ["login", "refresh", "challenge"];
+
+/// Every value of `cognito_gate_token_cache_total{result}`.
+pub const CACHE_RESULTS: [&str; 6] = [
+    "hit",
+    "miss",
+    "negative",
+    "refresh",
+    "rate_limited",
+    "shared_hit",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExchangeLabels {
     pub kind: &'static str,
@@ -44,12 +57,12 @@ impl ExchangeMetrics {
             "Basic credential cache lookups by result",
             cache.clone(),
         );
-        for kind in super::KINDS {
-            for outcome in super::OUTCOMES {
+        for kind in KINDS {
+            for outcome in super::error::OUTCOMES {
                 let _ = calls.get_or_create(&ExchangeLabels { kind, outcome });
             }
         }
-        for result in super::cache::CACHE_RESULTS {
+        for result in CACHE_RESULTS {
             let _ = cache.get_or_create(&ResultLabel { result });
         }
         ExchangeMetrics {

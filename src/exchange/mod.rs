@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 
-pub use api::{AuthResult, PrivateApi, TokenSet, KINDS};
+pub use api::{AuthResult, PrivateApi, TokenSet};
 pub use cache::CredentialCache;
 pub use error::{CognitoErrorKind, DependencyError, ExchangeError, OUTCOMES};
 pub use issued::IssuedTokens;

@@ -103,6 +103,17 @@ pub fn routes(data: &[u8]) {
     let Ok(config) = Config::parse_with_env(&config, &source, &|_| None) else {
         return;
     };
+    // Every prefix the loader accepts is a path the normaliser leaves as it is: one a request
+    // can match.
+    for r in &config.routes {
+        let n = normalise(&r.path_prefix);
+        assert!(
+            n.as_ref()
+                .is_ok_and(|n| n.route == r.path_prefix && n.forward == r.path_prefix),
+            "the loader accepted {:?}, which normalises to {n:?}",
+            r.path_prefix
+        );
+    }
     let table = RouteTable::new(&config.routes);
     let Ok(target) = http::uri::PathAndQuery::try_from(req.path) else {
         return;

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use super::error::AuthError;
 use super::jwks::JwksCache;
 use super::keys::{Key, MAX_MODULUS_BYTES};
-use super::verify::AuthError;
 
 /// RS256: the signature (base64url, decoded onto the stack) checked with the key parsed when the
 /// JWKS was loaded. A signature that cannot be the key's length is refused without arithmetic.

@@ -200,7 +200,10 @@ impl Gateway {
         let grant = Grant {
             claims: verified.map(|v| &v.claims),
             token: identity.token_to_forward(route.forward_token),
-            expires_at: verified.map(|v| v.exp),
+            // A WebSocket tunnel ends when the token that opened it expires.
+            token_lifetime: verified.filter(|_| route.websocket).map(|v| {
+                std::time::Duration::from_secs(v.exp.saturating_sub(auth::now_secs()).max(0) as u64)
+            }),
         };
         let forwarder = Forwarder {
             client: &self.upstream,

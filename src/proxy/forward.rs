@@ -45,9 +45,9 @@ pub struct Forwarder<'a> {
 pub struct Grant<'a> {
     pub claims: Option<&'a Map<String, Value>>,
     pub token: Option<&'a str>,
-    /// When the credential that allowed the request expires (seconds since the epoch): a
-    /// WebSocket tunnel it opens ends then.
-    pub expires_at: Option<i64>,
+    /// How long the credential that allowed the request stays valid (set on WebSocket routes):
+    /// a tunnel it opens ends then.
+    pub token_lifetime: Option<std::time::Duration>,
 }
 
 impl Forwarder<'_> {
@@ -141,11 +141,11 @@ impl Forwarder<'_> {
                     let tunnel = websocket::Tunnel {
                         route: route.name.clone(),
                         idle_timeout: route.websocket_idle_timeout,
-                        lifetime: websocket::lifetime(
-                            route.websocket_max_lifetime,
-                            grant.expires_at,
-                            crate::auth::now_secs(),
-                        ),
+                        lifetime: grant
+                            .token_lifetime
+                            .map_or(route.websocket_max_lifetime, |t| {
+                                t.min(route.websocket_max_lifetime)
+                            }),
                         grace: self.shutdown_grace,
                         stop: self.stop.clone(),
                         retired: self.generations.subscribe(&route.name),

@@ -56,15 +56,6 @@ pub struct Tunnel {
     pub metrics: ProxyMetrics,
 }
 
-/// The lifetime of a tunnel opened now: `max`, or until `expires_at` (seconds since the epoch)
-/// when that comes first.
-pub fn lifetime(max: Duration, expires_at: Option<i64>, now: i64) -> Duration {
-    match expires_at {
-        Some(exp) => max.min(Duration::from_secs(exp.saturating_sub(now).max(0) as u64)),
-        None => max,
-    }
-}
-
 /// One signal per WebSocket route that says "this route is no longer what opened your tunnel".
 /// A reload keeps the signal of a route it leaves unchanged (so tunnels opened before it still
 /// hear later reloads) and fires the old one of a route it changes or removes.
