@@ -8,10 +8,10 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
@@ -24,13 +24,13 @@ pub fn empty() -> Body {
 /// The error a `Capped` body yields once more than its limit has been read.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than {limit} bytes")]
-pub struct TooLarge {
+pub(crate) struct TooLarge {
     pub limit: u64,
 }
 
 /// Streams a body through, failing once more than `limit` bytes have passed (so a chunked
 /// upload is cut off without buffering it).
-pub struct Capped<B> {
+pub(crate) struct Capped<B> {
     inner: B,
     remaining: u64,
     limit: u64,
@@ -93,15 +93,15 @@ where
 /// The error a `Capped` body yields when the client's body itself fails.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed request body: {0}")]
-pub struct ClientBodyError(#[source] BoxError);
+pub(crate) struct ClientBodyError(#[source] BoxError);
 
 /// True when `err` (or one of its sources) is a `TooLarge`.
-pub fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
     has_source::<TooLarge>(err)
 }
 
 /// True when `err` (or one of its sources) is a `ClientBodyError`.
-pub fn is_client_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_client_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
     has_source::<ClientBodyError>(err)
 }
 

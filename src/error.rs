@@ -14,9 +14,9 @@ use crate::config::AuthMethod;
 use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
 
-pub const MSG_UNAUTHORIZED: &str = "Unauthorized";
-pub const MSG_EXPIRED: &str = "The incoming token has expired";
-pub const MSG_GROUP_DENIED: &str = "User is not authorized to access this resource";
+pub(crate) const MSG_UNAUTHORIZED: &str = "Unauthorized";
+pub(crate) const MSG_EXPIRED: &str = "The incoming token has expired";
+pub(crate) const MSG_GROUP_DENIED: &str = "User is not authorized to access this resource";
 const MSG_FORBIDDEN: &str = "Forbidden";
 const MSG_TOO_MANY: &str = "Too Many Requests";
 const MSG_BAD_GATEWAY: &str = "Bad Gateway";
@@ -62,7 +62,7 @@ impl UpstreamError {
         }
     }
 
-    pub const ALL: [UpstreamError; 3] = [
+    pub(crate) const ALL: [UpstreamError; 3] = [
         UpstreamError::Connect,
         UpstreamError::Protocol,
         UpstreamError::Timeout,
@@ -398,7 +398,7 @@ impl GatewayError {
 
     /// The response: the mapped status and JSON body, `WWW-Authenticate` on a 401 with a
     /// challenge, `Allow` on a 405.
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         let mapped = self.map();
         let mut resp = match &mapped.body {
             ErrorBody::Message(m) => json_message(mapped.status, m),
@@ -429,7 +429,7 @@ impl GatewayError {
 }
 
 /// `{"message": ...}` with `content-type: application/json`.
-pub fn json_message(status: StatusCode, message: &str) -> Response<Body> {
+pub(crate) fn json_message(status: StatusCode, message: &str) -> Response<Body> {
     // `{"message":...}` written directly: no intermediate JSON map on the (hot) denial path.
     let mut body = Vec::with_capacity(message.len() + 16);
     body.extend_from_slice(b"{\"message\":");
@@ -438,7 +438,7 @@ pub fn json_message(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, Bytes::from(body))
 }
 
-pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut()

@@ -15,7 +15,7 @@ pub use prometheus_client::metrics::histogram::Histogram;
 pub use prometheus_client::registry::Registry;
 
 /// The registry every family is registered in, with the `cognito_gate_` prefix.
-pub fn registry() -> Registry {
+pub(crate) fn registry() -> Registry {
     Registry::with_prefix("cognito_gate")
 }
 
@@ -28,7 +28,7 @@ pub fn encode(registry: &Registry) -> String {
 }
 
 /// The buckets of every latency histogram: 0.25 ms .. ~8 s.
-pub fn latency_histogram() -> Histogram {
+pub(crate) fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 

@@ -60,7 +60,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Reads every certificate in a PEM file; an empty or unreadable file is an error.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = |source| TlsError::Pem {
         path: path.to_path_buf(),
         source,
@@ -132,7 +132,7 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
 }
 
 /// System roots plus the certificates of `extra` (a PEM file), for outbound TLS.
-pub fn client_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+pub(crate) fn client_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -150,7 +150,7 @@ pub fn client_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsEr
 }
 
 /// The certificates of a PEM file as reqwest root certificates.
-pub fn load_reqwest_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, TlsError> {
+pub(crate) fn load_reqwest_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, TlsError> {
     load_certs(path)?
         .into_iter()
         .map(|c| {
@@ -172,7 +172,7 @@ pub enum ClientError {
 }
 
 /// Builds `builder` with the certificates of `ca_file` added to its roots.
-pub fn reqwest_client(
+pub(crate) fn reqwest_client(
     mut builder: reqwest::ClientBuilder,
     ca_file: Option<&Path>,
 ) -> Result<reqwest::Client, ClientError> {

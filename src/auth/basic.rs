@@ -20,13 +20,13 @@ pub fn credential(headers: &HeaderMap) -> Option<&HeaderValue> {
 }
 
 /// The value's scheme is `Basic` (case-insensitive).
-pub fn is_basic(value: &HeaderValue) -> bool {
+pub(crate) fn is_basic(value: &HeaderValue) -> bool {
     let b = value.as_bytes();
     let b = &b[b.iter().take_while(|c| c.is_ascii_whitespace()).count()..];
     b.len() > 5 && b[..5].eq_ignore_ascii_case(b"basic") && b[5] == b' '
 }
 
-pub async fn authorize(
+pub(crate) async fn authorize(
     value: &HeaderValue,
     exchange: Option<&Exchange>,
     route: &RouteConfig,

@@ -24,7 +24,7 @@ pub fn credential<'h>(
     Some(value)
 }
 
-pub async fn authorize(
+pub(crate) async fn authorize(
     value: &HeaderValue,
     authorizer: Option<&Arc<Authorizer>>,
     route: &RouteConfig,

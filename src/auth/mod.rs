@@ -58,7 +58,7 @@ impl Identity {
     }
 
     /// The token to place upstream under the route's `forward_token`, if any.
-    pub fn token_to_forward(&self, forward: ForwardToken) -> Option<&str> {
+    pub(crate) fn token_to_forward(&self, forward: ForwardToken) -> Option<&str> {
         match self {
             Identity::Anonymous => None,
             Identity::Jwt { verified, token } => {
@@ -87,7 +87,7 @@ impl Identity {
 
 /// What the auth methods may use: built once per configuration.
 #[derive(Clone, Copy)]
-pub struct Authorities<'a> {
+pub(crate) struct Authorities<'a> {
     pub authorizer: Option<&'a Arc<Authorizer>>,
     pub exchange: Option<&'a Exchange>,
 }
@@ -103,7 +103,7 @@ pub fn policy(route: &RouteConfig) -> RoutePolicy<'_> {
 
 /// Tries the route's methods in order; the first that applies decides. No method applying is a
 /// 401 with the first method's challenge.
-pub async fn authorize(
+pub(crate) async fn authorize(
     headers: &HeaderMap,
     route: &RouteConfig,
     by: Authorities<'_>,
@@ -134,7 +134,7 @@ pub async fn authorize(
 }
 
 /// Seconds since the Unix epoch.
-pub fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

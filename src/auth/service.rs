@@ -7,7 +7,7 @@ use crate::error::{Challenge, GatewayError};
 use crate::exchange::{route_token_use, Exchange};
 use crate::jwt::verify::check_route;
 
-pub fn authorize(
+pub(crate) fn authorize(
     exchange: Option<&Exchange>,
     route: &RouteConfig,
 ) -> Result<Identity, GatewayError> {

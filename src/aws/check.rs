@@ -78,7 +78,7 @@ impl Report {
     }
 
     /// `PASS  item: detail`, with `fix:` under a failure.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for l in &self.lines {
             let tag = match l.status {

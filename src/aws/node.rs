@@ -36,7 +36,7 @@ impl Map {
     }
 
     /// The comment of the next entry (several lines allowed).
-    pub fn comment(mut self, text: impl Into<String>) -> Self {
+    pub(crate) fn comment(mut self, text: impl Into<String>) -> Self {
         self.pending_comment = Some(text.into());
         self
     }
@@ -57,7 +57,7 @@ impl Map {
     }
 
     /// Adds an entry with its comment, in place.
-    pub fn push_commented(
+    pub(crate) fn push_commented(
         &mut self,
         comment: impl Into<String>,
         key: impl Into<String>,
@@ -114,7 +114,7 @@ impl<T: Into<Node>> From<Vec<T>> for Node {
 // ---------------------------------------------------------------------------------------------
 
 /// Pretty JSON (two-space indentation), comments left out, entries in their order.
-pub fn to_json(root: &Map) -> String {
+pub(crate) fn to_json(root: &Map) -> String {
     let mut out = String::new();
     json_map(&mut out, root, 0);
     out.push('\n');
@@ -171,7 +171,7 @@ fn json_map(out: &mut String, map: &Map, indent: usize) {
 
 /// Block-style YAML with the comments, `header` first (as `#` lines). A commented entry after
 /// the first of its map gets a blank line above it, so that sections stand apart.
-pub fn to_yaml(header: &str, root: &Map) -> String {
+pub(crate) fn to_yaml(header: &str, root: &Map) -> String {
     let mut out = String::new();
     comment_lines(&mut out, header, 0);
     yaml_map(&mut out, root, 0);

@@ -48,7 +48,7 @@ pub struct Template {
 
 impl Template {
     /// The template for `config`, or every reason it cannot be made, each naming its key.
-    pub fn from_config(config: &Config) -> Result<Template, ConfigErrors> {
+    pub(crate) fn from_config(config: &Config) -> Result<Template, ConfigErrors> {
         if let Some(api) = &config.private_api {
             if api.style == ApiStyle::CognitoIdp {
                 return privatelink::template(config, api).map_err(ConfigErrors);
@@ -84,7 +84,7 @@ impl Template {
         }
     }
 
-    pub fn render(&self, format: Format) -> String {
+    pub(crate) fn render(&self, format: Format) -> String {
         match format {
             Format::Yaml => node::to_yaml(&self.header, &self.root),
             Format::Json => node::to_json(&self.root),

@@ -12,13 +12,16 @@ use crate::jwt::verify::{decode, token_from_header};
 use crate::jwt::{RoutePolicy, Verifier};
 
 /// The result of an explanation: the text to print and whether the token was allowed.
-pub struct Explanation {
+pub(crate) struct Explanation {
     pub allowed: bool,
     pub text: String,
 }
 
 /// Picks the route: the named one, or the first route that verifies JWTs.
-pub fn pick_route<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a RouteConfig, String> {
+pub(crate) fn pick_route<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<&'a RouteConfig, String> {
     match name {
         Some(n) => config
             .routes
@@ -62,7 +65,7 @@ fn time_text(v: Option<&Value>) -> Option<String> {
 
 /// Verifies `input` (a raw token or `Bearer <token>`) on `route` and explains the outcome.
 /// `pool` names the user pool `verifier` checks (the one the token's issuer names).
-pub async fn explain(
+pub(crate) async fn explain(
     verifier: &Verifier,
     pool: &str,
     route: &RouteConfig,

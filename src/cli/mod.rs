@@ -24,11 +24,11 @@ pub mod exit {
     /// A bad configuration or a failure to run at all.
     pub const CONFIG: u8 = 1;
     /// `verify-token`: the token is denied; `login`: wrong username or password.
-    pub const DENY: u8 = 2;
+    pub(crate) const DENY: u8 = 2;
     /// `login`: Cognito wants a challenge answered (printed).
-    pub const CHALLENGE: u8 = 3;
+    pub(crate) const CHALLENGE: u8 = 3;
     /// `login`: the private API is unavailable.
-    pub const UNAVAILABLE: u8 = 4;
+    pub(crate) const UNAVAILABLE: u8 = 4;
     /// Arguments that do not parse (an unknown flag, a missing value).
     pub const USAGE: u8 = 64;
 }
@@ -61,7 +61,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// The gateway's runtime: `worker_threads` (0 = one per CPU the process may run on). With one
 /// thread, a single-threaded scheduler: every task runs on the thread that polls the sockets, with
 /// no cross-thread hand-off, which costs about 15% less CPU per proxied request.
-pub fn server_runtime(worker_threads: usize) -> tokio::runtime::Runtime {
+pub(crate) fn server_runtime(worker_threads: usize) -> tokio::runtime::Runtime {
     let threads = match worker_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -22,4 +22,4 @@ pub use validate::DEFAULT_PRIVATE_API_TIMEOUT;
 
 /// The configuration shipped with the project, used when no `--config` is given and
 /// `./config.toml` does not exist.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
+pub(crate) const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     pub server: RawServer,
     pub admin: Option<RawAdmin>,
     pub log: RawLog,
@@ -24,7 +24,7 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawSharedState {
+pub(crate) struct RawSharedState {
     pub url: Option<String>,
     pub cluster: bool,
     pub username: Option<String>,
@@ -37,7 +37,7 @@ pub struct RawSharedState {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawServer {
+pub(crate) struct RawServer {
     pub listen: Option<String>,
     pub max_connections: Option<i64>,
     pub worker_threads: Option<i64>,
@@ -56,7 +56,7 @@ pub struct RawServer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawTls {
+pub(crate) struct RawTls {
     pub listen: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
@@ -66,20 +66,20 @@ pub struct RawTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawAdmin {
+pub(crate) struct RawAdmin {
     pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawLog {
+pub(crate) struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawCognito {
+pub(crate) struct RawCognito {
     pub region: Option<String>,
     pub user_pool_id: Option<String>,
     pub issuer: Option<String>,
@@ -92,7 +92,7 @@ pub struct RawCognito {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawPool {
+pub(crate) struct RawPool {
     pub name: Option<String>,
     pub region: Option<String>,
     pub user_pool_id: Option<String>,
@@ -104,7 +104,7 @@ pub struct RawPool {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawJwks {
+pub(crate) struct RawJwks {
     pub url: Option<String>,
     pub file: Option<String>,
     pub refresh_interval: Option<String>,
@@ -117,7 +117,7 @@ pub struct RawJwks {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawUpstream {
+pub(crate) struct RawUpstream {
     pub ca_file: Option<String>,
     pub connect_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
@@ -126,7 +126,7 @@ pub struct RawUpstream {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawRoute {
+pub(crate) struct RawRoute {
     pub name: Option<String>,
     pub path_prefix: Option<String>,
     pub host: Option<String>,
@@ -156,7 +156,7 @@ pub struct RawRoute {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawCors {
+pub(crate) struct RawCors {
     pub allow_origins: Vec<String>,
     pub allow_methods: Vec<String>,
     pub allow_headers: Vec<String>,
@@ -167,7 +167,7 @@ pub struct RawCors {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawPrivateApi {
+pub(crate) struct RawPrivateApi {
     pub base_url: Option<String>,
     pub style: Option<String>,
     pub sign: Option<String>,
@@ -180,7 +180,7 @@ pub struct RawPrivateApi {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawApiPaths {
+pub(crate) struct RawApiPaths {
     pub admin_initiate_auth: Option<String>,
     pub admin_respond_to_auth_challenge: Option<String>,
     pub initiate_auth: Option<String>,
@@ -190,7 +190,7 @@ pub struct RawApiPaths {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawExchange {
+pub(crate) struct RawExchange {
     pub pool: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -205,20 +205,20 @@ pub struct RawExchange {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawServiceAccount {
+pub(crate) struct RawServiceAccount {
     pub username: Option<String>,
     pub password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawLoginApi {
+pub(crate) struct RawLoginApi {
     pub path_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawDevIdp {
+pub(crate) struct RawDevIdp {
     pub listen: Option<String>,
     pub token_lifetime: Option<String>,
     pub signing_keys: Option<String>,
@@ -227,7 +227,7 @@ pub struct RawDevIdp {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawDevUser {
+pub(crate) struct RawDevUser {
     pub username: Option<String>,
     pub password: Option<String>,
     pub groups: Vec<String>,

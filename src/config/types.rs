@@ -138,7 +138,7 @@ impl AuthFlow {
     }
 
     /// Admin flows go through AdminInitiateAuth / AdminRespondToAuthChallenge.
-    pub fn is_admin(self) -> bool {
+    pub(crate) fn is_admin(self) -> bool {
         match self {
             AuthFlow::AdminUserPassword | AuthFlow::AdminNoSrp => true,
             AuthFlow::UserPassword => false,
@@ -252,7 +252,7 @@ pub struct CognitoConfig {
 }
 
 /// The name of the pool of the single-pool `[cognito]` form.
-pub const DEFAULT_POOL: &str = "default";
+pub(crate) const DEFAULT_POOL: &str = "default";
 
 impl CognitoConfig {
     /// The first pool (the only one in the single form).
@@ -265,7 +265,7 @@ impl CognitoConfig {
     }
 
     /// The pool that accepts `iss`.
-    pub fn pool_for_issuer(&self, iss: &str) -> Option<&PoolConfig> {
+    pub(crate) fn pool_for_issuer(&self, iss: &str) -> Option<&PoolConfig> {
         self.pools
             .iter()
             .find(|p| p.issuers.iter().any(|i| i == iss))
@@ -318,7 +318,7 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// Every method, in the order the config's error messages list them.
-    pub const ALL: [AuthMethod; 4] = [
+    pub(crate) const ALL: [AuthMethod; 4] = [
         AuthMethod::Jwt,
         AuthMethod::Basic,
         AuthMethod::Service,
@@ -335,7 +335,7 @@ impl AuthMethod {
     }
 
     /// The method a config names.
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == name)
     }
 }

@@ -27,7 +27,7 @@ pub enum IdpError {
 
 impl IdpError {
     /// Cognito's `__type` for this error.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             IdpError::InvalidParameter(_) => "InvalidParameterException",
             IdpError::NotAuthorized(_) => "NotAuthorizedException",
@@ -39,7 +39,7 @@ impl IdpError {
     }
 
     /// The body API Gateway passes through: `{"__type":..., "message":...}`.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({ "__type": self.type_name(), "message": self.to_string() })
     }
 

@@ -40,7 +40,7 @@ use tokens::Minter;
 use users::Directory;
 
 /// The prefix every resource is served under, like an API Gateway stage.
-pub const STAGE_PREFIX: &str = "/dev";
+pub(crate) const STAGE_PREFIX: &str = "/dev";
 /// Largest request body read; Cognito requests are small.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish once the gateway stops.
@@ -97,7 +97,7 @@ impl DevIdp {
     }
 
     /// Loads `dev_idp.signing_keys`, or generates two fresh keys (off the async runtime).
-    pub async fn load_keys(cfg: &DevIdpConfig) -> Result<SigningKeys, DevIdpStartError> {
+    pub(crate) async fn load_keys(cfg: &DevIdpConfig) -> Result<SigningKeys, DevIdpStartError> {
         match &cfg.signing_keys {
             Some(path) => {
                 let pem = std::fs::read_to_string(path).map_err(|e| {
@@ -120,7 +120,7 @@ impl DevIdp {
 
     /// Answers one request. Cognito errors are HTTP 200 with `__type`; an unknown resource or
     /// method is API Gateway's 404 `Missing Authentication Token`. Never a 5xx.
-    pub fn handle(&self, method: &Method, path: &str, body: &[u8]) -> Response<Bytes> {
+    pub(crate) fn handle(&self, method: &Method, path: &str, body: &[u8]) -> Response<Bytes> {
         let resource = path.strip_prefix(STAGE_PREFIX).unwrap_or("");
         if *method == Method::GET && resource == "/jwks" {
             return json_bytes(StatusCode::OK, self.jwks.clone());

@@ -19,7 +19,7 @@ use super::error::IdpError;
 
 /// What tokens say about a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
+pub(crate) struct Profile {
     pub username: String,
     pub sub: String,
     pub groups: Vec<String>,
@@ -112,6 +112,16 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
+    #[cfg(test)]
+    pub(crate) fn id_kid(&self) -> &str {
+        &self.id.kid
+    }
+
+    #[cfg(test)]
+    pub(crate) fn access_kid(&self) -> &str {
+        &self.access.kid
+    }
+
     /// One RSA private key (PKCS#8 or PKCS#1 PEM) used for both kinds, under the fixed kids
     /// `dev-idp-1` (ID) and `dev-idp-2` (access) that `certs/dev-jwks.json` publishes.
     pub fn from_pem(pem: &str) -> Result<SigningKeys, String> {
@@ -143,14 +153,6 @@ impl SigningKeys {
     pub fn jwks(&self) -> Value {
         json!({ "keys": [self.id.jwk.clone(), self.access.jwk.clone()] })
     }
-
-    pub fn id_kid(&self) -> &str {
-        &self.id.kid
-    }
-
-    pub fn access_kid(&self) -> &str {
-        &self.access.kid
-    }
 }
 
 /// Where a chain of tokens started: a password login. Refreshed tokens keep both.
@@ -170,14 +172,14 @@ impl Origin {
 }
 
 /// An ID token and an access token minted together.
-pub struct Minted {
+pub(crate) struct Minted {
     pub id_token: String,
     pub access_token: String,
     pub expires_in: u64,
 }
 
 /// Signs Cognito-shaped tokens for one issuer and app client.
-pub struct Minter {
+pub(crate) struct Minter {
     pub issuer: String,
     pub client_id: String,
     pub lifetime: Duration,
@@ -185,7 +187,12 @@ pub struct Minter {
 }
 
 impl Minter {
-    pub fn mint(&self, who: &Profile, origin: &Origin, now: i64) -> Result<Minted, IdpError> {
+    pub(crate) fn mint(
+        &self,
+        who: &Profile,
+        origin: &Origin,
+        now: i64,
+    ) -> Result<Minted, IdpError> {
         Ok(Minted {
             id_token: self.keys.id.sign(&self.id_claims(who, origin, now))?,
             access_token: self
@@ -265,12 +272,12 @@ pub fn stable_sub(username: &str) -> String {
 }
 
 /// A random UUID (version 4), as Cognito uses for `jti` and `origin_jti`.
-pub fn uuid_v4() -> String {
+pub(crate) fn uuid_v4() -> String {
     uuid_string(random_bytes::<16>(), 4)
 }
 
 /// An opaque random string (base64url) of `N` random bytes: refresh tokens and sessions.
-pub fn random_token<const N: usize>() -> String {
+pub(crate) fn random_token<const N: usize>() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<N>())
 }
 

@@ -10,11 +10,11 @@ use super::tokens::{random_token, stable_sub, Origin, Profile};
 use crate::config::{DevUser, Secret};
 
 /// Most pending challenge sessions and refresh tokens kept (each); the oldest go first.
-pub const MAX_ENTRIES: usize = 100_000;
+pub(crate) const MAX_ENTRIES: usize = 100_000;
 /// How long a challenge session can be answered (Cognito's default AuthSessionValidity).
-pub const SESSION_TTL_SECS: i64 = 180;
+pub(crate) const SESSION_TTL_SECS: i64 = 180;
 /// Cognito's default password policy minimum length.
-pub const MIN_PASSWORD_CHARS: usize = 8;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 
 struct User {
     profile: Profile,
@@ -23,7 +23,7 @@ struct User {
 }
 
 /// The outcome of a correct password.
-pub enum SignIn {
+pub(crate) enum SignIn {
     Done(Profile),
     /// The user must choose a new password first; answer with this session.
     NewPasswordRequired {
@@ -92,7 +92,7 @@ impl<V> Bounded<V> {
     }
 }
 
-pub struct Directory {
+pub(crate) struct Directory {
     users: Mutex<HashMap<String, User>>,
     sessions: Mutex<Bounded<PendingChallenge>>,
     grants: Mutex<Bounded<Grant>>,
@@ -129,7 +129,12 @@ impl Directory {
 
     /// Checks a password. Unknown users and wrong passwords are told apart, like a pool without
     /// PreventUserExistenceErrors.
-    pub fn sign_in(&self, username: &str, password: &str, now: i64) -> Result<SignIn, IdpError> {
+    pub(crate) fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<SignIn, IdpError> {
         let (profile, force) = {
             let users = lock(&self.users);
             let user = users.get(username).ok_or(IdpError::UserNotFound)?;
@@ -155,7 +160,7 @@ impl Directory {
     /// Answers NEW_PASSWORD_REQUIRED: the session must be live and the user's, the password long
     /// enough. Sets the password, clears the flag and ends the session. A password refused by
     /// the policy leaves the session usable for another try.
-    pub fn set_new_password(
+    pub(crate) fn set_new_password(
         &self,
         session: &str,
         username: &str,
@@ -186,7 +191,7 @@ impl Directory {
     }
 
     /// A new refresh token for `username`.
-    pub fn issue_refresh_token(&self, username: &str, origin: &Origin) -> String {
+    pub(crate) fn issue_refresh_token(&self, username: &str, origin: &Origin) -> String {
         let token = random_token::<48>();
         lock(&self.grants).insert(
             token.clone(),

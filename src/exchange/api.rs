@@ -48,7 +48,7 @@ impl Action {
 
     /// The actions an exchange calls, in a fixed order: the auth flow picks login and challenge
     /// (Admin* or not), the refresh flow the refresh, as `login`, `respond` and `refresh` do.
-    pub fn used_by(auth: AuthFlow, refresh: RefreshFlow) -> Vec<Action> {
+    pub(crate) fn used_by(auth: AuthFlow, refresh: RefreshFlow) -> Vec<Action> {
         let mut used = if auth.is_admin() {
             vec![
                 Action::AdminInitiateAuth,
@@ -131,17 +131,13 @@ impl PrivateApi {
     }
 
     /// Records every call in `cognito_gate_token_exchange_*`.
-    pub fn with_metrics(mut self, metrics: super::metrics::ExchangeMetrics) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: super::metrics::ExchangeMetrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     pub fn metrics(&self) -> Option<&super::metrics::ExchangeMetrics> {
         self.metrics.as_ref()
-    }
-
-    pub fn exchange_config(&self) -> &ExchangeConfig {
-        &self.exchange
     }
 
     pub fn config(&self) -> &PrivateApiConfig {
@@ -167,7 +163,7 @@ impl PrivateApi {
     }
 
     /// The action and body of a login with the configured auth flow.
-    pub fn login_request(&self, username: &str, password: &str) -> (Action, Value) {
+    pub(crate) fn login_request(&self, username: &str, password: &str) -> (Action, Value) {
         let mut params = json!({ "USERNAME": username, "PASSWORD": password });
         if let Some(h) = self.hash(username) {
             params["SECRET_HASH"] = Value::String(h);

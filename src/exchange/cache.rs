@@ -374,12 +374,6 @@ impl CredentialCache {
             })
             .await;
     }
-
-    /// Credentials currently cached (approximate; for tests and metrics).
-    pub async fn cached_credentials(&self) -> u64 {
-        self.sessions.run_pending_tasks().await;
-        self.sessions.entry_count()
-    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub enum CognitoErrorKind {
 }
 
 impl CognitoErrorKind {
-    pub fn from_type(name: &str) -> Self {
+    pub(crate) fn from_type(name: &str) -> Self {
         match name {
             "NotAuthorizedException" => CognitoErrorKind::NotAuthorized,
             "UserNotFoundException" => CognitoErrorKind::UserNotFound,
@@ -44,7 +44,7 @@ impl CognitoErrorKind {
     /// Wrong credentials (or an unknown user, which must look the same to clients).
     /// The kind for a type and its message: the message only tells Cognito's lockout apart
     /// from a wrong password.
-    pub fn from_type_and_message(name: &str, message: Option<&str>) -> Self {
+    pub(crate) fn from_type_and_message(name: &str, message: Option<&str>) -> Self {
         match Self::from_type(name) {
             CognitoErrorKind::NotAuthorized
                 if message.is_some_and(|m| {
@@ -58,7 +58,7 @@ impl CognitoErrorKind {
         }
     }
 
-    pub fn is_bad_credentials(self) -> bool {
+    pub(crate) fn is_bad_credentials(self) -> bool {
         matches!(
             self,
             CognitoErrorKind::NotAuthorized | CognitoErrorKind::UserNotFound
@@ -68,7 +68,7 @@ impl CognitoErrorKind {
 
 /// Normalises an error type: `com.amazonaws...#NotAuthorizedException:http://...` becomes
 /// `NotAuthorizedException`.
-pub fn normalise_type(raw: &str) -> &str {
+pub(crate) fn normalise_type(raw: &str) -> &str {
     let after_hash = raw.rsplit('#').next().unwrap_or(raw);
     after_hash.split(':').next().unwrap_or(after_hash).trim()
 }
@@ -76,14 +76,14 @@ pub fn normalise_type(raw: &str) -> &str {
 /// Whether a normalised error type reads as one (`NotAuthorizedException`,
 /// `com.amazonaws.Foo`): up to 100 letters, digits and dots. The private API's answer is
 /// untrusted; anything else is never logged, stored or echoed as it came.
-pub fn is_type_token(name: &str) -> bool {
+pub(crate) fn is_type_token(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
 }
 
 /// What an error type that is not [`is_type_token`] is called in logs and the shared state.
-pub const UNREADABLE_TYPE: &str = "(unreadable error type)";
+pub(crate) const UNREADABLE_TYPE: &str = "(unreadable error type)";
 
 /// Why the private API could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -170,7 +170,7 @@ pub const OUTCOMES: [&str; 15] = [
 
 /// AWS's authentication and authorization errors (any service, JSON or XML protocol): they say
 /// the caller's identity is wrong, not the user's password.
-pub fn is_aws_auth_error(type_name: &str) -> bool {
+pub(crate) fn is_aws_auth_error(type_name: &str) -> bool {
     matches!(
         type_name,
         "AccessDeniedException"
@@ -195,7 +195,7 @@ impl ExchangeError {
     }
 
     /// A Cognito error with its `message` (which is only used to classify, never shown).
-    pub fn cognito_with_message(type_name: &str, message: Option<&str>) -> Self {
+    pub(crate) fn cognito_with_message(type_name: &str, message: Option<&str>) -> Self {
         let name = match normalise_type(type_name) {
             name if is_type_token(name) => name,
             _ => UNREADABLE_TYPE,
@@ -212,7 +212,7 @@ impl ExchangeError {
     /// Failures that say something about the credentials (cached negatively, counted against
     /// the failure limit), as opposed to the dependency failing. A username Cognito rejects as
     /// invalid is bad credentials; Cognito's own lockout is not (the password may be right).
-    pub fn is_credential_failure(&self) -> bool {
+    pub(crate) fn is_credential_failure(&self) -> bool {
         match self {
             ExchangeError::Cognito { kind, .. } => match kind {
                 CognitoErrorKind::NotAuthorized

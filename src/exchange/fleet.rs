@@ -59,7 +59,7 @@ impl StoredTokens {
     }
 
     /// The set, its username, and when its password was checked (`i64::MIN`: unknown).
-    pub fn into_set(self) -> (TokenSet, String, i64) {
+    pub(crate) fn into_set(self) -> (TokenSet, String, i64) {
         (
             TokenSet {
                 id_token: self.id_token,
@@ -174,7 +174,7 @@ impl Fleet {
 
     /// Tokens another replica stored, verified like fresh ones (`None` if they do not verify).
     /// They keep the stored password check time: adopting them checks no password.
-    pub async fn adopt(&self, stored: StoredTokens) -> Option<Tokens> {
+    pub(crate) async fn adopt(&self, stored: StoredTokens) -> Option<Tokens> {
         let (set, canonical, checked_at) = stored.into_set();
         match verify_tokens(&self.verifier, set, &canonical, (self.clock)(), checked_at).await {
             Ok(t) => Some(t),
@@ -242,7 +242,11 @@ impl Fleet {
 
     /// Stores tokens until they expire, or, for a Basic credential, until their password check
     /// is `MAX_SESSION_AGE` old if that comes first.
-    pub async fn put_tokens(&self, entry: &Entry, tokens: &Tokens) -> Result<(), Unavailable> {
+    pub(crate) async fn put_tokens(
+        &self,
+        entry: &Entry,
+        tokens: &Tokens,
+    ) -> Result<(), Unavailable> {
         let mut until = tokens.expires_at();
         if entry.password_age_bound {
             let max_age = MAX_SESSION_AGE.as_secs() as i64;
@@ -258,7 +262,7 @@ impl Fleet {
     }
 
     /// Stores a credential failure for `ttl` (the negative cache).
-    pub async fn put_failure(
+    pub(crate) async fn put_failure(
         &self,
         entry: &Entry,
         error: &ExchangeError,
@@ -294,14 +298,18 @@ impl Fleet {
         }
     }
 
-    pub async fn unlock(&self, held: Held) {
+    pub(crate) async fn unlock(&self, held: Held) {
         let _ = self.shared.del_if(&held.key, &held.token).await;
     }
 
     /// Waits for another replica's result: until `accept` takes what is stored, the lock is
     /// gone (its holder finished without a result, or died and the lock expired), or the lock's
     /// TTL has passed. `None`: do it yourself.
-    pub async fn wait_for(&self, entry: &Entry, accept: impl Fn(&Found) -> bool) -> Option<Found> {
+    pub(crate) async fn wait_for(
+        &self,
+        entry: &Entry,
+        accept: impl Fn(&Found) -> bool,
+    ) -> Option<Found> {
         let deadline = tokio::time::Instant::now() + self.lock_ttl;
         let mut pause = POLL_MIN;
         while tokio::time::Instant::now() < deadline {
@@ -324,7 +332,7 @@ impl Fleet {
     /// expiring after `current_expiry` (or is doing so now: then wait for them), else
     /// `renew()`'s, stored for the others. Falls back to `renew()` alone when the shared state is
     /// unavailable.
-    pub async fn renew_once<F, Fut>(
+    pub(crate) async fn renew_once<F, Fut>(
         &self,
         entry: &Entry,
         current_expiry: i64,

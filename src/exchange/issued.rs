@@ -41,7 +41,7 @@ impl IssuedTokens {
 
     /// Remembers the canonical username of a token set that came with a refresh token. The ID
     /// token came straight from the private API; it is read here, not trusted for access.
-    pub fn remember(&self, set: &TokenSet) {
+    pub(crate) fn remember(&self, set: &TokenSet) {
         let Some(rt) = &set.refresh_token else {
             return;
         };

@@ -52,14 +52,14 @@ enum Slot {
 /// One reserved attempt. Dropping it keeps it charged (a failed login, or a caller that went
 /// away after the private API was called); `refund` gives it back.
 #[must_use = "an attempt is charged unless refunded"]
-pub struct Attempt {
+pub(crate) struct Attempt {
     shared: Option<Arc<SharedState>>,
     slots: Vec<Slot>,
 }
 
 impl Attempt {
     /// The attempt did not fail on the credentials: it does not count.
-    pub fn refund(self) {
+    pub(crate) fn refund(self) {
         if self.has_shared() {
             tokio::spawn(self.undo());
         } else {
@@ -99,7 +99,7 @@ fn release(c: &Counter) {
 }
 
 /// The key a username is limited under: NFKC, lower-cased, trimmed.
-pub fn normalise_username(username: &str) -> String {
+pub(crate) fn normalise_username(username: &str) -> String {
     let folded: String = username.nfkc().collect::<String>().to_lowercase();
     folded.trim().to_string()
 }
@@ -140,7 +140,7 @@ impl FailureLimiter {
     /// Reserves one attempt against the address (its IPv6 prefix) and, when given, the
     /// username. `None` when either has used up its failures for the window (nothing is then
     /// charged).
-    pub async fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
+    pub(crate) async fn reserve(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
         if let Some(shared) = &self.shared {
             let user = username.map(normalise_username);
             let subjects = [
@@ -226,7 +226,7 @@ impl FailureLimiter {
     }
 
     /// This replica's own counters.
-    pub fn reserve_local(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
+    pub(crate) fn reserve_local(&self, username: Option<&str>, addr: IpAddr) -> Option<Attempt> {
         let addr_counter = self
             .by_addr
             .get_with(client_key(addr, self.ipv6_prefix), Default::default);

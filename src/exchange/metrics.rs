@@ -6,10 +6,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use crate::metrics::{latency_histogram, Counter, Family, Histogram, Registry};
 
 /// Every value of `cognito_gate_token_exchange_total{kind}`.
-pub const KINDS: [&str; 3] = ["login", "refresh", "challenge"];
+pub(crate) const KINDS: [&str; 3] = ["login", "refresh", "challenge"];
 
 /// Every value of `cognito_gate_token_cache_total{result}`.
-pub const CACHE_RESULTS: [&str; 6] = [
+pub(crate) const CACHE_RESULTS: [&str; 6] = [
     "hit",
     "miss",
     "negative",
@@ -38,7 +38,7 @@ pub struct ExchangeMetrics {
 
 impl ExchangeMetrics {
     /// Registers the families, every kind, outcome and cache result shown at zero.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let calls = Family::<ExchangeLabels, Counter>::default();
         registry.register(
             "token_exchange",

@@ -165,12 +165,12 @@ impl Exchange {
 /// full login with the password is forced at least this often, so that a changed or revoked
 /// password stops working within it — on every replica of a fleet, since the time of the check
 /// travels with the tokens and a refresh never makes it younger.
-pub const MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
 
 /// Seconds since the Unix epoch; injectable so token timing can be tested.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-pub fn system_clock() -> Clock {
+pub(crate) fn system_clock() -> Clock {
     Arc::new(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -201,12 +201,12 @@ impl Tokens {
 
     /// Whether the password was last checked `MAX_SESSION_AGE` or more before `now`: a login
     /// with the password is due, whatever the tokens' own expiry.
-    pub fn password_check_due(&self, now: i64) -> bool {
+    pub(crate) fn password_check_due(&self, now: i64) -> bool {
         password_check_due(self.password_checked_at, now)
     }
 
     /// The token to check and forward for a route that wants `use_`.
-    pub fn pick(&self, use_: TokenUse) -> (&Verified, &str) {
+    pub(crate) fn pick(&self, use_: TokenUse) -> (&Verified, &str) {
         match use_ {
             TokenUse::Id => (&self.id, &self.set.id_token),
             TokenUse::Access => (&self.access, &self.set.access_token),
@@ -216,12 +216,12 @@ impl Tokens {
 
 /// Whether a password checked at `checked_at` must be checked again at `now` (see
 /// `MAX_SESSION_AGE`). A check time ahead of `now` (another replica's clock) counts as now.
-pub fn password_check_due(checked_at: i64, now: i64) -> bool {
+pub(crate) fn password_check_due(checked_at: i64, now: i64) -> bool {
     now.saturating_sub(checked_at) >= MAX_SESSION_AGE.as_secs() as i64
 }
 
 /// The kind of token a route checks and forwards for exchanged credentials.
-pub fn route_token_use(policy: TokenUsePolicy) -> TokenUse {
+pub(crate) fn route_token_use(policy: TokenUsePolicy) -> TokenUse {
     match policy {
         TokenUsePolicy::Id | TokenUsePolicy::Any => TokenUse::Id,
         TokenUsePolicy::Access => TokenUse::Access,
@@ -231,7 +231,7 @@ pub fn route_token_use(policy: TokenUsePolicy) -> TokenUse {
 /// New tokens for `current` through its refresh token, verified like any token. Cognito does not
 /// always send a new refresh token; the old one is kept then. A refresh checks no password:
 /// the new tokens keep `current`'s `password_checked_at`.
-pub async fn renew(
+pub(crate) async fn renew(
     api: &dyn CognitoCalls,
     verifier: &Verifier,
     current: &Tokens,
@@ -262,7 +262,7 @@ pub async fn renew(
 
 /// Verifies both tokens of a set (signature, issuer, expiry, app client, kind).
 /// `password_checked_at` is when the login that the set descends from sent the password.
-pub async fn verify_tokens(
+pub(crate) async fn verify_tokens(
     verifier: &Verifier,
     set: TokenSet,
     fallback_username: &str,

@@ -52,7 +52,7 @@ pub enum AuthResult {
 
 impl AuthResult {
     /// The Cognito-shaped JSON answer (what InitiateAuth returns).
-    pub fn to_cognito_json(&self) -> Value {
+    pub(crate) fn to_cognito_json(&self) -> Value {
         match self {
             AuthResult::Tokens(t) => {
                 let mut result = json!({
@@ -107,7 +107,7 @@ fn typed_error(status: u16, type_name: &str, message: Option<&str>) -> ExchangeE
 /// The AWS error code of a response, for logs: the `x-amzn-ErrorType` header, a JSON `__type`,
 /// or an XML `<Code>` (AWS's query-protocol errors, e.g. a signature refused before the service
 /// saw the request). Bounded to a short token.
-pub fn error_code(error_type: Option<&str>, body: &[u8]) -> Option<String> {
+pub(crate) fn error_code(error_type: Option<&str>, body: &[u8]) -> Option<String> {
     let raw = error_type.map(str::to_string).or_else(|| {
         if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) {
             return o.get("__type").and_then(Value::as_str).map(str::to_string);

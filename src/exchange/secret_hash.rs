@@ -6,7 +6,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub fn secret_hash(client_secret: &str, username: &str, client_id: &str) -> String {
+pub(crate) fn secret_hash(client_secret: &str, username: &str, client_id: &str) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(client_secret.as_bytes()).expect("HMAC takes any key size");
     mac.update(username.as_bytes());

@@ -78,12 +78,13 @@ impl ServiceAccounts {
     }
 
     /// Every account holds an unexpired token.
-    pub fn all_ready(&self) -> bool {
+    pub(crate) fn all_ready(&self) -> bool {
         self.accounts.keys().all(|n| self.tokens(n).is_some())
     }
 
     /// Names of accounts without a valid token (for readiness).
-    pub fn not_ready(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn not_ready(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self
             .accounts
             .keys()

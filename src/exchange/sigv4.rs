@@ -16,7 +16,7 @@ use aws_sigv4::sign::v4;
 
 /// Credentials are replaced this long before they expire (the SDK's own identity cache uses the
 /// same margin), so no request is signed with credentials about to lapse.
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub(crate) const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
 /// Cognito's signing name.
 const SERVICE: &str = "cognito-idp";
@@ -107,7 +107,7 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// The SDK's providers in the SDK's default order, their HTTP calls (ECS, IMDS, STS for web
     /// identity) made with rustls on ring like the rest of the gateway.
-    pub fn from_environment(region: &str, fetch_timeout: Duration) -> Signer {
+    pub(crate) fn from_environment(region: &str, fetch_timeout: Duration) -> Signer {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -180,7 +180,7 @@ impl Signer {
     }
 
     /// The provider that produced `credentials` ("environment", "ECS container", ...).
-    pub fn provider_of(credentials: &Credentials) -> &'static str {
+    pub(crate) fn provider_of(credentials: &Credentials) -> &'static str {
         credentials
             .get_property::<FoundBy>()
             .map_or("custom provider", |f| f.0)

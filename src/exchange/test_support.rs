@@ -26,7 +26,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Seconds since the epoch, advancing with tokio's clock (so `tokio::time::pause` drives it).
-pub fn tokio_clock() -> Clock {
+pub(crate) fn tokio_clock() -> Clock {
     let start = tokio::time::Instant::now();
     Arc::new(move || BASE + start.elapsed().as_secs() as i64)
 }
@@ -51,7 +51,7 @@ pub fn verifier() -> Arc<Verifier> {
 
 /// Cognito calls that answer with tokens living `lifetime` seconds, count themselves, and fail
 /// when told to. Each call takes `latency` (tokio time); logins take `login_latency`.
-pub struct FakeCalls {
+pub(crate) struct FakeCalls {
     key: EncodingKey,
     clock: Clock,
     pub lifetime: i64,
@@ -71,7 +71,7 @@ impl FakeCalls {
         Self::with_login_latency(clock, lifetime, latency, latency)
     }
 
-    pub fn with_login_latency(
+    pub(crate) fn with_login_latency(
         clock: Clock,
         lifetime: i64,
         latency: Duration,

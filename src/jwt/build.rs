@@ -51,7 +51,7 @@ pub fn build_jwks(
 }
 
 /// The keys of a JWKS file (read at start and on every reload).
-pub fn read_jwks_file(path: &Path) -> Result<KeySet, JwksBuildError> {
+pub(crate) fn read_jwks_file(path: &Path) -> Result<KeySet, JwksBuildError> {
     let body = std::fs::read(path).map_err(|source| JwksBuildError::Read {
         path: path.to_path_buf(),
         source,

@@ -96,7 +96,7 @@ fn describe_reqwest(e: reqwest::Error) -> String {
 
 /// The keys in force, with when they were last confirmed.
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub keys: KeySet,
     /// When the keys were last loaded successfully (`None`: never).
     pub loaded_at: Option<Instant>,
@@ -175,30 +175,25 @@ impl JwksCache {
     }
 
     /// Counts every fetch's outcome under `pool` in `metrics` (once; later calls are ignored).
-    pub fn set_metrics(&self, metrics: super::metrics::JwksMetrics, pool: &str) {
+    pub(crate) fn set_metrics(&self, metrics: super::metrics::JwksMetrics, pool: &str) {
         metrics.preset_pool(pool);
         let _ = self.metrics.set((metrics, pool.to_string()));
     }
 
     /// Sets the pool's `jwks_age_seconds` (at scrape time: the age grows between fetches).
-    pub fn report_age(&self) {
+    pub(crate) fn report_age(&self) {
         if let (Some((metrics, pool)), Some(age)) = (self.metrics.get(), self.age()) {
             metrics.set_age(pool, age);
         }
     }
 
     /// The current snapshot (cheap; never blocks).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
 
-    /// How many fetches were started (for tests and diagnostics).
-    pub fn fetch_count(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Keys are loaded and not older than `max_stale`.
-    pub fn is_usable(&self) -> bool {
+    pub(crate) fn is_usable(&self) -> bool {
         self.usable(&self.snapshot.load())
     }
 
@@ -210,7 +205,7 @@ impl JwksCache {
     }
 
     /// Replaces the keys (a re-read JWKS file when there is no url).
-    pub fn replace_keys(&self, keys: KeySet) {
+    pub(crate) fn replace_keys(&self, keys: KeySet) {
         let expires = self.snapshot.load().expires;
         self.snapshot.store(Arc::new(Snapshot {
             keys,
@@ -221,7 +216,7 @@ impl JwksCache {
 
     /// The key that has this `kid` and fingerprint is in the current, usable key set (no
     /// fetch). Another key published under the same `kid` does not count.
-    pub fn has_usable_key(&self, kid: &str, fingerprint: &[u8; 32]) -> bool {
+    pub(crate) fn has_usable_key(&self, kid: &str, fingerprint: &[u8; 32]) -> bool {
         let snap = self.snapshot.load();
         snap.keys
             .get(kid)
@@ -350,7 +345,7 @@ impl JwksCache {
     /// Starts the background refresh (once): every `min(interval, max_stale / 2)`, with backoff
     /// after failures. It stops when `shutdown` turns true or when the cache is dropped.
     /// `limit` bounds how many caches fetch at once (many pools at start-up).
-    pub fn start_refresh(
+    pub(crate) fn start_refresh(
         self: &Arc<Self>,
         interval: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,

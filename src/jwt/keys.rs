@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// The longest RSA modulus accepted (8192 bits), and so the longest RS256 signature.
-pub const MAX_MODULUS_BYTES: usize = 1024;
+pub(crate) const MAX_MODULUS_BYTES: usize = 1024;
 
 /// One RSA public key, usable for RS256 signatures. Parsed once, when the JWKS is loaded: the
 /// modulus and its Montgomery constants are computed here, not on every verification.
@@ -27,7 +27,7 @@ pub struct Key {
 impl Key {
     /// Whether `signature` (raw bytes) is this key's RS256 (PKCS#1 v1.5, SHA-256) signature of
     /// `message`. A signature of the wrong length is refused before any arithmetic.
-    pub fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
         signature.len() == self.modulus_len && self.public.verify_sig(message, signature).is_ok()
     }
 }

@@ -11,27 +11,27 @@ use super::RefreshOutcome;
 use crate::metrics::{Counter, Family, Gauge, Registry};
 
 /// Every `cognito_gate_jwks_refresh_total{pool,outcome}` outcome.
-pub const JWKS_OUTCOMES: [&str; 2] = ["success", "failure"];
+pub(crate) const JWKS_OUTCOMES: [&str; 2] = ["success", "failure"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PoolOutcome {
+pub(crate) struct PoolOutcome {
     pub pool: String,
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PoolLabel {
+pub(crate) struct PoolLabel {
     pub pool: String,
 }
 
 #[derive(Clone)]
-pub struct JwksMetrics {
+pub(crate) struct JwksMetrics {
     refresh: Family<PoolOutcome, Counter>,
     age: Family<PoolLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl JwksMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let refresh = Family::<PoolOutcome, Counter>::default();
         registry.register(
             "jwks_refresh",
@@ -48,7 +48,7 @@ impl JwksMetrics {
     }
 
     /// Shows a pool's series at zero before its first fetch.
-    pub fn preset_pool(&self, pool: &str) {
+    pub(crate) fn preset_pool(&self, pool: &str) {
         for outcome in JWKS_OUTCOMES {
             let _ = self.refresh.get_or_create(&PoolOutcome {
                 pool: pool.to_string(),
@@ -73,7 +73,7 @@ impl JwksMetrics {
             .inc();
     }
 
-    pub fn set_age(&self, pool: &str, age: Duration) {
+    pub(crate) fn set_age(&self, pool: &str, age: Duration) {
         self.age
             .get_or_create(&PoolLabel {
                 pool: pool.to_string(),

@@ -56,14 +56,14 @@ impl Authorizer {
     }
 
     /// Sets every pool's `jwks_age_seconds`, for a scrape.
-    pub fn report_key_ages(&self) {
+    pub(crate) fn report_key_ages(&self) {
         for p in &self.pools {
             p.verifier.jwks().report_age();
         }
     }
 
     /// Every pool's keys.
-    pub fn key_sets(&self) -> impl Iterator<Item = (&str, &Arc<JwksCache>)> {
+    pub(crate) fn key_sets(&self) -> impl Iterator<Item = (&str, &Arc<JwksCache>)> {
         self.pools
             .iter()
             .map(|p| (p.name.as_str(), p.verifier.jwks()))

@@ -25,7 +25,7 @@ pub(super) fn signature_ok(key: &Key, signed: &[u8], signature_b64: &str) -> boo
 /// Slots of the recent-rejections cache: a repeated forgery or expired token is answered without
 /// decoding or RSA. Small on purpose: distinct forgeries rotate through it without hits, and it
 /// is apart from the verified-token cache, so no amount of garbage evicts a valid entry.
-pub const REJECTED_SLOTS: usize = 1024;
+pub(crate) const REJECTED_SLOTS: usize = 1024;
 
 /// A token refused after its signature was checked, remembered with the key that decided: a
 /// different key under that `kid` (or the keys going stale) ends the entry.

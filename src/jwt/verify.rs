@@ -83,7 +83,7 @@ struct CachedToken {
 }
 
 /// How many verified tokens are remembered (each entry is a digest and the claims).
-pub const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
+pub(crate) const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
 
 /// The pool-wide part of the authorizer: accepted issuers, app clients, clock skew and keys.
 pub struct Verifier {
@@ -134,13 +134,15 @@ impl Verifier {
     }
 
     /// RSA signature checks performed so far.
-    pub fn signature_checks(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn signature_checks(&self) -> u64 {
         self.signature_checks
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests answered from the recent-rejections cache so far.
-    pub fn rejected_hits(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn rejected_hits(&self) -> u64 {
         self.rejected
             .hits
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -165,7 +167,7 @@ impl Verifier {
     /// `verify` with the token's SHA-256 already computed, and the token already decoded when
     /// the caller had to (the several-pool authorizer reads `iss` to choose the pool): a token
     /// is decoded once.
-    pub async fn verify_digest(
+    pub(crate) async fn verify_digest(
         &self,
         token: &str,
         digest: &[u8; 32],
@@ -229,7 +231,7 @@ impl Verifier {
     }
 
     /// Verifies a decoded token: the pool-wide checks, then the route's.
-    pub async fn verify_decoded(
+    pub(crate) async fn verify_decoded(
         &self,
         decoded: Decoded<'_>,
         policy: RoutePolicy<'_>,
@@ -363,7 +365,7 @@ impl Verifier {
 
 /// SHA-256 of a token: the key of the verified-token cache. A cryptographic digest, so no crafted
 /// token can collide with a verified one.
-pub fn digest(token: &str) -> [u8; 32] {
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     sha2::Sha256::digest(token.as_bytes()).into()
 }
 
@@ -375,7 +377,7 @@ fn signature_digest(token: &str) -> [u8; 32] {
 
 /// The route's part of the authorizer: token kind, scopes (access tokens) and groups. Pool-wide
 /// checks (signature, issuer, expiry, app client) are `Verifier::verify`'s.
-pub fn check_route(v: &Verified, policy: RoutePolicy<'_>) -> Result<(), AuthError> {
+pub(crate) fn check_route(v: &Verified, policy: RoutePolicy<'_>) -> Result<(), AuthError> {
     let accepted = match policy.token_use {
         TokenUsePolicy::Id => v.token_use == TokenUse::Id,
         TokenUsePolicy::Access => v.token_use == TokenUse::Access,

@@ -27,7 +27,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn route_name(&self) -> &str {
+    pub(crate) fn route_name(&self) -> &str {
         self.route.as_ref().map(|r| r.name.as_str()).unwrap_or("")
     }
 }
@@ -38,7 +38,7 @@ pub fn enabled() -> bool {
 }
 
 /// Counts the request in the metrics.
-pub fn record(
+pub(crate) fn record(
     metrics: &RequestMetrics,
     series: &FxHashMap<String, RouteSeries>,
     outcome: &Outcome,

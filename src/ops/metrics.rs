@@ -50,7 +50,7 @@ impl RouteSeries {
     }
 
     /// Counts a request answered with `status`.
-    pub fn count_status(&self, metrics: &RequestMetrics, status: u16) {
+    pub(crate) fn count_status(&self, metrics: &RequestMetrics, status: u16) {
         if status == 200 {
             self.ok.inc();
             return;
@@ -72,7 +72,7 @@ impl RouteSeries {
     }
 
     /// Counts a decision other than the route's allow methods.
-    pub fn count_decision(
+    pub(crate) fn count_decision(
         &self,
         metrics: &RequestMetrics,
         decision: &'static str,
@@ -105,7 +105,7 @@ pub struct RequestMetrics {
 }
 
 impl RequestMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RouteStatus, Counter>::default();
         registry.register(
             "requests",
@@ -140,7 +140,7 @@ impl RequestMetrics {
         }
     }
 
-    pub fn route_series(
+    pub(crate) fn route_series(
         &self,
         route: &str,
         allow_methods: impl IntoIterator<Item = &'static str>,

@@ -12,7 +12,7 @@ use crate::proxy::headers::{canonical, trusted, HEX, X_FORWARDED_FOR, X_REQUEST_
 /// X-Forwarded-For entry that is not a trusted proxy. The header is read entry by entry on its
 /// raw bytes: a malformed entry stops the walk there (its left is not believed), and never
 /// discards the entries to its right.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+pub(crate) fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     if !trusted(peer, proxies) {
         return peer;

@@ -15,7 +15,7 @@ use crate::config::CorsConfig;
 
 /// A preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`; returns the method
 /// the actual request will use (what the route is chosen by).
-pub fn preflight_method<B>(req: &Request<B>) -> Option<Method> {
+pub(crate) fn preflight_method<B>(req: &Request<B>) -> Option<Method> {
     if req.method() != Method::OPTIONS || !req.headers().contains_key(ORIGIN) {
         return None;
     }
@@ -49,7 +49,7 @@ pub fn preflight(cors: &CorsConfig, origin: Option<&HeaderValue>) -> Response<Bo
 
 /// Removes every `Access-Control-*` header (an upstream's response on a CORS route, before the
 /// gateway adds its own).
-pub fn remove_upstream_headers(headers: &mut HeaderMap) {
+pub(crate) fn remove_upstream_headers(headers: &mut HeaderMap) {
     let names: Vec<http::HeaderName> = headers
         .keys()
         .filter(|n| n.as_str().starts_with("access-control-"))
@@ -61,7 +61,7 @@ pub fn remove_upstream_headers(headers: &mut HeaderMap) {
 }
 
 /// Adds the CORS headers to a response of the route, when the request's origin is allowed.
-pub fn decorate(headers: &mut HeaderMap, cors: &CorsConfig, origin: Option<&HeaderValue>) {
+pub(crate) fn decorate(headers: &mut HeaderMap, cors: &CorsConfig, origin: Option<&HeaderValue>) {
     let Some(allowed) = origin.and_then(|o| allow_origin(cors, o)) else {
         return;
     };

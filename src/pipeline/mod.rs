@@ -41,7 +41,7 @@ use request::{admit, request_host, with_path};
 
 /// What the connection tells about a request.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
 }
@@ -67,7 +67,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         req: Request<hyper::body::Incoming>,
         conn: ConnInfo,

@@ -8,7 +8,7 @@ use crate::config::RouteConfig;
 use crate::error::GatewayError;
 
 /// The route's admission checks before auth: `allow_from` and a declared body size.
-pub fn admit<B>(
+pub(crate) fn admit<B>(
     req: &Request<B>,
     route: &RouteConfig,
     client: std::net::IpAddr,
@@ -31,7 +31,7 @@ pub fn admit<B>(
 }
 
 /// `uri` with another path, its query kept.
-pub fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+pub(crate) fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
     let pq = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
@@ -45,7 +45,7 @@ pub fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
 /// §3.2.2: `Host` is then ignored, and replaced so that everything after sees the same), else
 /// `Host`. HTTP/2: `:authority`, and a `Host` that differs from it is malformed (RFC 9113
 /// §8.3.1). Several `Host` lines, or none in an HTTP/1.1 request, are a 400 (RFC 9112 §3.2).
-pub fn request_host<B>(req: &mut Request<B>) -> Result<Option<String>, GatewayError> {
+pub(crate) fn request_host<B>(req: &mut Request<B>) -> Result<Option<String>, GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let host = hosts.next().cloned();
     if hosts.next().is_some() {

@@ -140,7 +140,7 @@ fn serves_host(route: &RouteConfig, host: Option<&str>) -> bool {
 }
 
 /// `/orders` matches `/orders`, `/orders/` and `/orders/1`, never `/ordersX`.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
     }
@@ -151,7 +151,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// `prefix_matches` with ASCII case ignored: `/admin` matches `/ADMIN/x`.
-pub fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+pub(crate) fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
     let (p, b) = (prefix.as_bytes(), path.as_bytes());
     if prefix == "/" {
         return true;

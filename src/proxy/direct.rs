@@ -48,14 +48,14 @@ struct Idle {
 
 /// Why a request could not be sent.
 #[derive(Debug)]
-pub enum DirectError {
+pub(crate) enum DirectError {
     /// No TCP connection within the connect timeout, or refused.
     Connect(String),
     /// The connection failed or the upstream answered something that is not HTTP/1.
     Http(hyper::Error),
 }
 
-pub struct DirectPool {
+pub(crate) struct DirectPool {
     /// Per authority, oldest first; taken from the back (the most recently used connection is
     /// the most likely to still be open), expired ones dropped from the front.
     /// (Keys come from the configuration, so a fast non-keyed hash is safe.)
@@ -198,7 +198,7 @@ enum BodyState {
 
 /// An upstream response body that keeps its connection going and hands it back to the pool
 /// once read to the end.
-pub struct PooledBody {
+pub(crate) struct PooledBody {
     body: Incoming,
     state: BodyState,
     link: Option<Link>,

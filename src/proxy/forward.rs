@@ -189,7 +189,7 @@ fn strip_prefix<'p>(route: &RouteConfig, path: &'p str) -> &'p str {
 
 /// `path` without its first `segments` segments (each `/name`), for `strip_prefix` when the
 /// routed path and the forwarded one differ by `;params`.
-pub fn strip_segments(path: &str, segments: usize) -> &str {
+pub(crate) fn strip_segments(path: &str, segments: usize) -> &str {
     let mut rest = path;
     for _ in 0..segments {
         let Some(tail) = rest.strip_prefix('/') else {

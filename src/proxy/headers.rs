@@ -12,10 +12,10 @@ use crate::config::RouteConfig;
 pub use crate::hop::is_hop_by_hop;
 
 // Names parsed once, at compile time, rather than from a string on every request.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that tell an upstream where a request came from or what it asked for. Only a trusted
 /// proxy may send them; X-Original-URL and X-Rewrite-URL (a path other than the one routed on)
@@ -97,7 +97,7 @@ impl InboundHygiene {
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per listed name.
     if !headers.keys().any(is_hop_by_hop) {
         return;
@@ -135,7 +135,7 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 /// Sets X-Forwarded-For/-Proto/-Host. A trusted peer's X-Forwarded-For is appended to (as raw
 /// bytes, so no entry is lost to an encoding the gateway does not read) and its -Proto/-Host are
 /// kept; anyone else's are replaced.
-pub fn set_forwarded(
+pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     proxies: &[IpNet],

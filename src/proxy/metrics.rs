@@ -8,7 +8,7 @@ pub struct ProxyMetrics {
 }
 
 impl ProxyMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let websocket_connections = Family::<RouteLabel, Gauge>::default();
         registry.register(
             "websocket_connections_active",
@@ -21,7 +21,7 @@ impl ProxyMetrics {
     }
 
     /// Shows a WebSocket route's gauge at zero before its first tunnel.
-    pub fn preset_route(&self, route: &str) {
+    pub(crate) fn preset_route(&self, route: &str) {
         let _ = self.websocket_connections.get_or_create(&RouteLabel {
             route: route.to_string(),
         });

@@ -130,7 +130,7 @@ impl UpstreamClient {
 }
 
 /// An error and its sources on one line, for logs.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -142,7 +142,11 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The upstream URI for a request path (already stripped as the route says) and query.
-pub fn upstream_uri(target: &UpstreamTarget, path: &str, query: Option<&str>) -> Option<Uri> {
+pub(crate) fn upstream_uri(
+    target: &UpstreamTarget,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Uri> {
     let UpstreamTarget::Url {
         scheme,
         authority,

@@ -29,7 +29,7 @@ use crate::error::{GatewayError, UpstreamError};
 use crate::metrics::RouteLabel;
 
 /// `Upgrade: websocket` with `Connection: upgrade` (HTTP/1.1).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     let upgrade = req
         .headers()
         .get(UPGRADE)
@@ -84,7 +84,7 @@ impl RouteGenerations {
     }
 
     /// A receiver for tunnels of `route`; one that never fires for a route without a signal.
-    pub fn subscribe(&self, route: &str) -> watch::Receiver<bool> {
+    pub(crate) fn subscribe(&self, route: &str) -> watch::Receiver<bool> {
         match self.0.get(route) {
             Some(s) => s.subscribe(),
             None => watch::Sender::new(false).subscribe(),
@@ -93,7 +93,7 @@ impl RouteGenerations {
 
     /// Fires every signal of `self` that `next` does not carry on: those routes changed.
     /// Returns how many routes were retired.
-    pub fn retire_replaced(&self, next: &RouteGenerations) -> usize {
+    pub(crate) fn retire_replaced(&self, next: &RouteGenerations) -> usize {
         let mut n = 0;
         for (name, sender) in &self.0 {
             if !next.0.get(name).is_some_and(|s| Arc::ptr_eq(s, sender)) {

@@ -21,12 +21,12 @@ use crate::proxy::websocket::RouteGenerations;
 use crate::proxy::UpstreamClient;
 
 /// How many pools fetch their keys at once.
-pub const JWKS_FETCH_CONCURRENCY: usize = 8;
+pub(crate) const JWKS_FETCH_CONCURRENCY: usize = 8;
 
 /// Builds the request-path state for `config`, keeping the JWKS cache, the exchange and the
 /// upstream client of `previous` when their configuration is unchanged. New components start
 /// their background tasks, which stop with them or when `stop` turns true.
-pub fn build_gateway(
+pub(crate) fn build_gateway(
     config: Arc<Config>,
     previous: Option<&Gateway>,
     jwks_fetcher: Option<Arc<dyn JwksFetcher>>,
@@ -151,7 +151,7 @@ pub fn build_gateway(
     }))
 }
 
-pub fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+pub(crate) fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
@@ -160,12 +160,15 @@ pub fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
 }
 
 /// What `reqwest::Url::parse` fails with (the `url` crate's `ParseError`).
-pub type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+pub(crate) type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
 
 /// Points a configuration at the running dev IdP bound on `bound`: `[private_api]` defaults to
 /// its `/dev` stage, and URLs naming its configured listen address with port 0
 /// (`private_api.base_url`, `cognito.jwks.url`) get the port it bound.
-pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), UrlParseError> {
+pub(crate) fn point_at_dev_idp(
+    config: &mut Config,
+    bound: SocketAddr,
+) -> Result<(), UrlParseError> {
     let Some(listen) = config.dev_idp.as_ref().map(|d| d.listen) else {
         return Ok(());
     };
@@ -205,7 +208,7 @@ pub fn point_at_dev_idp(config: &mut Config, bound: SocketAddr) -> Result<(), Ur
 
 /// Starts the embedded dev IdP when `[dev_idp]` is configured, and points the configuration at
 /// it (see `point_at_dev_idp`).
-pub async fn start_dev_idp(
+pub(crate) async fn start_dev_idp(
     config: &mut Config,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<dev_idp::RunningDevIdp>, StartError> {

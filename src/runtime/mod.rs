@@ -19,7 +19,7 @@ pub use reload::{needs_restart, ReloadError, ReloadSummary};
 use crate::config::Config;
 use crate::jwt::JwksFetcher;
 use crate::pipeline::Gateway;
-use crate::server::{self, ConnCounter, ConnSettings, Listener, Role};
+use crate::server::{self, ConnSettings, Listener, Role};
 use crate::tls;
 
 /// Why the gateway could not start.
@@ -58,7 +58,6 @@ pub struct RunningGateway {
     /// Turns true when draining starts (connections are told to move elsewhere).
     drain: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
-    connections: Arc<ConnCounter>,
 }
 
 impl RunningGateway {
@@ -73,11 +72,6 @@ impl RunningGateway {
             a.report_key_ages();
         }
         self.telemetry.encode()
-    }
-
-    /// Connections currently open on all listeners.
-    pub fn active_connections(&self) -> usize {
-        self.connections.get()
     }
 
     /// Drains and stops: readiness turns 503 at once while requests are still served for
@@ -132,7 +126,6 @@ pub async fn start_with(
     let server = &config.server;
     let settings = ConnSettings::new(server, telemetry.server.clone(), telemetry.registry());
     let limit = Arc::new(Semaphore::new(server.max_connections));
-    let connections = Arc::new(ConnCounter::default());
     let bound = |addr: SocketAddr| async move {
         server::bind(addr)
             .await
@@ -181,7 +174,6 @@ pub async fn start_with(
             current.clone(),
             settings.clone(),
             limit.clone(),
-            connections.clone(),
             stop_rx.clone(),
             drain_rx.clone(),
         )));
@@ -197,6 +189,5 @@ pub async fn start_with(
         stop,
         drain,
         listeners,
-        connections,
     })
 }

@@ -11,7 +11,7 @@ use crate::proxy::metrics::ProxyMetrics;
 use crate::server::metrics::ServerMetrics;
 use crate::shared::metrics::SharedMetrics;
 
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     registry: Arc<Registry>,
     pub requests: RequestMetrics,
     pub jwks: JwksMetrics,
@@ -42,7 +42,7 @@ impl Telemetry {
     }
 
     /// The registry, for the admin listener.
-    pub fn registry(&self) -> Arc<Registry> {
+    pub(crate) fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
     }
 

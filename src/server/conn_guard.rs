@@ -26,7 +26,7 @@ use super::metrics::CloseReason;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// Shared between the IO wrapper, the service and the watchdog of one connection.
-pub struct Activity {
+pub(crate) struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds since `start` when the last request finished (or the connection opened).
@@ -70,7 +70,7 @@ impl Activity {
     }
 
     /// A request was dispatched to the service (its headers are complete).
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.pending_since_ms.store(0, Ordering::SeqCst);
     }
@@ -108,17 +108,17 @@ impl Activity {
     }
 
     /// Whether the connection speaks HTTP/2 (by ALPN or by its preface).
-    pub fn is_h2(&self) -> bool {
+    pub(crate) fn is_h2(&self) -> bool {
         self.h2.load(Ordering::Relaxed)
     }
 
     /// Whether the connection was closed for flooding HTTP/2 SETTINGS frames.
-    pub fn flooded(&self) -> bool {
+    pub(crate) fn flooded(&self) -> bool {
         self.flooded.load(Ordering::Relaxed)
     }
 
     /// Resolves when the connection should be closed; says why.
-    pub async fn watch(&self) -> CloseReason {
+    pub(crate) async fn watch(&self) -> CloseReason {
         let (hrt, idle) = (self.header_read_ms, self.idle_ms);
         loop {
             let now = self.now_ms();
@@ -163,7 +163,7 @@ impl Activity {
 }
 
 /// The connection's IO, noting when request bytes arrive.
-pub struct Guarded<IO> {
+pub(crate) struct Guarded<IO> {
     inner: IO,
     activity: Arc<Activity>,
     frames: ControlFrames,

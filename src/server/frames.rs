@@ -20,9 +20,9 @@ const SETTINGS: u8 = 0x4;
 const ACK: u8 = 0x1;
 
 /// SETTINGS frames a connection may send at once.
-pub const BURST: u64 = 100;
+pub(crate) const BURST: u64 = 100;
 /// How fast the budget refills.
-pub const PER_SECOND: u64 = 10;
+pub(crate) const PER_SECOND: u64 = 10;
 
 /// Where in the client's byte stream the scanner is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ enum State {
 
 /// The client's SETTINGS frames on one connection against its budget.
 #[derive(Debug)]
-pub struct ControlFrames {
+pub(crate) struct ControlFrames {
     state: State,
     header: [u8; 9],
     /// The budget in thousandths of a frame, as of `at_ms`.
@@ -70,12 +70,12 @@ impl ControlFrames {
     }
 
     /// Whether the connection turned out not to be HTTP/2 (nothing more is read).
-    pub fn is_off(&self) -> bool {
+    pub(crate) fn is_off(&self) -> bool {
         self.state == State::Off
     }
 
     /// Reads the next bytes the client sent, `now_ms` milliseconds into the connection.
-    pub fn scan(&mut self, mut data: &[u8], now_ms: u64) -> Result<(), Flood> {
+    pub(crate) fn scan(&mut self, mut data: &[u8], now_ms: u64) -> Result<(), Flood> {
         while !data.is_empty() {
             match self.state {
                 State::Off => return Ok(()),

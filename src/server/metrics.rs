@@ -19,7 +19,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 3] = [
+    pub(crate) const ALL: [CloseReason; 3] = [
         CloseReason::HeaderReadTimeout,
         CloseReason::IdleTimeout,
         CloseReason::H2SettingsFlood,
@@ -42,7 +42,7 @@ impl EncodeLabelValue for CloseReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
+pub(crate) struct ReasonLabel {
     pub reason: CloseReason,
 }
 
@@ -53,7 +53,7 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let connections_active = Gauge::default();
         registry.register(
             "connections_active",

@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,16 +70,6 @@ impl ConnSettings {
     }
 }
 
-/// Live connection count across listeners (for metrics and the connection limit).
-#[derive(Default)]
-pub struct ConnCounter(AtomicUsize);
-
-impl ConnCounter {
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 pub struct Listener {
     pub tcp: TcpListener,
     /// Swapped on reload, so renewed certificates apply to new connections.
@@ -97,7 +86,6 @@ pub async fn serve(
     gateway: Arc<ArcSwap<Gateway>>,
     settings: ConnSettings,
     limit: Arc<Semaphore>,
-    connections: Arc<ConnCounter>,
     stop: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
 ) {
@@ -131,9 +119,7 @@ pub async fn serve(
             let settings = settings.clone();
             let stop = stop.clone();
             let drain = drain.clone();
-            let connections = connections.clone();
             async move {
-                connections.0.fetch_add(1, Ordering::Relaxed);
                 let metrics = settings.metrics.clone();
                 metrics.connections_active.inc();
                 let info = ConnInfo {
@@ -169,7 +155,6 @@ pub async fn serve(
                     // a TLS one needs for as long as it lives.
                     None => Box::pin(serve_conn(stream, false, ctx, &builder)).await,
                 }
-                connections.0.fetch_sub(1, Ordering::Relaxed);
                 metrics.connections_active.dec();
             }
         },
@@ -180,7 +165,7 @@ pub async fn serve(
 /// Accepts until `stop` turns true — at most `limit` connections at once, when given — and
 /// runs `conn` for each on a tracked task; then stops accepting and waits up to `grace` for
 /// the connections to finish. The gateway's listeners and the dev IdP's share it.
-pub async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<F, Fut>(
     tcp: TcpListener,
     limit: Option<Arc<Semaphore>>,
     mut stop: watch::Receiver<bool>,

@@ -13,7 +13,7 @@ pub struct SharedOpLabels {
 
 /// What was found tampered with in the shared state, as `shared_state_tampering_total` says it:
 /// a counter below zero, or one far above anything its limit lets it reach.
-pub const TAMPERING_KINDS: [&str; 2] = ["counter_negative", "counter_too_high"];
+pub(crate) const TAMPERING_KINDS: [&str; 2] = ["counter_negative", "counter_too_high"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TamperingLabel {
@@ -29,7 +29,7 @@ pub struct SharedMetrics {
 }
 
 impl SharedMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let up = Gauge::default();
         registry.register(
             "shared_state_up",

@@ -208,7 +208,7 @@ impl SharedState {
 
     /// Starts the health probe (once): a PING now and every `PROBE_EVERY`. It stops when the
     /// shared state is dropped or `shutdown` turns true.
-    pub fn start_probe(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) fn start_probe(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         if self.prober.get().is_some() {
             return;
         }
@@ -239,11 +239,6 @@ impl SharedState {
 
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
-    }
-
-    /// Whether the last operation reached Valkey.
-    pub fn is_up(&self) -> bool {
-        !self.health.lock().unwrap_or_else(|e| e.into_inner()).down
     }
 
     /// May an operation be tried now? While paused, no.
@@ -361,7 +356,7 @@ impl SharedState {
     }
 
     /// Two keys in one round trip (they share a hash tag, so one slot in cluster mode).
-    pub async fn get2(
+    pub(crate) async fn get2(
         &self,
         a: &str,
         b: &str,
@@ -383,7 +378,7 @@ impl SharedState {
     }
 
     /// `SET NX PX`: true when this call created the key (a lock taken).
-    pub async fn set_nx(
+    pub(crate) async fn set_nx(
         &self,
         key: &str,
         value: &[u8],
@@ -405,7 +400,7 @@ impl SharedState {
     }
 
     /// Deletes `key` if it still holds `value` (a lock released by its holder only).
-    pub async fn del_if(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
+    pub(crate) async fn del_if(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
         let _: i64 = self
             .run(
                 "unlock",
@@ -418,7 +413,11 @@ impl SharedState {
     /// Increments a counter whose window starts with its first increment; the key expires
     /// within `window` whatever was written to it. The count is as stored: the caller decides
     /// whether it is believable (see `report_tampering`).
-    pub async fn incr_window(&self, key: &str, window: Duration) -> Result<i64, Unavailable> {
+    pub(crate) async fn incr_window(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<i64, Unavailable> {
         self.run(
             "incr",
             redis::cmd("EVAL")
@@ -431,7 +430,7 @@ impl SharedState {
     }
 
     /// Decrements a counter, never below zero; the key expires within `window`.
-    pub async fn decr(&self, key: &str, window: Duration) -> Result<i64, Unavailable> {
+    pub(crate) async fn decr(&self, key: &str, window: Duration) -> Result<i64, Unavailable> {
         self.run(
             "decr",
             redis::cmd("EVAL")
@@ -446,19 +445,14 @@ impl SharedState {
     /// Counts a value read from Valkey that this gateway cannot have written (a counter below
     /// zero or far above its limit): someone with write access to Valkey changed it. The caller
     /// logs what it was and acts on its own for it.
-    pub fn report_tampering(&self, kind: &'static str) {
+    pub(crate) fn report_tampering(&self, kind: &'static str) {
         if let Some(m) = &self.metrics {
             m.tampering.get_or_create(&TamperingLabel { kind }).inc();
         }
     }
 
-    /// Reads and opens a sealed value.
-    pub async fn get_sealed(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
-        Ok(self.get(key).await?.and_then(|v| self.open(key, &v)))
-    }
-
     /// Seals and stores a value.
-    pub async fn set_sealed(
+    pub(crate) async fn set_sealed(
         &self,
         key: &str,
         plain: &[u8],

@@ -6,7 +6,7 @@ use super::Ctx;
 use crate::config::raw::*;
 use crate::config::*;
 
-pub const DEFAULT_DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 pub(super) fn dev_idp(cx: &mut Ctx, d: RawDevIdp) -> DevIdpConfig {
     let listen = match d.listen.as_deref() {

@@ -9,10 +9,10 @@ use crate::config::raw::*;
 use crate::config::*;
 
 pub const DEFAULT_PRIVATE_API_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
-pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
-pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(30);
-pub const DEFAULT_MAX_FAILURES_PER_MINUTE: u32 = 10;
+pub(crate) const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+pub(crate) const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MAX_FAILURES_PER_MINUTE: u32 = 10;
 
 fn api_path(cx: &mut Ctx, key: &str, v: Option<String>, default: &str) -> String {
     let p = v.unwrap_or_else(|| default.to_string());

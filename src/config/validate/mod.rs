@@ -25,25 +25,25 @@ pub use exchange::DEFAULT_PRIVATE_API_TIMEOUT;
 use routes::{routes, RouteContext};
 use server::{log, server, upstream};
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A /64 is what one IPv6 host (a home, a VM, a container network) is usually given.
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
-pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(3600);
-pub const DEFAULT_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
-pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
-pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(29);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
+pub(crate) const DEFAULT_IPV6_PREFIX: u8 = 64;
+pub(crate) const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(29);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 pub(super) struct Ctx<'a> {
     source: &'a Source,

@@ -366,10 +366,10 @@ fn unmatchable_prefix(prefix: &str) -> Option<String> {
     None
 }
 
-pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// API Gateway closes a WebSocket connection after 2 hours; a tunnel here lives no longer by
 /// default, and never past the expiry of the token that opened it.
-pub const DEFAULT_WEBSOCKET_MAX_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+pub(crate) const DEFAULT_WEBSOCKET_MAX_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 
 /// `routes[].pools`: pools the route's jwt method accepts tokens of.
 fn route_pools(
@@ -412,7 +412,7 @@ fn route_pools(
     pools
 }
 
-pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// `[routes.cors]`: exact origins (scheme, host, optional port) or `*`, not `*` with
 /// credentials; methods and header names as HTTP tokens.

@@ -6,8 +6,8 @@ use base64::Engine;
 
 use super::*;
 
-pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_millis(100);
-pub const DEFAULT_KEY_PREFIX: &str = "cognito-gate:";
+pub(crate) const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "cognito-gate:";
 
 pub(super) fn shared_state(cx: &mut Ctx, s: RawSharedState) -> SharedStateConfig {
     let url = match s.url {
