@@ -13,6 +13,7 @@ use super::raw::*;
 use super::*;
 
 mod cognito;
+mod cors;
 mod dev_idp;
 mod exchange;
 mod login_api;
