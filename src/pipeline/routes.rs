@@ -51,6 +51,8 @@ impl RouteTable {
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> RouteMatch<'_> {
         let mut group: Option<usize> = None;
         let mut variant: Option<&Arc<RouteConfig>> = None;
+        // The routes of the deciding prefix that refused the method (allocated only then).
+        let mut refused: Vec<&Arc<RouteConfig>> = Vec::new();
         for r in self.routes.iter() {
             let len = r.path_prefix.len();
             if group.is_some_and(|l| len < l) {
@@ -77,30 +79,20 @@ impl RouteTable {
             if r.methods.is_empty() || r.methods.contains(method) {
                 return RouteMatch::Found(r);
             }
+            refused.push(r);
         }
-        let Some(len) = group else {
+        let Some(first) = refused.first() else {
             return variant.map_or(RouteMatch::None, RouteMatch::CaseVariant);
         };
-        // The group's routes all refused the method: 405, with what they allow.
-        let members: Vec<&Arc<RouteConfig>> = self
-            .routes
-            .iter()
-            .filter(|r| {
-                r.path_prefix.len() == len
-                    && serves_host(r, host)
-                    && (prefix_matches(&r.path_prefix, path)
-                        || (r.case_insensitive
-                            && prefix_matches_ignoring_case(&r.path_prefix, path)))
-            })
-            .collect();
+        // Every route of the deciding prefix refused the method: 405, with what they allow.
         let mut allow: Vec<&str> = Vec::new();
-        for m in members.iter().flat_map(|r| r.methods.iter()) {
+        for m in refused.iter().flat_map(|r| r.methods.iter()) {
             if !allow.contains(&m.as_str()) {
                 allow.push(m.as_str());
             }
         }
         RouteMatch::MethodNotAllowed {
-            route: members[0],
+            route: first,
             allow: HeaderValue::from_str(&allow.join(", ")).expect("method names are tokens"),
         }
     }

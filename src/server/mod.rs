@@ -237,14 +237,16 @@ where
     } = ctx;
     let gateway_allows_upgrades = gateway.load().config.routes.iter().any(|r| r.websocket);
     let metrics = settings.metrics.clone();
-    let registry = settings.registry.clone();
+    // The registry, on the admin listener only (whose requests it answers); the main listener's
+    // requests take no reference to it.
+    let admin = (role == Role::Admin).then(|| settings.registry.clone());
     let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
         let act = act.clone();
-        let registry = registry.clone();
+        let admin = admin.clone();
         // Boxed: hyper keeps a slot the size of this future in every connection for as long as
         // it lives, and moves the future into it for each request; a pointer is cheaper to keep
         // and to move than the request path's few KiB of state.
@@ -253,9 +255,9 @@ where
             // Each request runs on the configuration current when it arrived.
             let gateway = gateway.load_full();
             let http1 = req.version() <= http::Version::HTTP_11;
-            let mut resp = match role {
-                Role::Main => gateway.handle(req, info).await,
-                Role::Admin => {
+            let mut resp = match admin {
+                None => gateway.handle(req, info).await,
+                Some(registry) => {
                     if req.uri().path() == "/metrics" {
                         if let Some(a) = &gateway.authorizer {
                             a.report_key_ages();
