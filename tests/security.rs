@@ -662,4 +662,9 @@ fn a_path_prefix_that_no_normalised_path_can_match_is_a_config_error() {
     ] {
         assert_eq!(parse(fine), None, "{fine}");
     }
+    // Only slashes is the root, as trailing slashes do not count (found by the fuzz target:
+    // `//` once became an empty prefix, and the check of it panicked).
+    for root in ["//", "///"] {
+        assert_eq!(parse(root), None, "{root}");
+    }
 }

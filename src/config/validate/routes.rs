@@ -56,10 +56,10 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
     };
     let path_prefix = match r.path_prefix {
         Some(p) if p.starts_with('/') && !p.contains(['?', '#', ' ']) => {
-            let p = if p.len() > 1 {
-                p.trim_end_matches('/').to_string()
-            } else {
-                p
+            // Trailing slashes do not count (`/orders/` is `/orders`); only slashes is `/`.
+            let p = match p.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => trimmed.to_string(),
             };
             if let Some(why) = unmatchable_prefix(&p) {
                 cx.err(k("path_prefix"), format!("{p:?} never matches: {why}"));
@@ -341,7 +341,10 @@ fn unmatchable_prefix(prefix: &str) -> Option<String> {
     if prefix == "/" {
         return None;
     }
-    let segments: Vec<&str> = prefix[1..].split('/').collect();
+    let Some(rest) = prefix.strip_prefix('/') else {
+        return Some("a path prefix starts with '/'".into());
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
     if segments.iter().any(|s| s.is_empty()) {
         let merged: Vec<&str> = segments.into_iter().filter(|s| !s.is_empty()).collect();
         return Some(format!(
