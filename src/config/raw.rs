@@ -20,6 +20,16 @@ pub(crate) struct RawConfig {
     pub login_api: Option<RawLoginApi>,
     pub dev_idp: Option<RawDevIdp>,
     pub shared_state: Option<RawSharedState>,
+    pub authz: Option<RawAuthz>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawAuthz {
+    pub grpc_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub allow_from: Option<Vec<String>>,
+    pub path_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -85,6 +85,23 @@ impl Config {
                 s.key_prefix
             ));
         }
+        if let Some(a) = &self.authz {
+            let nets: Vec<String> = a.allow_from.iter().map(|n| n.to_string()).collect();
+            if let Some(g) = a.grpc_listen {
+                out.push_str(&format!("authz grpc    {g} (Envoy ext_authz, h2c)\n"));
+            }
+            if let Some(h) = a.http_listen {
+                let prefix = if a.path_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("; Envoy path_prefix {}", a.path_prefix)
+                };
+                out.push_str(&format!(
+                    "authz http    http://{h} (Envoy HTTP, nginx auth_request, Traefik forwardAuth{prefix})\n"
+                ));
+            }
+            out.push_str(&format!("authz from    {}\n", nets.join(", ")));
+        }
         if let Some(d) = &self.dev_idp {
             out.push_str(&format!(
                 "dev idp       http://{} ({} users; development only)\n",
@@ -96,6 +113,7 @@ impl Config {
         for r in &self.routes {
             let upstream = match &r.upstream {
                 UpstreamTarget::Echo => "builtin:echo".to_string(),
+                UpstreamTarget::None => "none (authorizer only)".to_string(),
                 UpstreamTarget::Url {
                     scheme,
                     authority,

@@ -22,6 +22,21 @@ pub struct Config {
     pub login_api: Option<LoginApiConfig>,
     pub dev_idp: Option<DevIdpConfig>,
     pub shared_state: Option<SharedStateConfig>,
+    pub authz: Option<AuthzConfig>,
+}
+
+/// `[authz]`: the gateway as an external authorizer for a proxy the team already runs (Envoy
+/// ext_authz over gRPC or HTTP, nginx `auth_request`, Traefik `forwardAuth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthzConfig {
+    /// Envoy ext_authz gRPC (`envoy.service.auth.v3.Authorization/Check`), HTTP/2 cleartext.
+    pub grpc_listen: Option<SocketAddr>,
+    /// The HTTP forms: Envoy ext_authz HTTP, nginx `auth_request`, Traefik `forwardAuth`.
+    pub http_listen: Option<SocketAddr>,
+    /// Who may ask (the proxies); they are also trusted hops for the client address.
+    pub allow_from: Vec<IpNet>,
+    /// Removed from the front of an Envoy HTTP check's path (Envoy's `path_prefix`).
+    pub path_prefix: String,
 }
 
 /// `[shared_state]`: exchange state shared by a fleet of replicas in Valkey or Redis.
@@ -367,6 +382,9 @@ pub enum UpstreamTarget {
         base_path: String,
     },
     Echo,
+    /// `upstream = "none"`: a route only external authorizers decide on (`[authz]`); proxy
+    /// mode answers 404 on it.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 
 use crate::auth::{self, login_api, Authorities};
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, RouteConfig, UpstreamTarget};
 use crate::error::{Audit, Decision, GatewayError, Reason};
 use crate::exchange::Exchange;
 use crate::jwt::Authorizer;
@@ -57,6 +57,8 @@ pub struct Gateway {
     pub metrics: RequestMetrics,
     /// Where WebSocket tunnels are counted.
     pub proxy_metrics: ProxyMetrics,
+    /// Where external-authorizer checks are counted.
+    pub authz_metrics: crate::authz::metrics::AuthzMetrics,
     /// Per-route metric handles for the common outcomes, by route name (from the configuration,
     /// so a fast non-keyed hash is safe).
     pub route_series: FxHashMap<String, RouteSeries>,
@@ -66,7 +68,54 @@ pub struct Gateway {
     pub generations: crate::proxy::websocket::RouteGenerations,
 }
 
+/// The route a request goes to, or the answer to a CORS preflight.
+pub(crate) enum Selected {
+    Route(Arc<RouteConfig>),
+    Preflight(Response<Body>),
+}
+
 impl Gateway {
+    /// Route selection, the same for proxy mode and the authorizer: a CORS preflight is
+    /// answered for the route of the method it asks about (with no auth); otherwise the longest
+    /// prefix of the virtual host decides, and a method it does not allow never falls through
+    /// to a shorter, less protected route. The route is recorded in `outcome`.
+    pub(crate) fn select<B>(
+        &self,
+        req: &Request<B>,
+        host: Option<&str>,
+        path: &str,
+        rid: &HeaderValue,
+        outcome: &mut Outcome,
+    ) -> Result<Selected, GatewayError> {
+        if let Some(method) = cors::preflight_method(req) {
+            let route = self.routes.find(host, &method, path).found();
+            if let Some(route) = route.filter(|r| r.cors.is_some()) {
+                outcome.route = Some(route.clone());
+                let cors = route.cors.as_ref().expect("filtered");
+                return Ok(Selected::Preflight(cors::preflight(
+                    cors,
+                    req.headers().get(http::header::ORIGIN),
+                )));
+            }
+        }
+        match self.routes.find(host, req.method(), path) {
+            RouteMatch::Found(route) => {
+                outcome.route = Some(route.clone());
+                Ok(Selected::Route(route.clone()))
+            }
+            RouteMatch::MethodNotAllowed { route, allow } => {
+                outcome.route = Some(route.clone());
+                Err(GatewayError::MethodNotAllowed(allow))
+            }
+            RouteMatch::CaseVariant(route) => {
+                tracing::debug!(request_id = ?rid, route = %route.name,
+                    "path matches the route's prefix only ignoring case: refused");
+                Err(GatewayError::NoRoute)
+            }
+            RouteMatch::None => Err(GatewayError::NoRoute),
+        }
+    }
+
     pub(crate) async fn handle(
         &self,
         req: Request<hyper::body::Incoming>,
@@ -153,34 +202,14 @@ impl Gateway {
         }
 
         let path = route_path.as_deref().unwrap_or(req.uri().path());
-        // A CORS preflight is answered for the route of the method it asks about, with no auth.
-        if let Some(method) = cors::preflight_method(&req) {
-            let route = self.routes.find(host.as_deref(), &method, path).found();
-            if let Some(route) = route.filter(|r| r.cors.is_some()) {
-                outcome.route = Some(route.clone());
-                let cors = route.cors.as_ref().expect("filtered");
-                return Ok(cors::preflight(
-                    cors,
-                    req.headers().get(http::header::ORIGIN),
-                ));
-            }
-        }
-        let route = match self.routes.find(host.as_deref(), req.method(), path) {
-            RouteMatch::Found(route) => route.clone(),
-            // The longest prefix decides: a method it does not allow never falls through to a
-            // shorter, less protected one.
-            RouteMatch::MethodNotAllowed { route, allow } => {
-                outcome.route = Some(route.clone());
-                return Err(GatewayError::MethodNotAllowed(allow));
-            }
-            RouteMatch::CaseVariant(route) => {
-                tracing::debug!(request_id = ?rid, route = %route.name,
-                    "path matches the route's prefix only ignoring case: refused");
-                return Err(GatewayError::NoRoute);
-            }
-            RouteMatch::None => return Err(GatewayError::NoRoute),
+        let route = match self.select(&req, host.as_deref(), path, rid, outcome)? {
+            Selected::Route(route) => route,
+            Selected::Preflight(resp) => return Ok(resp),
         };
-        outcome.route = Some(route.clone());
+        if route.upstream == UpstreamTarget::None {
+            // A route only external authorizers decide on: proxy mode has nowhere to send it.
+            return Err(GatewayError::NoRoute);
+        }
         admit(&req, &route, client, server.max_body_bytes)?;
 
         let by = Authorities {

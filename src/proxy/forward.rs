@@ -112,6 +112,8 @@ impl Forwarder<'_> {
         let path = strip_prefix(route, parts.uri.path());
         let body = Capped::new(body, self.max_body_bytes).boxed();
         match &route.upstream {
+            // Refused before auth (`Gateway::process`); never forwarded.
+            UpstreamTarget::None => Err(GatewayError::NoRoute),
             UpstreamTarget::Echo => {
                 let mut pq = if path.is_empty() {
                     "/".to_string()

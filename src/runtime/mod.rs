@@ -49,6 +49,10 @@ pub struct RunningGateway {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// Where the external authorizer answers (`[authz]`): Envoy ext_authz gRPC, and the HTTP
+    /// forms.
+    pub authz_grpc_addr: Option<SocketAddr>,
+    pub authz_http_addr: Option<SocketAddr>,
     /// Where the embedded dev IdP listens, when `[dev_idp]` is configured.
     pub dev_idp_addr: Option<SocketAddr>,
     current: Arc<ArcSwap<Gateway>>,
@@ -167,6 +171,24 @@ pub async fn start_with(
             role: Role::Admin,
         });
     }
+    let mut authz_grpc_addr = None;
+    let mut authz_http_addr = None;
+    if let Some(a) = &config.authz {
+        for (listen, role, slot) in [
+            (a.grpc_listen, Role::AuthzGrpc, &mut authz_grpc_addr),
+            (a.http_listen, Role::AuthzHttp, &mut authz_http_addr),
+        ] {
+            if let Some(addr) = listen {
+                let tcp = bound(addr).await?;
+                *slot = tcp.local_addr().ok();
+                to_serve.push(Listener {
+                    tcp,
+                    tls: None,
+                    role,
+                });
+            }
+        }
+    }
     for l in to_serve {
         tracing::info!(addr = ?l.tcp.local_addr().ok(), tls = l.tls.is_some(), role = ?l.role, "listening");
         listeners.push(tokio::spawn(server::serve(
@@ -182,6 +204,8 @@ pub async fn start_with(
         http_addr,
         https_addr,
         admin_addr,
+        authz_grpc_addr,
+        authz_http_addr,
         dev_idp_addr,
         current,
         telemetry,

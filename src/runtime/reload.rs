@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::build::{build_gateway, point_at_dev_idp, same_arc};
 use super::{RunningGateway, StartError};
-use crate::config::{Config, ServerConfig, TlsConfig};
+use crate::config::{AuthzConfig, Config, ServerConfig, TlsConfig};
 use crate::tls;
 
 /// What a reload changed, for the log.
@@ -46,6 +46,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         service_accounts: _,
         login_api: _,
         shared_state: _,
+        authz,
     } = new;
     let ServerConfig {
         listen,
@@ -110,6 +111,13 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         (log.level.as_str(), log.format) != (old.log.level.as_str(), old.log.format),
     );
     differs("dev_idp", dev_idp.is_some() != old.dev_idp.is_some());
+    // The listeners; who may ask and the path prefix are read per check.
+    let authz_listeners =
+        |a: &Option<AuthzConfig>| a.as_ref().map(|a| (a.grpc_listen, a.http_listen));
+    differs(
+        "authz",
+        authz_listeners(authz) != authz_listeners(&old.authz),
+    );
     keys
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::authz::metrics::AuthzMetrics;
 use crate::exchange::metrics::ExchangeMetrics;
 use crate::jwt::metrics::JwksMetrics;
 use crate::metrics::{self, Registry};
@@ -19,6 +20,7 @@ pub(crate) struct Telemetry {
     pub shared: SharedMetrics,
     pub proxy: ProxyMetrics,
     pub server: ServerMetrics,
+    pub authz: AuthzMetrics,
 }
 
 impl Telemetry {
@@ -30,6 +32,7 @@ impl Telemetry {
         let proxy = ProxyMetrics::register(&mut registry);
         let server = ServerMetrics::register(&mut registry);
         let shared = SharedMetrics::register(&mut registry);
+        let authz = AuthzMetrics::register(&mut registry);
         Arc::new(Telemetry {
             registry: Arc::new(registry),
             requests,
@@ -38,6 +41,7 @@ impl Telemetry {
             shared,
             proxy,
             server,
+            authz,
         })
     }
 

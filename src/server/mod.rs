@@ -37,6 +37,10 @@ pub enum Role {
     Main,
     /// Health, readiness and operational endpoints only.
     Admin,
+    /// Envoy ext_authz over gRPC (`[authz] grpc_listen`).
+    AuthzGrpc,
+    /// The HTTP forms of the external authorizer (`[authz] http_listen`).
+    AuthzHttp,
 }
 
 /// Connection-level settings shared by every listener, and where connections are counted.
@@ -255,9 +259,15 @@ where
             // Each request runs on the configuration current when it arrived.
             let gateway = gateway.load_full();
             let http1 = req.version() <= http::Version::HTTP_11;
-            let mut resp = match admin {
-                None => gateway.handle(req, info).await,
-                Some(registry) => {
+            let mut resp = match (role, admin) {
+                (Role::AuthzGrpc, _) => {
+                    crate::authz::grpc::serve(gateway.clone(), info.peer.ip(), req).await
+                }
+                (Role::AuthzHttp, _) => {
+                    crate::authz::http::serve(gateway.clone(), info.peer.ip(), req).await
+                }
+                (_, None) => gateway.handle(req, info).await,
+                (_, Some(registry)) => {
                     if req.uri().path() == "/metrics" {
                         if let Some(a) = &gateway.authorizer {
                             a.report_key_ages();

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use super::raw::*;
 use super::*;
 
+mod authz;
 mod cognito;
 mod cors;
 mod dev_idp;
@@ -241,6 +242,17 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         service_accounts: service_accounts.iter().map(|a| a.name.clone()).collect(),
     };
     let routes = routes(&mut cx, raw.routes, &known);
+    let authz = raw.authz.map(|a| authz::authz(&mut cx, a));
+    if authz.is_none() {
+        for (i, r) in routes.iter().enumerate() {
+            if r.upstream == UpstreamTarget::None {
+                cx.err(
+                    format!("routes[{i}].upstream"),
+                    "\"none\" is for routes only [authz] answers on, and there is no [authz]",
+                );
+            }
+        }
+    }
     Config {
         server,
         admin,
@@ -254,5 +266,6 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         login_api,
         dev_idp,
         shared_state,
+        authz,
     }
 }

@@ -94,16 +94,17 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
     }
     let upstream = match r.upstream.as_deref() {
         Some("builtin:echo") => UpstreamTarget::Echo,
+        Some("none") => UpstreamTarget::None,
         Some(u) => parse_upstream(u).unwrap_or_else(|| {
             cx.err(k("upstream"), format!("not a URL: {u:?}"));
             UpstreamTarget::Echo
         }),
         None => {
-            cx.err(k("upstream"), "required (a URL or \"builtin:echo\")");
+            cx.err(k("upstream"), "required (a URL, \"builtin:echo\", or \"none\" for a route only [authz] answers on)");
             UpstreamTarget::Echo
         }
     };
-    if r.websocket && upstream == UpstreamTarget::Echo {
+    if r.websocket && matches!(upstream, UpstreamTarget::Echo | UpstreamTarget::None) {
         cx.err(
             k("websocket"),
             "needs an http(s) upstream that speaks WebSocket",

@@ -1,0 +1,158 @@
+//! The HTTP forms of the external authorizer, told apart by the headers each proxy sends:
+//! - nginx `auth_request` (and oauth2-proxy-style `/auth` endpoints): `X-Original-URI` and
+//!   `X-Original-Method`;
+//! - Traefik `forwardAuth`: `X-Forwarded-Uri`, `-Method`, `-Host`, `-Proto`, `-For`;
+//! - Envoy ext_authz HTTP: the check itself is the original request (method, path after
+//!   `[authz] path_prefix`, Host).
+//!
+//! Allow is a 200 whose headers are the ones to set upstream (nginx: `auth_request_set`,
+//! Traefik: `authResponseHeaders`, Envoy: `allowed_upstream_headers`), with the ones to remove
+//! in `x-envoy-auth-headers-to-remove`. Deny is proxy mode's answer; nginx passes only 401 and
+//! 403 through and shows its own page, so the JSON body also travels in `x-cognito-gate-body`
+//! for its `error_page` locations (README, "Authorizer mode").
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::{forwarded_client, may_ask, Original, Protocol, Verdict};
+use crate::body::{empty, full, Body};
+use crate::error::json_message;
+use crate::pipeline::Gateway;
+use crate::proxy::headers::{X_FORWARDED_HOST, X_REQUEST_ID};
+
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+/// Envoy's HTTP ext_authz reads the headers to remove upstream from this response header.
+pub(crate) const HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+/// The denial's JSON body, for nginx, which shows its own page for a failed `auth_request`.
+pub(crate) const BODY_HEADER: HeaderName = HeaderName::from_static("x-cognito-gate-body");
+
+/// Answers one request on the HTTP authorizer listener.
+pub(crate) async fn serve(
+    gateway: Arc<Gateway>,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if !may_ask(&gateway, peer) {
+        tracing::warn!(peer = %peer, "authorizer check from outside [authz] allow_from: refused");
+        return json_message(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let (parts, _body) = req.into_parts();
+    let (protocol, original) =
+        match original(&gateway, peer, parts.method, &parts.uri, parts.headers) {
+            Ok(o) => o,
+            Err(why) => return json_message(StatusCode::BAD_REQUEST, why),
+        };
+    let (verdict, rid) = gateway.check(original, protocol).await;
+    match verdict {
+        Verdict::Allow {
+            set,
+            remove,
+            response,
+        } => {
+            let mut resp = Response::new(empty());
+            let headers = resp.headers_mut();
+            for (name, value) in set {
+                headers.insert(name, value);
+            }
+            if !remove.is_empty() {
+                let list: Vec<&str> = remove.iter().map(HeaderName::as_str).collect();
+                if let Ok(v) = HeaderValue::from_str(&list.join(",")) {
+                    headers.insert(HEADERS_TO_REMOVE, v);
+                }
+            }
+            for (name, value) in &response {
+                headers.insert(name.clone(), value.clone());
+            }
+            resp
+        }
+        Verdict::Respond(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            if protocol == Protocol::Nginx {
+                if let Ok(v) = HeaderValue::from_bytes(&body) {
+                    parts.headers.insert(BODY_HEADER, v);
+                }
+            }
+            parts.headers.insert(X_REQUEST_ID, rid);
+            Response::from_parts(parts, full(body))
+        }
+    }
+}
+
+/// Which form the check is in, and the client's request it describes.
+fn original(
+    gateway: &Gateway,
+    peer: IpAddr,
+    method: Method,
+    uri: &http::Uri,
+    mut headers: HeaderMap,
+) -> Result<(Protocol, Original), &'static str> {
+    let client = forwarded_client(gateway, peer, &headers);
+    let (protocol, method, path, host) = if let Some(target) = headers.remove(X_ORIGINAL_URI) {
+        let method = headers.remove(X_ORIGINAL_METHOD).ok_or(
+            "X-Original-Method missing (nginx: proxy_set_header X-Original-Method $request_method)",
+        )?;
+        let host = headers.get(X_FORWARDED_HOST).or(headers.get(HOST)).cloned();
+        (Protocol::Nginx, method_of(&method)?, text(&target)?, host)
+    } else if let Some(target) = headers.remove(X_FORWARDED_URI) {
+        let method = headers
+            .remove(X_FORWARDED_METHOD)
+            .ok_or("X-Forwarded-Method missing")?;
+        let host = headers.get(X_FORWARDED_HOST).or(headers.get(HOST)).cloned();
+        (Protocol::Traefik, method_of(&method)?, text(&target)?, host)
+    } else {
+        let prefix = gateway
+            .config
+            .authz
+            .as_ref()
+            .map(|a| a.path_prefix.as_str())
+            .unwrap_or("");
+        let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = match pq.strip_prefix(prefix) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
+            _ => return Err("path outside [authz] path_prefix"),
+        };
+        let host = headers.get(HOST).cloned();
+        (Protocol::EnvoyHttp, method, path, host)
+    };
+    let host = match host {
+        Some(h) => Some(text(&h)?),
+        None => None,
+    };
+    // The check's own framing is not the client's.
+    headers.remove(HOST);
+    Ok((
+        protocol,
+        Original {
+            method,
+            path,
+            host,
+            headers,
+            client,
+        },
+    ))
+}
+
+fn method_of(v: &HeaderValue) -> Result<Method, &'static str> {
+    Method::from_bytes(v.as_bytes()).map_err(|_| "invalid original method")
+}
+
+fn text(v: &HeaderValue) -> Result<String, &'static str> {
+    v.to_str()
+        .map(str::to_string)
+        .map_err(|_| "original request header is not text")
+}

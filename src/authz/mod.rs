@@ -1,0 +1,306 @@
+//! Authorizer mode: the gateway's decisions for a proxy the team already runs. Each protocol
+//! rebuilds the original request from its own fields (`grpc.rs`: Envoy ext_authz over gRPC;
+//! `http.rs`: Envoy ext_authz over HTTP, nginx `auth_request`, Traefik `forwardAuth`), and
+//! `Gateway::check` runs the stages proxy mode runs — path rules, route choice, allow_from,
+//! methods, auth (with the credential exchange), pools, scopes, groups, limits, CORS
+//! preflights — up to the decision. What proxy mode would have forwarded becomes the headers
+//! to set and remove upstream; what it would have answered becomes the answer the proxy sends.
+
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use ::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
+use ::http::{Method, Request, Response, Uri};
+
+use crate::auth::{self, Authorities};
+use crate::body::Body;
+use crate::error::{Audit, Decision, GatewayError, Reason};
+use crate::hop::is_hop_by_hop;
+use crate::jwt::verify::claim_as_string;
+use crate::ops::access_log::{self, Outcome};
+use crate::pipeline::client::{client_addr, request_id};
+use crate::pipeline::path::normalise;
+use crate::pipeline::request::{admit, request_host};
+use crate::pipeline::{cors, Gateway, Selected};
+use crate::proxy::headers::X_REQUEST_ID;
+use metrics::{CheckLabels, ProtocolLabel};
+
+/// Which door a check came through (the `protocol` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    EnvoyHttp,
+    Nginx,
+    Traefik,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::EnvoyHttp => "envoy_http",
+            Protocol::Nginx => "nginx",
+            Protocol::Traefik => "traefik",
+        }
+    }
+}
+
+/// The client's request as the proxy saw it.
+pub(crate) struct Original {
+    pub method: Method,
+    /// Path and query, as the client sent them (not normalised by the proxy).
+    pub path: String,
+    /// The authority the client asked for, when the protocol carries one.
+    pub host: Option<String>,
+    /// The client's headers (credentials, Origin, Content-Length, X-Request-Id).
+    pub headers: HeaderMap,
+    /// The client's address: from the protocol, or the proxy's X-Forwarded-For.
+    pub client: IpAddr,
+}
+
+/// What the proxy is to do.
+pub(crate) enum Verdict {
+    /// Forward, with these headers set (replacing the client's) and these removed.
+    Allow {
+        set: Vec<(HeaderName, HeaderValue)>,
+        remove: Vec<HeaderName>,
+        /// Added to the response the client gets (a CORS route's headers).
+        response: HeaderMap,
+    },
+    /// Answer the client with this instead of forwarding: a denial (status, JSON body,
+    /// `WWW-Authenticate`) or a CORS preflight's answer.
+    Respond(Response<Body>),
+}
+
+impl Gateway {
+    /// Decides on `original` exactly as proxy mode would, records the check (metrics, access
+    /// log), and says what the proxy is to do.
+    pub(crate) async fn check(
+        &self,
+        original: Original,
+        protocol: Protocol,
+    ) -> (Verdict, HeaderValue) {
+        let started = Instant::now();
+        let rid = request_id(&original.headers);
+        let origin = original.headers.get(::http::header::ORIGIN).cloned();
+        let logged = access_log::enabled().then(|| {
+            let uri = original.path.parse::<Uri>().unwrap_or_default();
+            (original.method.clone(), uri)
+        });
+        let mut outcome = Outcome {
+            logged: logged.is_some(),
+            client: Some(original.client),
+            ..Outcome::default()
+        };
+        let mut verdict = match self.decide(original, &rid, &mut outcome).await {
+            Ok(v) => v,
+            Err(err) => {
+                let mapped = err.map();
+                outcome.audit = mapped.audit.or(outcome.audit);
+                if let Some(a) = mapped.audit.filter(|a| a.decision == Decision::Deny) {
+                    tracing::debug!(request_id = ?rid, reason = a.reason.as_str(), detail = %err,
+                        "check denied");
+                }
+                Verdict::Respond(err.into_response())
+            }
+        };
+        let cors = outcome.route.as_ref().and_then(|r| r.cors.as_ref());
+        let status = match &mut verdict {
+            Verdict::Allow { set, response, .. } => {
+                set.push((X_REQUEST_ID, rid.clone()));
+                if let Some(cors) = cors {
+                    cors::decorate(response, cors, origin.as_ref());
+                }
+                200
+            }
+            Verdict::Respond(resp) => {
+                resp.headers_mut().insert(X_REQUEST_ID, rid.clone());
+                if let Some(cors) = cors {
+                    cors::decorate(resp.headers_mut(), cors, origin.as_ref());
+                }
+                resp.status().as_u16()
+            }
+        };
+        self.record_check(protocol, &outcome, status, started);
+        if let Some(request) = logged {
+            access_log::log(
+                &rid,
+                original_client(&outcome),
+                request,
+                status,
+                started,
+                &outcome,
+            );
+        }
+        (verdict, rid)
+    }
+
+    async fn decide(
+        &self,
+        original: Original,
+        rid: &HeaderValue,
+        outcome: &mut Outcome,
+    ) -> Result<Verdict, GatewayError> {
+        let server = &self.config.server;
+        let uri: Uri = original
+            .path
+            .parse()
+            .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+        if uri.scheme().is_some() || !original.path.starts_with('/') {
+            return Err(GatewayError::BadRequest("invalid request target"));
+        }
+        let mut req = Request::new(());
+        *req.method_mut() = original.method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = original.headers;
+        if let Some(host) = original.host {
+            let host = HeaderValue::from_str(&host)
+                .map_err(|_| GatewayError::BadRequest("invalid Host"))?;
+            req.headers_mut().insert(HOST, host);
+        }
+        let host = request_host(&mut req)?;
+        let normal =
+            normalise(req.uri().path()).map_err(|e| GatewayError::BadRequest(e.message()))?;
+        let client = original.client;
+        let route = match self.select(&req, host.as_deref(), &normal.route, rid, outcome)? {
+            Selected::Route(route) => route,
+            Selected::Preflight(resp) => return Ok(Verdict::Respond(resp)),
+        };
+        admit(&req, &route, client, server.max_body_bytes)?;
+        let by = Authorities {
+            authorizer: self.authorizer.as_ref(),
+            exchange: self.exchange.as_ref(),
+        };
+        let identity = auth::authorize(req.headers(), &route, by, client).await?;
+        outcome.audit = Some(Audit {
+            decision: Decision::Allow,
+            reason: Reason::Method(identity.method()),
+        });
+        let verified = identity.verified();
+        if let Some(v) = verified.filter(|_| outcome.logged) {
+            outcome.sub = v.sub().map(str::to_string);
+            outcome.client_id = v.client_id().map(str::to_string);
+        }
+
+        // What proxy mode would have removed from the client's request (peer_trusted: the
+        // proxy owns X-Forwarded-*), less hop-by-hop headers, which are the proxy's own.
+        let mut cleaned = req.headers().clone();
+        self.routes.hygiene().clean(&mut cleaned, &route, true);
+        let mut remove: Vec<HeaderName> = Vec::new();
+        for name in req.headers().keys() {
+            if !cleaned.contains_key(name) && !is_hop_by_hop(name) && *name != HOST {
+                remove.push(name.clone());
+            }
+        }
+        // Every claim header, sent or not: a proxy that passes the checker only some headers
+        // (Envoy's HTTP service) still removes the client's.
+        for name in self.routes.hygiene().claim_headers() {
+            if !remove.contains(name) {
+                remove.push(name.clone());
+            }
+        }
+        let mut set = Vec::new();
+        if let Some(token) = identity.token_to_forward(route.forward_token) {
+            let value = if route.forward_token_scheme.is_empty() {
+                HeaderValue::from_str(token)
+            } else {
+                HeaderValue::from_str(&format!("{} {token}", route.forward_token_scheme))
+            };
+            if let Ok(mut v) = value {
+                v.set_sensitive(true);
+                remove.retain(|n| *n != AUTHORIZATION);
+                set.push((AUTHORIZATION, v));
+            }
+        }
+        if let Some(claims) = verified.map(|v| &v.claims) {
+            for (name, claim) in &route.claim_headers {
+                let Some(v) = claims.get(claim) else { continue };
+                match HeaderValue::from_str(&claim_as_string(v)) {
+                    Ok(hv) => {
+                        remove.retain(|n| n != name);
+                        set.push((name.clone(), hv));
+                    }
+                    Err(_) => tracing::warn!(route = %route.name, header = %name,
+                        claim = %claim, "claim value cannot be a header value; not sent"),
+                }
+            }
+        }
+        for (name, value) in &route.upstream_headers {
+            remove.retain(|n| n != name);
+            set.push((name.clone(), value.clone()));
+        }
+        Ok(Verdict::Allow {
+            set,
+            remove,
+            response: HeaderMap::new(),
+        })
+    }
+
+    fn record_check(&self, protocol: Protocol, outcome: &Outcome, status: u16, started: Instant) {
+        let m = &self.authz_metrics;
+        m.duration
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.as_str(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let (decision, reason) = match outcome.audit {
+            Some(a) => (a.decision.as_str(), a.reason.as_str()),
+            // Answered before any auth decision: by what the answer was.
+            None => match status {
+                200..=299 => ("preflight", "cors"),
+                400 => ("deny", "bad_request"),
+                404 => ("deny", "no_route"),
+                405 => ("deny", "method_not_allowed"),
+                413 => ("deny", "body_too_large"),
+                _ => ("deny", "error"),
+            },
+        };
+        let route = outcome.route_name();
+        m.checks
+            .get_or_create(&CheckLabels {
+                protocol: protocol.as_str(),
+                route: if route.is_empty() {
+                    "-".into()
+                } else {
+                    route.into()
+                },
+                decision,
+                reason,
+            })
+            .inc();
+    }
+}
+
+fn original_client(outcome: &Outcome) -> IpAddr {
+    outcome
+        .client
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// The client's address for the HTTP forms: the proxies that may ask are trusted hops too, so
+/// the X-Forwarded-For they add is believed as far as it is a chain of trusted hops.
+pub(crate) fn forwarded_client(gateway: &Gateway, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let server = &gateway.config.server;
+    match &gateway.config.authz {
+        Some(a) => {
+            let mut trusted = server.trusted_proxies.clone();
+            trusted.extend(a.allow_from.iter().copied());
+            client_addr(peer, headers, &trusted)
+        }
+        None => client_addr(peer, headers, &server.trusted_proxies),
+    }
+}
+
+/// The caller may ask (`[authz] allow_from`).
+pub(crate) fn may_ask(gateway: &Gateway, peer: IpAddr) -> bool {
+    let peer = crate::proxy::headers::canonical(peer);
+    gateway
+        .config
+        .authz
+        .as_ref()
+        .is_some_and(|a| a.allow_from.iter().any(|n| n.contains(&peer)))
+}
