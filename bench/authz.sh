@@ -70,7 +70,6 @@ path_prefix = "/auth"
 [authz]
 grpc_listen = "127.0.0.1:$GRPC"
 http_listen = "127.0.0.1:$HTTP"
-path_prefix = "/check"
 [[routes]]
 name = "proxied"
 path_prefix = "/proxied"

@@ -91,7 +91,6 @@ user_pool_id = "ap-northeast-1_TestPool"
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
 allow_from = {allow_from}
-path_prefix = "/check"
 
 [[routes]]
 name = "open"
@@ -197,6 +196,26 @@ async fn scenario(name: &str, env: &Env, proxy: &proxies::Proxy) {
         seen["headers"].get("x-cognito-sub").is_none(),
         "{name}: a spoofed claim header on an open route: {seen}"
     );
+
+    // The client's own X-Original-* and X-Forwarded-Uri/-Method/-Host (which nginx and Traefik
+    // pass to the checker) choose nothing: no token, no entry.
+    let before = env.up.hits();
+    let resp = c
+        .get(format!("{base}/api/orders/7"))
+        .header("x-original-uri", "/open/x")
+        .header("x-original-method", "GET")
+        .header("x-forwarded-uri", "/open/x")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-host", "elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "{name}: spoofed original-request headers"
+    );
+    assert_eq!(env.up.hits(), before, "{name}");
 
     // Expired: 401 with the gateway's body and challenge; the upstream is not reached.
     let hits = env.up.hits();
@@ -380,7 +399,7 @@ async fn http_forms_refuse_what_they_cannot_decide_on() {
     let token = env.k1.sign(&id_claims());
 
     let resp = c
-        .get(format!("{authz}/"))
+        .get(format!("{authz}/nginx"))
         .header("x-original-uri", "/api/orders")
         .header("authorization", format!("Bearer {token}"))
         .send()
@@ -395,10 +414,22 @@ async fn http_forms_refuse_what_they_cannot_decide_on() {
 
     let resp = c.get(format!("{authz}/api/orders")).send().await.unwrap();
     assert_eq!(resp.status(), 400, "outside [authz] path_prefix");
+    // The form is where the check asks, never a header: a client's X-Original-URI passed along
+    // in an Envoy (or Traefik) check does not choose the path decided on.
+    let resp = c
+        .get(format!("{authz}/envoy/api/orders"))
+        .header("x-original-uri", "/open/x")
+        .header("x-original-method", "GET")
+        .header("x-forwarded-uri", "/open/x")
+        .header("x-forwarded-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
 
     // Allowed: the headers to set upstream on the 200, and what to remove.
     let resp = c
-        .get(format!("{authz}/check/api/orders"))
+        .get(format!("{authz}/envoy/api/orders"))
         .header("authorization", format!("Bearer {token}"))
         .header("x-request-id", "req-42")
         .send()
@@ -415,7 +446,7 @@ async fn http_forms_refuse_what_they_cannot_decide_on() {
 
     // A method the route does not allow, a body too large: the same answers as proxy mode.
     let resp = c
-        .get(format!("{authz}/"))
+        .get(format!("{authz}/traefik"))
         .header("x-forwarded-uri", "/nowhere")
         .header("x-forwarded-method", "GET")
         .send()
@@ -438,7 +469,7 @@ async fn http_forms_refuse_what_they_cannot_decide_on() {
     let gw = start_ready(config(&gateway_toml(&jwks, &api, "[\"10.9.9.0/24\"]"))).await;
     let resp = c
         .get(format!(
-            "http://{}/check/open/x",
+            "http://{}/envoy/open/x",
             gw.authz_http_addr.unwrap()
         ))
         .send()
@@ -494,4 +525,33 @@ fn istio_provider_is_the_grpc_authorizer() {
     // Fail closed, with the same status as the Envoy config.
     assert!(provider.contains("failOpen: false") && envoy.contains("failure_mode_allow: false"));
     assert!(provider.contains("statusOnError: \"503\"") && envoy.contains("ServiceUnavailable"));
+}
+
+/// The gRPC service's own refusals, with a gRPC client and no Envoy: a check that describes no
+/// request, and a caller outside allow_from.
+#[tokio::test]
+async fn grpc_refuses_what_it_cannot_decide_on() {
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
+
+    let env = env().await;
+    let url = format!("http://{}", env.gw.authz_grpc_addr.unwrap());
+    let mut client = AuthorizationClient::connect(url).await.unwrap();
+    let answer = client
+        .check(CheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let status = answer.status.unwrap();
+    assert_eq!(status.code, 3, "INVALID_ARGUMENT: {}", status.message);
+    assert!(answer.http_response.is_none());
+
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    let api = private_api().await;
+    let gw = start_ready(config(&gateway_toml(&jwks, &api, "[\"10.9.9.0/24\"]"))).await;
+    let url = format!("http://{}", gw.authz_grpc_addr.unwrap());
+    let mut client = AuthorizationClient::connect(url).await.unwrap();
+    let err = client.check(CheckRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
 }

@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use tonic::codegen::Service;
 
+use super::metrics::AuthzMetrics;
 use super::{may_ask, Original, Protocol, Verdict};
 use crate::body::{Body, BoxError};
 use crate::pipeline::client::client_addr;
@@ -33,7 +34,8 @@ const PERMISSION_DENIED: i32 = 7;
 const UNAUTHENTICATED: i32 = 16;
 
 struct Checker {
-    gateway: Arc<crate::pipeline::Gateway>,
+    gateway: Arc<Gateway>,
+    metrics: AuthzMetrics,
     peer: IpAddr,
 }
 
@@ -55,7 +57,10 @@ impl Authorization for Checker {
                 return Ok(tonic::Response::new(status_only(INVALID_ARGUMENT, why)));
             }
         };
-        let (verdict, _rid) = self.gateway.check(original, Protocol::Grpc).await;
+        let (verdict, _rid) = self
+            .gateway
+            .check(original, Protocol::Grpc, &self.metrics)
+            .await;
         Ok(tonic::Response::new(answer(verdict).await))
     }
 }
@@ -63,10 +68,15 @@ impl Authorization for Checker {
 /// Answers one HTTP/2 request on the gRPC listener.
 pub(crate) async fn serve(
     gateway: Arc<Gateway>,
+    metrics: &AuthzMetrics,
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let mut svc = AuthorizationServer::new(Checker { gateway, peer });
+    let mut svc = AuthorizationServer::new(Checker {
+        gateway,
+        metrics: metrics.clone(),
+        peer,
+    });
     let resp = match svc.call(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},

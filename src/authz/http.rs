@@ -1,9 +1,10 @@
-//! The HTTP forms of the external authorizer, told apart by the headers each proxy sends:
-//! - nginx `auth_request` (and oauth2-proxy-style `/auth` endpoints): `X-Original-URI` and
-//!   `X-Original-Method`;
-//! - Traefik `forwardAuth`: `X-Forwarded-Uri`, `-Method`, `-Host`, `-Proto`, `-For`;
-//! - Envoy ext_authz HTTP: the check itself is the original request (method, path after
-//!   `[authz] path_prefix`, Host).
+//! The HTTP forms of the external authorizer, told apart by where they ask:
+//! - `/nginx`: nginx `auth_request` (and oauth2-proxy-style `/auth` endpoints), the client's
+//!   request in `X-Original-URI` and `X-Original-Method`, its host in `Host`;
+//! - `/traefik`: Traefik `forwardAuth`, in `X-Forwarded-Uri`, `-Method`, `-Host`, `-Proto`,
+//!   `-For`;
+//! - under `[authz] path_prefix` (default `/envoy`): Envoy ext_authz HTTP, where the check itself
+//!   is the client's request (method, path after the prefix, Host).
 //!
 //! Allow is a 200 whose headers are the ones to set upstream (nginx: `auth_request_set`,
 //! Traefik: `authResponseHeaders`, Envoy: `allowed_upstream_headers`), with the ones to remove
@@ -19,8 +20,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::metrics::AuthzMetrics;
 use super::{forwarded_client, may_ask, Original, Protocol, Verdict};
 use crate::body::{empty, full, Body};
+use crate::config::DEFAULT_AUTHZ_PATH_PREFIX as DEFAULT_PATH_PREFIX;
 use crate::error::json_message;
 use crate::pipeline::Gateway;
 use crate::proxy::headers::{X_FORWARDED_HOST, X_REQUEST_ID};
@@ -38,6 +41,7 @@ pub(crate) const BODY_HEADER: HeaderName = HeaderName::from_static("x-cognito-ga
 /// Answers one request on the HTTP authorizer listener.
 pub(crate) async fn serve(
     gateway: Arc<Gateway>,
+    metrics: &AuthzMetrics,
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -51,7 +55,7 @@ pub(crate) async fn serve(
             Ok(o) => o,
             Err(why) => return json_message(StatusCode::BAD_REQUEST, why),
         };
-    let (verdict, rid) = gateway.check(original, protocol).await;
+    let (verdict, rid) = gateway.check(original, protocol, metrics).await;
     match verdict {
         Verdict::Allow {
             set,
@@ -92,6 +96,12 @@ pub(crate) async fn serve(
     }
 }
 
+/// Where each form asks on the HTTP listener. The form is chosen by the check's path, never by
+/// the headers it carries: nginx and Traefik pass the client's own headers to the checker, so a
+/// client's `X-Original-URI` must not turn a Traefik check into an nginx one.
+pub const NGINX_PATH: &str = "/nginx";
+pub const TRAEFIK_PATH: &str = "/traefik";
+
 /// Which form the check is in, and the client's request it describes.
 fn original(
     gateway: &Gateway,
@@ -101,33 +111,54 @@ fn original(
     mut headers: HeaderMap,
 ) -> Result<(Protocol, Original), &'static str> {
     let client = forwarded_client(gateway, peer, &headers);
-    let (protocol, method, path, host) = if let Some(target) = headers.remove(X_ORIGINAL_URI) {
-        let method = headers.remove(X_ORIGINAL_METHOD).ok_or(
-            "X-Original-Method missing (nginx: proxy_set_header X-Original-Method $request_method)",
-        )?;
-        let host = headers.get(X_FORWARDED_HOST).or(headers.get(HOST)).cloned();
-        (Protocol::Nginx, method_of(&method)?, text(&target)?, host)
-    } else if let Some(target) = headers.remove(X_FORWARDED_URI) {
-        let method = headers
-            .remove(X_FORWARDED_METHOD)
-            .ok_or("X-Forwarded-Method missing")?;
-        let host = headers.get(X_FORWARDED_HOST).or(headers.get(HOST)).cloned();
-        (Protocol::Traefik, method_of(&method)?, text(&target)?, host)
-    } else {
-        let prefix = gateway
-            .config
-            .authz
-            .as_ref()
-            .map(|a| a.path_prefix.as_str())
-            .unwrap_or("");
-        let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let path = match pq.strip_prefix(prefix) {
-            Some(rest) if rest.starts_with('/') => rest.to_string(),
-            Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
-            _ => return Err("path outside [authz] path_prefix"),
-        };
-        let host = headers.get(HOST).cloned();
-        (Protocol::EnvoyHttp, method, path, host)
+    let prefix = gateway
+        .config
+        .authz
+        .as_ref()
+        .map(|a| a.path_prefix.as_str())
+        .unwrap_or(DEFAULT_PATH_PREFIX);
+    // The headers of the forms this check is not in are the client's: never read, never passed.
+    let nginx = (
+        headers.remove(X_ORIGINAL_URI),
+        headers.remove(X_ORIGINAL_METHOD),
+    );
+    let traefik = (
+        headers.remove(X_FORWARDED_URI),
+        headers.remove(X_FORWARDED_METHOD),
+    );
+    let (protocol, method, path, host) = match uri.path() {
+        NGINX_PATH => {
+            let (Some(target), Some(method)) = nginx else {
+                return Err("an nginx check needs X-Original-URI and X-Original-Method (proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method)");
+            };
+            // Host as nginx sets it (proxy_set_header Host $host): nginx passes the client's
+            // own X-Forwarded-Host through, so it is not read here.
+            let host = headers.get(HOST).cloned();
+            (Protocol::Nginx, method_of(&method)?, text(&target)?, host)
+        }
+        TRAEFIK_PATH => {
+            let (Some(target), Some(method)) = traefik else {
+                return Err("a Traefik check needs X-Forwarded-Uri and X-Forwarded-Method");
+            };
+            // Traefik sets X-Forwarded-Host itself (trustForwardHeader: false).
+            let host = headers.get(X_FORWARDED_HOST).or(headers.get(HOST)).cloned();
+            (Protocol::Traefik, method_of(&method)?, text(&target)?, host)
+        }
+        _ => {
+            // Envoy HTTP: the check is the client's request, its path under the prefix.
+            let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let path = match pq.strip_prefix(prefix) {
+                Some(rest) if rest.starts_with('/') => rest.to_string(),
+                Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
+                _ => {
+                    return Err(
+                        "not a check: nginx asks on /nginx, Traefik on /traefik, Envoy under [authz] path_prefix",
+                    )
+                }
+            };
+            let host = headers.get(HOST).cloned();
+            (Protocol::EnvoyHttp, method, path, host)
+        }
     };
     let host = match host {
         Some(h) => Some(text(&h)?),

@@ -27,7 +27,7 @@ use crate::pipeline::path::normalise;
 use crate::pipeline::request::{admit, request_host};
 use crate::pipeline::{cors, Gateway, Selected};
 use crate::proxy::headers::X_REQUEST_ID;
-use metrics::{CheckLabels, ProtocolLabel};
+use metrics::{AuthzMetrics, CheckLabels, ProtocolLabel};
 
 /// Which door a check came through (the `protocol` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,7 @@ impl Gateway {
         &self,
         original: Original,
         protocol: Protocol,
+        metrics: &AuthzMetrics,
     ) -> (Verdict, HeaderValue) {
         let started = Instant::now();
         let rid = request_id(&original.headers);
@@ -125,7 +126,7 @@ impl Gateway {
                 resp.status().as_u16()
             }
         };
-        self.record_check(protocol, &outcome, status, started);
+        record_check(metrics, protocol, &outcome, status, started);
         if let Some(request) = logged {
             access_log::log(
                 &rid,
@@ -239,40 +240,46 @@ impl Gateway {
             response: HeaderMap::new(),
         })
     }
+}
 
-    fn record_check(&self, protocol: Protocol, outcome: &Outcome, status: u16, started: Instant) {
-        let m = &self.authz_metrics;
-        m.duration
-            .get_or_create(&ProtocolLabel {
-                protocol: protocol.as_str(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        let (decision, reason) = match outcome.audit {
-            Some(a) => (a.decision.as_str(), a.reason.as_str()),
-            // Answered before any auth decision: by what the answer was.
-            None => match status {
-                200..=299 => ("preflight", "cors"),
-                400 => ("deny", "bad_request"),
-                404 => ("deny", "no_route"),
-                405 => ("deny", "method_not_allowed"),
-                413 => ("deny", "body_too_large"),
-                _ => ("deny", "error"),
+/// Counts the check and its duration.
+fn record_check(
+    m: &AuthzMetrics,
+    protocol: Protocol,
+    outcome: &Outcome,
+    status: u16,
+    started: Instant,
+) {
+    m.duration
+        .get_or_create(&ProtocolLabel {
+            protocol: protocol.as_str(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let (decision, reason) = match outcome.audit {
+        Some(a) => (a.decision.as_str(), a.reason.as_str()),
+        // Answered before any auth decision: by what the answer was.
+        None => match status {
+            200..=299 => ("preflight", "cors"),
+            400 => ("deny", "bad_request"),
+            404 => ("deny", "no_route"),
+            405 => ("deny", "method_not_allowed"),
+            413 => ("deny", "body_too_large"),
+            _ => ("deny", "error"),
+        },
+    };
+    let route = outcome.route_name();
+    m.checks
+        .get_or_create(&CheckLabels {
+            protocol: protocol.as_str(),
+            route: if route.is_empty() {
+                "-".into()
+            } else {
+                route.into()
             },
-        };
-        let route = outcome.route_name();
-        m.checks
-            .get_or_create(&CheckLabels {
-                protocol: protocol.as_str(),
-                route: if route.is_empty() {
-                    "-".into()
-                } else {
-                    route.into()
-                },
-                decision,
-                reason,
-            })
-            .inc();
-    }
+            decision,
+            reason,
+        })
+        .inc();
 }
 
 fn original_client(outcome: &Outcome) -> IpAddr {

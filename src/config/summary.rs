@@ -91,13 +91,9 @@ impl Config {
                 out.push_str(&format!("authz grpc    {g} (Envoy ext_authz, h2c)\n"));
             }
             if let Some(h) = a.http_listen {
-                let prefix = if a.path_prefix.is_empty() {
-                    String::new()
-                } else {
-                    format!("; Envoy path_prefix {}", a.path_prefix)
-                };
                 out.push_str(&format!(
-                    "authz http    http://{h} (Envoy HTTP, nginx auth_request, Traefik forwardAuth{prefix})\n"
+                    "authz http    http://{h} (Envoy HTTP under {}, nginx auth_request on /nginx, Traefik forwardAuth on /traefik)\n",
+                    a.path_prefix
                 ));
             }
             out.push_str(&format!("authz from    {}\n", nets.join(", ")));

@@ -35,9 +35,12 @@ pub struct AuthzConfig {
     pub http_listen: Option<SocketAddr>,
     /// Who may ask (the proxies); they are also trusted hops for the client address.
     pub allow_from: Vec<IpNet>,
-    /// Removed from the front of an Envoy HTTP check's path (Envoy's `path_prefix`).
+    /// Where Envoy's HTTP checks arrive (Envoy's `path_prefix`), removed before routing.
     pub path_prefix: String,
 }
+
+/// `[authz] path_prefix` by default. nginx asks on `/nginx` and Traefik on `/traefik`.
+pub const DEFAULT_AUTHZ_PATH_PREFIX: &str = "/envoy";
 
 /// `[shared_state]`: exchange state shared by a fleet of replicas in Valkey or Redis.
 #[derive(Debug, Clone, PartialEq)]

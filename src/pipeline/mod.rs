@@ -57,8 +57,6 @@ pub struct Gateway {
     pub metrics: RequestMetrics,
     /// Where WebSocket tunnels are counted.
     pub proxy_metrics: ProxyMetrics,
-    /// Where external-authorizer checks are counted.
-    pub authz_metrics: crate::authz::metrics::AuthzMetrics,
     /// Per-route metric handles for the common outcomes, by route name (from the configuration,
     /// so a fast non-keyed hash is safe).
     pub route_series: FxHashMap<String, RouteSeries>,

@@ -142,7 +142,6 @@ pub(crate) fn build_gateway(
         exchange,
         metrics: telemetry.requests.clone(),
         proxy_metrics: telemetry.proxy.clone(),
-        authz_metrics: telemetry.authz.clone(),
         generations: RouteGenerations::new(
             &config.routes,
             previous.map(|p| (&p.generations, p.config.routes.as_slice())),

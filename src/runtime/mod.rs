@@ -128,7 +128,12 @@ pub async fn start_with(
     let current = Arc::new(ArcSwap::new(gateway));
 
     let server = &config.server;
-    let settings = ConnSettings::new(server, telemetry.server.clone(), telemetry.registry());
+    let settings = ConnSettings::new(
+        server,
+        telemetry.server.clone(),
+        telemetry.registry(),
+        telemetry.authz.clone(),
+    );
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let bound = |addr: SocketAddr| async move {
         server::bind(addr)

@@ -24,6 +24,7 @@ pub mod conn_guard;
 mod frames;
 pub mod metrics;
 
+use crate::authz::metrics::AuthzMetrics;
 use crate::config::ServerConfig;
 use crate::metrics::Registry;
 use crate::pipeline::{ConnInfo, Gateway};
@@ -54,13 +55,21 @@ pub struct ConnSettings {
     pub metrics: ServerMetrics,
     /// Every metric family, for the admin listener's `/metrics`.
     pub registry: Arc<Registry>,
+    /// Where the authorizer listeners count their checks.
+    pub authz: AuthzMetrics,
 }
 
 impl ConnSettings {
-    pub fn new(s: &ServerConfig, metrics: ServerMetrics, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        s: &ServerConfig,
+        metrics: ServerMetrics,
+        registry: Arc<Registry>,
+        authz: AuthzMetrics,
+    ) -> Self {
         ConnSettings {
             metrics,
             registry,
+            authz,
             header_read_timeout: s.header_read_timeout,
             idle_timeout: s.idle_timeout,
             max_header_bytes: s.max_header_bytes,
@@ -247,8 +256,10 @@ where
     let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
+    let authz = settings.authz.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
+        let authz = authz.clone();
         let act = act.clone();
         let admin = admin.clone();
         // Boxed: hyper keeps a slot the size of this future in every connection for as long as
@@ -261,10 +272,10 @@ where
             let http1 = req.version() <= http::Version::HTTP_11;
             let mut resp = match (role, admin) {
                 (Role::AuthzGrpc, _) => {
-                    crate::authz::grpc::serve(gateway.clone(), info.peer.ip(), req).await
+                    crate::authz::grpc::serve(gateway.clone(), &authz, info.peer.ip(), req).await
                 }
                 (Role::AuthzHttp, _) => {
-                    crate::authz::http::serve(gateway.clone(), info.peer.ip(), req).await
+                    crate::authz::http::serve(gateway.clone(), &authz, info.peer.ip(), req).await
                 }
                 (_, None) => gateway.handle(req, info).await,
                 (_, Some(registry)) => {

@@ -34,17 +34,21 @@ pub(super) fn authz(cx: &mut Ctx, a: RawAuthz) -> AuthzConfig {
         ),
     };
     let path_prefix = match a.path_prefix {
-        None => String::new(),
-        Some(p) if p.is_empty() || p == "/" => String::new(),
-        Some(p) if p.starts_with('/') && !p.contains(['?', '#', ' ', '%']) => {
+        None => DEFAULT_AUTHZ_PATH_PREFIX.to_string(),
+        Some(p)
+            if p.starts_with('/')
+                && p.len() > 1
+                && !p.contains(['?', '#', ' ', '%'])
+                && !["/nginx", "/traefik"].contains(&p.trim_end_matches('/')) =>
+        {
             p.trim_end_matches('/').to_string()
         }
         Some(p) => {
             cx.err(
                 "authz.path_prefix",
-                format!("must be a path such as \"/check\": {p:?}"),
+                format!("must be a path such as \"/envoy\", other than /nginx and /traefik: {p:?}"),
             );
-            String::new()
+            DEFAULT_AUTHZ_PATH_PREFIX.to_string()
         }
     };
     AuthzConfig {
