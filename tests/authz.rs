@@ -555,3 +555,43 @@ async fn grpc_refuses_what_it_cannot_decide_on() {
     let err = client.check(CheckRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 }
+
+/// A reload changes what the next check decides; `check-config`'s summary shows the listeners.
+#[tokio::test]
+async fn reload_applies_to_the_next_check_and_the_summary_shows_authz() {
+    let env = env().await;
+    let authz = format!(
+        "http://{}/envoy/finance/report",
+        env.gw.authz_http_addr.unwrap()
+    );
+    let token = env.k1.sign(&id_claims());
+    let ask = || {
+        client()
+            .get(&authz)
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 403, "not in group finance");
+
+    let toml = gateway_toml(&env._jwks, &env.api, "[\"127.0.0.0/8\"]").replace(
+        "groups = [\"finance\"]",
+        "groups = [\"finance\", \"admins\"]",
+    );
+    let cfg = config(&toml);
+    let summary = cfg.summary();
+    assert!(
+        summary.contains("authz grpc    127.0.0.1:0 (Envoy ext_authz, h2c)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("/nginx") && summary.contains("/traefik") && summary.contains("/envoy")
+    );
+    assert!(summary.contains("authz from    127.0.0.0/8"), "{summary}");
+    let reloaded = env.gw.reload(cfg).await.unwrap();
+    assert!(
+        reloaded.needs_restart.is_empty(),
+        "{:?}",
+        reloaded.needs_restart
+    );
+    assert_eq!(ask().await.unwrap().status(), 200, "admins may now");
+}
