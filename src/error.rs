@@ -119,6 +119,13 @@ pub enum GatewayError {
     /// The route's service account holds no valid token.
     #[error("service account {0:?} holds no valid token")]
     ServiceTokenUnavailable(String),
+    /// A request through the forward proxy on a basic route, with no credential: 407.
+    #[error("proxy authentication required")]
+    ProxyAuthRequired,
+    /// The forward proxy does not reach this destination (RFC 9209 error type): 403, or 502
+    /// when it could not be reached.
+    #[error("forward proxy destination refused: {0}")]
+    ProxyDestination(&'static str),
 }
 
 /// The JSON body of an error response.
@@ -383,6 +390,23 @@ impl GatewayError {
                 Challenge::None,
                 Some(Audit::deny(Reason::ServiceTokenUnavailable)),
             ),
+            GatewayError::ProxyAuthRequired => (
+                plain(
+                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    "Proxy Authentication Required",
+                ),
+                Challenge::None,
+                Some(Audit::deny(Reason::Token(AuthError::Missing.reason()))),
+            ),
+            GatewayError::ProxyDestination(kind) => (
+                if proxy_unreachable(kind) {
+                    plain(StatusCode::BAD_GATEWAY, MSG_BAD_GATEWAY)
+                } else {
+                    plain(StatusCode::FORBIDDEN, MSG_FORBIDDEN)
+                },
+                Challenge::None,
+                None,
+            ),
         };
         Mapped {
             status,
@@ -418,6 +442,18 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(allow) => {
                 resp.headers_mut().insert(ALLOW, allow);
             }
+            GatewayError::ProxyAuthRequired => {
+                resp.headers_mut().insert(
+                    http::header::PROXY_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"cognito-gate\""),
+                );
+            }
+            GatewayError::ProxyDestination(kind) => {
+                // RFC 9209: which proxy, and why.
+                if let Ok(v) = HeaderValue::from_str(&format!("cognito-gate; error={kind}")) {
+                    resp.headers_mut().insert(PROXY_STATUS, v);
+                }
+            }
             GatewayError::BadFraming(_) => {
                 resp.headers_mut()
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -426,6 +462,17 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// RFC 9209's response header.
+pub(crate) const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");
+
+/// RFC 9209 error types that mean "tried, and could not reach it" (502) rather than "may not".
+fn proxy_unreachable(kind: &str) -> bool {
+    matches!(
+        kind,
+        "dns_error" | "destination_unavailable" | "connection_refused" | "connection_timeout"
+    )
 }
 
 /// `{"message": ...}` with `content-type: application/json`.

@@ -17,6 +17,7 @@ pub mod config;
 pub mod dev_idp;
 pub mod error;
 pub mod exchange;
+pub mod forward;
 /// The fuzz targets' bodies (`fuzz/`), replayed on stable by `tests/hostile.rs`; only with the
 /// `fuzz-harness` feature, which the fuzz crate and `scripts/test.sh` enable.
 #[cfg(feature = "fuzz-harness")]

@@ -47,6 +47,23 @@ enum Command {
         #[command(subcommand)]
         command: AwsCommand,
     },
+    /// The forward proxy's issuing CA ([forward_proxy] intercept).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Write a new CA: DIR/ca.pem (for the apps' trust stores) and DIR/ca.key (mode 0600).
+    /// Never overwrites. Exit code 0, or 1 when it cannot write.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the configured CA certificate (PEM) on stdout, for trust stores.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +103,13 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    // A new CA needs no configuration (it is what the configuration will name).
+    if let Some(Command::Ca {
+        command: CaCommand::Init { out },
+    }) = &args.command
+    {
+        return cli::ca_init(out);
+    }
     let (config, source) = match cli::load(args.config.as_ref()) {
         Ok(c) => c,
         Err(errors) => {
@@ -103,6 +127,10 @@ fn main() -> ExitCode {
         }
         Some(Command::VerifyToken { route, token }) => cli::verify_token(config, route, token),
         Some(Command::Login { username }) => cli::login(config, &username),
+        Some(Command::Ca { command }) => match command {
+            CaCommand::Init { out } => cli::ca_init(&out),
+            CaCommand::Export => cli::ca_export(&config),
+        },
         Some(Command::Aws { command }) => match command {
             AwsCommand::Template { format } => cli::aws_template(
                 &config,

@@ -3,6 +3,7 @@
 //! `main.rs` parses the arguments and dispatches here.
 
 mod aws;
+mod ca;
 pub mod explain;
 mod login;
 mod serve;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use crate::config::{Config, ConfigErrors, Source, EMBEDDED_DEFAULT};
 
 pub use aws::{aws_check, aws_template};
+pub use ca::{ca_export, ca_init};
 pub use login::login;
 pub use serve::serve;
 pub use verify_token::verify_token;

@@ -21,6 +21,18 @@ pub(crate) struct RawConfig {
     pub dev_idp: Option<RawDevIdp>,
     pub shared_state: Option<RawSharedState>,
     pub authz: Option<RawAuthz>,
+    pub forward_proxy: Option<RawForwardProxy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawForwardProxy {
+    pub intercept: Vec<String>,
+    pub tunnel: Vec<String>,
+    pub ca_cert: Option<String>,
+    pub ca_key: Option<String>,
+    pub upstream_tls: Option<bool>,
+    pub leaf_validity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -110,6 +110,7 @@ impl Config {
             let upstream = match &r.upstream {
                 UpstreamTarget::Echo => "builtin:echo".to_string(),
                 UpstreamTarget::None => "none (authorizer only)".to_string(),
+                UpstreamTarget::Origin => "origin (the forward proxy's target)".to_string(),
                 UpstreamTarget::Url {
                     scheme,
                     authority,

@@ -23,6 +23,46 @@ pub struct Config {
     pub dev_idp: Option<DevIdpConfig>,
     pub shared_state: Option<SharedStateConfig>,
     pub authz: Option<AuthzConfig>,
+    pub forward_proxy: Option<ForwardProxyConfig>,
+}
+
+/// `[forward_proxy]`: the gateway as the HTTP(S) proxy of apps that can only be given a proxy
+/// setting. Only the destinations listed here are ever reached through it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardProxyConfig {
+    /// `CONNECT` here: TLS terminated with a certificate from the gateway's CA, routes applied.
+    pub intercept: Vec<Destination>,
+    /// `CONNECT` here: a blind TCP tunnel, no auth.
+    pub tunnel: Vec<Destination>,
+    /// The issuing CA (`cognito-gate ca init`); required with `intercept`.
+    pub ca: Option<CaConfig>,
+    /// An absolute-form `http://` request to an intercepted name goes on as `https://` (443).
+    pub upstream_tls: bool,
+    /// How long a leaf certificate the gateway issues is valid.
+    pub leaf_validity: Duration,
+}
+
+/// A `name` (port 443) or `name:port` entry; `*.` matches one label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Lower case, without the `*.` of a wildcard.
+    pub host: String,
+    pub port: u16,
+    /// `*.host`: exactly one more label in front of `host`.
+    pub wildcard: bool,
+}
+
+/// The forward proxy's CA: certificate file and key (a file, or a PEM from the environment).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaConfig {
+    pub cert: PathBuf,
+    pub key: CaKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaKey {
+    File(PathBuf),
+    Pem(Secret),
 }
 
 /// `[authz]`: the gateway as an external authorizer for a proxy the team already runs (Envoy
@@ -388,6 +428,10 @@ pub enum UpstreamTarget {
     /// `upstream = "none"`: a route only external authorizers decide on (`[authz]`); proxy
     /// mode answers 404 on it.
     None,
+    /// `upstream = "origin"`: the host the client named through the forward proxy (an
+    /// intercepted `CONNECT` target or absolute-form URL), over TLS verified with `[upstream]`
+    /// roots.
+    Origin,
 }
 
 #[derive(Debug, Clone, PartialEq)]

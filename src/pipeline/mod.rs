@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod cors;
+pub mod destination;
 pub mod path;
 pub mod request;
 pub mod routes;
@@ -26,8 +27,9 @@ use rustc_hash::FxHashMap;
 use crate::auth::{self, login_api, Authorities};
 use crate::body::Body;
 use crate::config::{Config, RouteConfig, UpstreamTarget};
-use crate::error::{Audit, Decision, GatewayError, Reason};
+use crate::error::{Audit, Challenge, Decision, GatewayError, Reason};
 use crate::exchange::Exchange;
+use crate::jwt::AuthError;
 use crate::jwt::Authorizer;
 use crate::ops::access_log::{self, Outcome};
 use crate::ops::metrics::{RequestMetrics, RouteSeries};
@@ -39,9 +41,16 @@ use client::{client_addr, request_id};
 use path::normalise;
 use request::{admit, request_host, with_path};
 
+/// A request that came through the forward proxy's intercepted tunnel, with the `CONNECT`'s
+/// credentials (its `Proxy-Authorization`), which apply to every request inside.
+#[derive(Debug, Clone)]
+pub struct Proxied {
+    pub credentials: Option<HeaderValue>,
+}
+
 /// What the connection tells about a request.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnInfo {
+pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
 }
@@ -114,6 +123,36 @@ impl Gateway {
         }
     }
 
+    /// The forward proxy's part of a request, when `[forward_proxy]` is configured: an
+    /// absolute-form target must be an intercepted destination (403 with `Proxy-Status`
+    /// otherwise), and `Proxy-Authorization: Basic` — on the request, or on the `CONNECT` of its
+    /// tunnel — is its Basic credential. Whether the request came through the proxy.
+    fn forward_proxy_stage<B>(&self, req: &mut Request<B>) -> Result<bool, GatewayError> {
+        let tunnelled = req.extensions_mut().remove::<Proxied>();
+        let Some(cfg) = &self.config.forward_proxy else {
+            return Ok(false);
+        };
+        let absolute = tunnelled.is_none()
+            && req.version() <= http::Version::HTTP_11
+            && req.uri().authority().is_some();
+        if absolute && !destination::absolute_form_allowed(cfg, req.uri()) {
+            return Err(GatewayError::ProxyDestination("destination_not_allowed"));
+        }
+        if !absolute && tunnelled.is_none() {
+            return Ok(false);
+        }
+        let proxy_credentials = req
+            .headers_mut()
+            .remove(http::header::PROXY_AUTHORIZATION)
+            .or(tunnelled.and_then(|t| t.credentials));
+        if let Some(c) = proxy_credentials.filter(auth::basic::is_basic) {
+            if !req.headers().contains_key(http::header::AUTHORIZATION) {
+                req.headers_mut().insert(http::header::AUTHORIZATION, c);
+            }
+        }
+        Ok(true)
+    }
+
     pub(crate) async fn handle(
         &self,
         req: Request<hyper::body::Incoming>,
@@ -173,6 +212,7 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let server = &self.config.server;
+        let via_proxy = self.forward_proxy_stage(&mut req)?;
         // One authority, by the RFCs' rules, for routing, allow_from, forwarding and logs.
         let host = request_host(&mut req)?;
         // Route on the path every upstream resolves (see `path`); the normalised path is
@@ -214,7 +254,13 @@ impl Gateway {
             authorizer: self.authorizer.as_ref(),
             exchange: self.exchange.as_ref(),
         };
-        let identity = auth::authorize(req.headers(), &route, by, client).await?;
+        let identity = match auth::authorize(req.headers(), &route, by, client).await {
+            // Through the forward proxy, "no credential" for Basic asks for the proxy's.
+            Err(GatewayError::Auth(AuthError::Missing, Challenge::Basic)) if via_proxy => {
+                return Err(GatewayError::ProxyAuthRequired)
+            }
+            r => r?,
+        };
         outcome.audit = Some(Audit {
             decision: Decision::Allow,
             reason: Reason::Method(identity.method()),
@@ -241,6 +287,11 @@ impl Gateway {
             generations: &self.generations,
             shutdown_grace: server.shutdown_grace,
             metrics: &self.proxy_metrics,
+            origin_tls: self
+                .config
+                .forward_proxy
+                .as_ref()
+                .is_none_or(|f| f.upstream_tls),
         };
         let peer = Peer {
             ip: conn.peer.ip(),

@@ -37,6 +37,9 @@ pub struct Forwarder<'a> {
     pub generations: &'a websocket::RouteGenerations,
     pub shutdown_grace: std::time::Duration,
     pub metrics: &'a super::metrics::ProxyMetrics,
+    /// `upstream = "origin"` reached by an absolute-form `http://` URL goes on over TLS
+    /// (`[forward_proxy] upstream_tls`).
+    pub origin_tls: bool,
 }
 
 /// What auth established, as forwarding needs it: the claims for the claim headers and the
@@ -111,9 +114,17 @@ impl Forwarder<'_> {
 
         let path = strip_prefix(route, parts.uri.path());
         let body = Capped::new(body, self.max_body_bytes).boxed();
-        match &route.upstream {
-            // Refused before auth (`Gateway::process`); never forwarded.
-            UpstreamTarget::None => Err(GatewayError::NoRoute),
+        let origin;
+        let upstream = match &route.upstream {
+            UpstreamTarget::Origin => {
+                origin = origin_target(&parts.uri, self.origin_tls).ok_or(GatewayError::NoRoute)?;
+                &origin
+            }
+            other => other,
+        };
+        match upstream {
+            // Refused before auth (`Gateway::process`), and resolved above; never forwarded.
+            UpstreamTarget::None | UpstreamTarget::Origin => Err(GatewayError::NoRoute),
             UpstreamTarget::Echo => {
                 let mut pq = if path.is_empty() {
                     "/".to_string()
@@ -174,6 +185,30 @@ impl Forwarder<'_> {
             }
         }
     }
+}
+
+/// The forward proxy's destination as an upstream: the authority the request names (the
+/// `CONNECT` target, or an absolute-form URL's, both admitted against `[forward_proxy]`), over
+/// TLS when it came through a tunnel or `tls` says so (`http://name` then goes to `name:443`).
+fn origin_target(uri: &http::Uri, tls: bool) -> Option<UpstreamTarget> {
+    let authority = uri.authority()?;
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let (scheme, authority) = if https {
+        (http::uri::Scheme::HTTPS, authority.clone())
+    } else if tls {
+        let authority = match authority.port_u16() {
+            None | Some(80) => authority.host().parse().ok()?,
+            Some(_) => authority.clone(),
+        };
+        (http::uri::Scheme::HTTPS, authority)
+    } else {
+        (http::uri::Scheme::HTTP, authority.clone())
+    };
+    Some(UpstreamTarget::Url {
+        scheme,
+        authority,
+        base_path: String::new(),
+    })
 }
 
 /// The path without the route's prefix, when the route says `strip_prefix`.

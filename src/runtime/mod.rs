@@ -42,6 +42,8 @@ pub enum StartError {
     DevIdp(crate::dev_idp::DevIdpStartError),
     #[error("dev IdP URL: {0}")]
     DevIdpUrl(#[source] build::UrlParseError),
+    #[error("forward proxy CA: {0}")]
+    ForwardCa(#[source] crate::forward::ca::CaError),
 }
 
 /// A started gateway.
@@ -128,11 +130,32 @@ pub async fn start_with(
     let current = Arc::new(ArcSwap::new(gateway));
 
     let server = &config.server;
+    let forward = match &config.forward_proxy {
+        Some(f) => {
+            let ca = match &f.ca {
+                Some(ca) => Some(
+                    crate::forward::ca::Ca::load(
+                        ca,
+                        f.leaf_validity,
+                        telemetry.forward.certificates_issued.clone(),
+                    )
+                    .map_err(StartError::ForwardCa)?,
+                ),
+                None => None,
+            };
+            Some(Arc::new(crate::forward::ForwardProxy {
+                ca,
+                metrics: telemetry.forward.clone(),
+            }))
+        }
+        None => None,
+    };
     let settings = ConnSettings::new(
         server,
         telemetry.server.clone(),
         telemetry.registry(),
         telemetry.authz.clone(),
+        forward,
     );
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let bound = |addr: SocketAddr| async move {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::build::{build_gateway, point_at_dev_idp, same_arc};
 use super::{RunningGateway, StartError};
-use crate::config::{AuthzConfig, Config, ServerConfig, TlsConfig};
+use crate::config::{AuthzConfig, Config, ForwardProxyConfig, ServerConfig, TlsConfig};
 use crate::tls;
 
 /// What a reload changed, for the log.
@@ -47,6 +47,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         login_api: _,
         shared_state: _,
         authz,
+        forward_proxy,
     } = new;
     let ServerConfig {
         listen,
@@ -117,6 +118,12 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     differs(
         "authz",
         authz_listeners(authz) != authz_listeners(&old.authz),
+    );
+    // The CA is loaded at start; the destination lists are read per request.
+    let ca = |f: &Option<ForwardProxyConfig>| f.as_ref().map(|f| (f.ca.clone(), f.leaf_validity));
+    differs(
+        "forward_proxy.ca",
+        ca(forward_proxy) != ca(&old.forward_proxy),
     );
     keys
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::authz::metrics::AuthzMetrics;
 use crate::exchange::metrics::ExchangeMetrics;
+use crate::forward::metrics::ForwardMetrics;
 use crate::jwt::metrics::JwksMetrics;
 use crate::metrics::{self, Registry};
 use crate::ops::metrics::RequestMetrics;
@@ -21,6 +22,7 @@ pub(crate) struct Telemetry {
     pub proxy: ProxyMetrics,
     pub server: ServerMetrics,
     pub authz: AuthzMetrics,
+    pub forward: ForwardMetrics,
 }
 
 impl Telemetry {
@@ -33,6 +35,7 @@ impl Telemetry {
         let server = ServerMetrics::register(&mut registry);
         let shared = SharedMetrics::register(&mut registry);
         let authz = AuthzMetrics::register(&mut registry);
+        let forward = ForwardMetrics::register(&mut registry);
         Arc::new(Telemetry {
             registry: Arc::new(registry),
             requests,
@@ -42,6 +45,7 @@ impl Telemetry {
             proxy,
             server,
             authz,
+            forward,
         })
     }
 

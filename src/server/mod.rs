@@ -57,6 +57,8 @@ pub struct ConnSettings {
     pub registry: Arc<Registry>,
     /// Where the authorizer listeners count their checks.
     pub authz: AuthzMetrics,
+    /// The forward proxy (`[forward_proxy]`): `CONNECT` on the main listeners.
+    pub forward: Option<Arc<crate::forward::ForwardProxy>>,
 }
 
 impl ConnSettings {
@@ -65,11 +67,13 @@ impl ConnSettings {
         metrics: ServerMetrics,
         registry: Arc<Registry>,
         authz: AuthzMetrics,
+        forward: Option<Arc<crate::forward::ForwardProxy>>,
     ) -> Self {
         ConnSettings {
             metrics,
             registry,
             authz,
+            forward,
             header_read_timeout: s.header_read_timeout,
             idle_timeout: s.idle_timeout,
             max_header_bytes: s.max_header_bytes,
@@ -257,9 +261,15 @@ where
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
     let authz = settings.authz.clone();
+    let forward = settings.forward.clone().filter(|_| role == Role::Main);
+    let (handshake_timeout, idle_timeout) = (settings.handshake_timeout, settings.idle_timeout);
+    let conn_stop = stop.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
+        let swap = gateway.clone();
         let gateway = gateway.clone();
         let authz = authz.clone();
+        let forward = forward.clone();
+        let conn_stop = conn_stop.clone();
         let act = act.clone();
         let admin = admin.clone();
         // Boxed: hyper keeps a slot the size of this future in every connection for as long as
@@ -271,6 +281,17 @@ where
             let gateway = gateway.load_full();
             let http1 = req.version() <= http::Version::HTTP_11;
             let mut resp = match (role, admin) {
+                (Role::Main, _) if req.method() == http::Method::CONNECT && forward.is_some() => {
+                    let cx = crate::forward::ConnectCtx {
+                        current: swap,
+                        info,
+                        stop: conn_stop,
+                        handshake_timeout,
+                        idle_timeout,
+                    };
+                    let fwd = forward.expect("checked");
+                    crate::forward::connect(fwd, cx, req).await
+                }
                 (Role::AuthzGrpc, _) => {
                     crate::authz::grpc::serve(gateway.clone(), &authz, info.peer.ip(), req).await
                 }
@@ -312,7 +333,8 @@ where
     });
     // Upgrades (WebSocket) only where a route allows them: a connection that can be upgraded
     // costs hyper a little more per request.
-    let upgrades = role == Role::Main && gateway_allows_upgrades;
+    // The forward proxy's CONNECT is an upgrade too.
+    let upgrades = role == Role::Main && (gateway_allows_upgrades || settings.forward.is_some());
     // The same driving loop for both kinds of connection.
     macro_rules! drive {
         ($conn:expr) => {{

@@ -17,6 +17,8 @@ mod cognito;
 mod cors;
 mod dev_idp;
 mod exchange;
+mod forward_proxy;
+pub use forward_proxy::split_host_port;
 mod login_api;
 mod routes;
 mod server;
@@ -243,6 +245,22 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
     };
     let routes = routes(&mut cx, raw.routes, &known);
     let authz = raw.authz.map(|a| authz::authz(&mut cx, a));
+    let forward_proxy = raw
+        .forward_proxy
+        .map(|f| forward_proxy::forward_proxy(&mut cx, f));
+    if forward_proxy
+        .as_ref()
+        .is_none_or(|f| f.intercept.is_empty())
+    {
+        for (i, r) in routes.iter().enumerate() {
+            if r.upstream == UpstreamTarget::Origin {
+                cx.err(
+                    format!("routes[{i}].upstream"),
+                    "\"origin\" forwards to the forward proxy's target: it needs [forward_proxy] intercept",
+                );
+            }
+        }
+    }
     if authz.is_none() {
         for (i, r) in routes.iter().enumerate() {
             if r.upstream == UpstreamTarget::None {
@@ -267,5 +285,6 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         dev_idp,
         shared_state,
         authz,
+        forward_proxy,
     }
 }

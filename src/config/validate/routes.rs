@@ -95,6 +95,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
     let upstream = match r.upstream.as_deref() {
         Some("builtin:echo") => UpstreamTarget::Echo,
         Some("none") => UpstreamTarget::None,
+        Some("origin") => UpstreamTarget::Origin,
         Some(u) => parse_upstream(u).unwrap_or_else(|| {
             cx.err(k("upstream"), format!("not a URL: {u:?}"));
             UpstreamTarget::Echo
@@ -104,7 +105,12 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
             UpstreamTarget::Echo
         }
     };
-    if r.websocket && matches!(upstream, UpstreamTarget::Echo | UpstreamTarget::None) {
+    if r.websocket
+        && matches!(
+            upstream,
+            UpstreamTarget::Echo | UpstreamTarget::None | UpstreamTarget::Origin
+        )
+    {
         cx.err(
             k("websocket"),
             "needs an http(s) upstream that speaks WebSocket",
