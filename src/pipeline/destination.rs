@@ -232,5 +232,35 @@ mod tests {
                 prop_assert!(!special(ip) || t.host == "127.0.0.1", "{text}");
             }
         }
+
+        /// An absolute-form URI is served only for an intercepted name (its port, or 80 for a
+        /// name intercepted on 443); nothing else, whatever the URI looks like.
+        #[test]
+        fn absolute_form_only_for_intercepted_names(
+            scheme in prop_oneof![Just("http"), Just("https")],
+            host in prop_oneof![
+                "[a-zA-Z0-9.@_-]{1,30}",
+                Just("api.internal.example".to_string()),
+                Just("API.internal.example.".to_string()),
+                Just("x.execute-api.example.com".to_string()),
+                Just("s3.example.com".to_string()),
+                Just("127.0.0.1".to_string()),
+            ],
+            port in prop_oneof![Just(String::new()), Just(":80".to_string()), Just(":443".to_string()), ":[0-9]{1,5}"],
+        ) {
+            let text = format!("{scheme}://{host}{port}/x");
+            let Ok(uri) = text.parse::<http::Uri>() else { return Ok(()); };
+            if absolute_form_allowed(&cfg(), &uri) {
+                let a = uri.authority().unwrap();
+                let name = a.host().trim_end_matches('.').to_ascii_lowercase();
+                let c = cfg();
+                let default = if scheme == "https" { 443 } else { 80 };
+                let p = a.port_u16().unwrap_or(default);
+                let ok = c.intercept.iter().any(|d| d.matches(&name, p))
+                    || (scheme == "http" && p == 80 && c.intercept.iter().any(|d| d.matches(&name, 443)));
+                prop_assert!(ok, "{text} allowed");
+                prop_assert!(!c.tunnel.iter().any(|d| d.matches(&name, p)) || ok, "{text}");
+            }
+        }
     }
 }
