@@ -179,7 +179,11 @@ impl Forwarder<'_> {
                 *req.uri_mut() = uri;
                 *req.version_mut() = Version::HTTP_11;
                 *req.headers_mut() = headers;
-                let mut resp = self.client.send(target, req, route.timeout).await?;
+                let mut resp = if route.upstream == UpstreamTarget::Origin {
+                    self.client.send_origin(target, req, route.timeout).await?
+                } else {
+                    self.client.send(target, req, route.timeout).await?
+                };
                 super::headers::remove_hop_by_hop(resp.headers_mut());
                 Ok(resp)
             }

@@ -22,33 +22,61 @@ use crate::proxy::direct::{DirectError, DirectPool};
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// For `upstream = "origin"`: the forward proxy's destination, resolved by
+    /// `OriginResolver`, which drops the machine's and the link's addresses.
+    origin: Client<HttpsConnector<HttpConnector<OriginResolver>>, Body>,
     direct: Arc<DirectPool>,
     /// TLS for WebSocket handshakes: HTTP/1.1 only (an upgrade needs it).
     pub websocket_tls: Arc<rustls::ClientConfig>,
 }
 
 impl UpstreamClient {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, crate::tls::TlsError> {
+    /// `verbatim`: the forward proxy's destinations listed by exact name (no wildcard), whose
+    /// addresses `upstream = "origin"` may reach whatever they are.
+    pub fn new(cfg: &UpstreamConfig, verbatim: Vec<String>) -> Result<Self, crate::tls::TlsError> {
         let tls = crate::tls::client_config(cfg.ca_file.as_deref())?;
         let mut websocket_tls = tls.clone();
         websocket_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-            .build(connector);
+        fn pooled<R>(
+            cfg: &UpstreamConfig,
+            tls: rustls::ClientConfig,
+            mut http: HttpConnector<R>,
+        ) -> Client<HttpsConnector<HttpConnector<R>>, Body>
+        where
+            R: tower_service::Service<hyper_util::client::legacy::connect::dns::Name>
+                + Clone
+                + Send
+                + Sync
+                + 'static,
+            R::Response: Iterator<Item = std::net::SocketAddr>,
+            R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            R::Future: Send,
+        {
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(cfg.connect_timeout));
+            http.set_nodelay(true);
+            http.set_keepalive(Some(Duration::from_secs(60)));
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http);
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(cfg.pool_idle_timeout)
+                .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+                .build(connector)
+        }
+        let client = pooled(cfg, tls.clone(), HttpConnector::new());
+        let origin = pooled(
+            cfg,
+            tls,
+            HttpConnector::new_with_resolver(OriginResolver {
+                verbatim: Arc::new(verbatim),
+            }),
+        );
         let direct = DirectPool::new(
             cfg.connect_timeout,
             cfg.pool_idle_timeout,
@@ -56,6 +84,7 @@ impl UpstreamClient {
         );
         Ok(UpstreamClient {
             client,
+            origin,
             direct,
             websocket_tls: Arc::new(websocket_tls),
         })
@@ -66,12 +95,37 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         target: &UpstreamTarget,
-        mut req: Request<Body>,
+        req: Request<Body>,
         timeout: Duration,
     ) -> Result<Response<Body>, GatewayError> {
-        if let UpstreamTarget::Url {
-            scheme, authority, ..
-        } = target
+        self.send_via(target, req, timeout, false).await
+    }
+
+    /// `send` for `upstream = "origin"`: through the client whose resolver drops special
+    /// addresses (a destination the forward proxy admitted by a wildcard cannot be pointed at
+    /// the machine or the metadata service through DNS).
+    pub async fn send_origin(
+        &self,
+        target: &UpstreamTarget,
+        req: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<Body>, GatewayError> {
+        self.send_via(target, req, timeout, true).await
+    }
+
+    async fn send_via(
+        &self,
+        target: &UpstreamTarget,
+        mut req: Request<Body>,
+        timeout: Duration,
+        origin: bool,
+    ) -> Result<Response<Body>, GatewayError> {
+        if let (
+            false,
+            UpstreamTarget::Url {
+                scheme, authority, ..
+            },
+        ) = (origin, target)
         {
             if *scheme == Scheme::HTTP {
                 // Origin-form request line, and the Host the pooled client would have set.
@@ -101,7 +155,12 @@ impl UpstreamClient {
                 };
             }
         }
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let sent = if origin {
+            self.origin.request(req)
+        } else {
+            self.client.request(req)
+        };
+        match tokio::time::timeout(timeout, sent).await {
             Err(_) => Err(GatewayError::Upstream(UpstreamError::Timeout)),
             Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
@@ -127,6 +186,61 @@ impl UpstreamClient {
             }
         }
     }
+}
+
+/// Resolves an origin's name and keeps only the addresses the forward proxy may reach: all of
+/// them for a name listed verbatim, otherwise none of the machine's or the link's
+/// (`pipeline::destination::special`).
+#[derive(Clone)]
+pub(crate) struct OriginResolver {
+    verbatim: Arc<Vec<String>>,
+}
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for OriginResolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let verbatim = self.verbatim.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_ascii_lowercase();
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let kept = keep_reachable(&host, addrs, &verbatim);
+            if kept.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the origin resolves only to addresses the forward proxy does not reach",
+                ));
+            }
+            Ok(kept.into_iter())
+        })
+    }
+}
+
+/// The addresses of `host` an origin request may connect to.
+pub(crate) fn keep_reachable(
+    host: &str,
+    addrs: Vec<std::net::SocketAddr>,
+    verbatim: &[String],
+) -> Vec<std::net::SocketAddr> {
+    if verbatim.iter().any(|v| v == host) {
+        return addrs;
+    }
+    addrs
+        .into_iter()
+        .filter(|a| !crate::pipeline::destination::special(a.ip()))
+        .collect()
 }
 
 /// An error and its sources on one line, for logs.
@@ -171,4 +285,27 @@ pub(crate) fn upstream_uri(
         .path_and_query(pq)
         .build()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_reaches_special_addresses_only_when_listed_by_name() {
+        let addrs: Vec<std::net::SocketAddr> =
+            ["127.0.0.1:0", "169.254.169.254:0", "10.0.0.7:0", "[::1]:0"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        let kept = keep_reachable("api.example", addrs.clone(), &["other.example".into()]);
+        assert_eq!(kept, vec!["10.0.0.7:0".parse().unwrap()]);
+        assert_eq!(
+            keep_reachable("api.example", addrs.clone(), &["api.example".into()]),
+            addrs
+        );
+        assert!(
+            keep_reachable("x.example", vec!["169.254.169.254:0".parse().unwrap()], &[]).is_empty()
+        );
+    }
 }

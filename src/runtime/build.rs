@@ -105,9 +105,22 @@ pub(crate) fn build_gateway(
         (None, None) => None,
     };
 
-    let upstream = match previous.filter(|p| p.config.upstream == config.upstream) {
+    // The forward proxy's destinations listed by exact name: `upstream = "origin"` reaches
+    // whatever addresses they resolve to.
+    let verbatim = |c: &Config| -> Vec<String> {
+        c.forward_proxy
+            .iter()
+            .flat_map(|f| f.intercept.iter())
+            .filter(|d| !d.wildcard)
+            .map(|d| d.host.clone())
+            .collect()
+    };
+    let upstream = match previous.filter(|p| {
+        p.config.upstream == config.upstream && verbatim(&p.config) == verbatim(&config)
+    }) {
         Some(p) => p.upstream.clone(),
-        None => UpstreamClient::new(&config.upstream).map_err(StartError::Upstream)?,
+        None => UpstreamClient::new(&config.upstream, verbatim(&config))
+            .map_err(StartError::Upstream)?,
     };
     for r in config.routes.iter().filter(|r| r.websocket) {
         telemetry.proxy.preset_route(&r.name);
