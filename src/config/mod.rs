@@ -18,7 +18,7 @@ mod validate;
 pub(crate) use load::join_key;
 pub use load::{ConfigError, ConfigErrors, Source};
 pub use types::*;
-pub use validate::{split_host_port, DEFAULT_PRIVATE_API_TIMEOUT};
+pub use validate::{special_address, split_host_port, DEFAULT_PRIVATE_API_TIMEOUT};
 
 /// The configuration shipped with the project, used when no `--config` is given and
 /// `./config.toml` does not exist.

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::config::special_address as special;
 use crate::config::{split_host_port, Destination, ForwardProxyConfig};
 
 /// What the proxy does with a destination.
@@ -83,30 +84,6 @@ pub fn resolved_allowed(cfg: &ForwardProxyConfig, target: &Target, ip: IpAddr) -
     }
     let verbatim = |d: &Destination| !d.wildcard && d.host == target.host && d.port == target.port;
     cfg.intercept.iter().chain(cfg.tunnel.iter()).any(verbatim)
-}
-
-/// Loopback, link-local (169.254.0.0/16 with the instance metadata service, fe80::/10),
-/// unspecified, multicast, broadcast; IPv4-mapped IPv6 judged as IPv4.
-pub fn special(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
 }
 
 /// An absolute-form request may go to its authority: an intercepted name and port, or

@@ -190,7 +190,7 @@ impl UpstreamClient {
 
 /// Resolves an origin's name and keeps only the addresses the forward proxy may reach: all of
 /// them for a name listed verbatim, otherwise none of the machine's or the link's
-/// (`pipeline::destination::special`).
+/// (`config::special_address`).
 #[derive(Clone)]
 pub(crate) struct OriginResolver {
     verbatim: Arc<Vec<String>>,
@@ -239,7 +239,7 @@ pub(crate) fn keep_reachable(
     }
     addrs
         .into_iter()
-        .filter(|a| !crate::pipeline::destination::special(a.ip()))
+        .filter(|a| !crate::config::special_address(a.ip()))
         .collect()
 }
 

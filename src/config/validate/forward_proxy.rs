@@ -1,6 +1,7 @@
 //! `[forward_proxy]`: the destinations the gateway proxies to (intercepted or tunnelled), its
 //! issuing CA, and how absolute-form `http://` targets go on.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::Ctx;
@@ -180,4 +181,28 @@ fn valid_name(host: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
+}
+
+/// Loopback, link-local (169.254.0.0/16 with the instance metadata service, fe80::/10),
+/// unspecified, multicast, broadcast; IPv4-mapped IPv6 judged as IPv4.
+pub fn special_address(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
 }
