@@ -27,13 +27,33 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
-/// The buckets of every latency histogram: 0.25 ms .. ~8 s.
+/// The buckets of every latency histogram: 0.25 ms .. ~65.5 s (19 doublings), past API
+/// Gateway's 29 s integration limit and the default route timeout, so a slow upstream shows in
+/// its own bucket rather than only in `+Inf`.
 pub(crate) fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+    Histogram::new(exponential_buckets(0.000_25, 2.0, LATENCY_BUCKETS))
 }
+
+const LATENCY_BUCKETS: u16 = 19;
 
 /// `{route="…"}`, for families kept per route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub route: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn latency_buckets_reach_past_the_longest_timeouts() {
+        let last = 0.000_25 * 2f64.powi(i32::from(super::LATENCY_BUCKETS) - 1);
+        assert!(last > 60.0, "{last}");
+        let h = super::latency_histogram();
+        h.observe(40.0);
+        let mut text = String::new();
+        let mut r = super::registry();
+        r.register("t", "t", h);
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        assert!(text.contains("le=\"65.536\"} 1"), "{text}");
+    }
 }

@@ -122,10 +122,14 @@ fn tls(cx: &mut Ctx, t: RawTls) -> TlsConfig {
 
 pub(super) fn log(cx: &mut Ctx, l: RawLog) -> LogConfig {
     let level = l.level.unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+    // A bare word that is not a level parses as a target name ("verbose" = trace for a target
+    // that does not exist), which silences every line: only levels and target=level.
+    if !valid_log_filter(&level) || tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         cx.err(
             "log.level",
-            format!("not a log level or filter: {level:?} (use error, warn, info, debug, trace)"),
+            format!(
+                "not a log level or filter: {level:?} (use off, error, warn, info, debug, trace, or directives such as \"info,cognito_gate::access=warn\")"
+            ),
         );
     }
     let format = match l.format.as_deref() {
@@ -140,6 +144,17 @@ pub(super) fn log(cx: &mut Ctx, l: RawLog) -> LogConfig {
         }
     };
     LogConfig { level, format }
+}
+
+/// Comma-separated directives, each a level or `target=level`.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let level = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    !filter.trim().is_empty()
+        && filter.split(',').all(|d| match d.rsplit_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(d),
+        })
 }
 
 pub(super) fn upstream(cx: &mut Ctx, u: RawUpstream) -> UpstreamConfig {
@@ -164,5 +179,26 @@ pub(super) fn upstream(cx: &mut Ctx, u: RawUpstream) -> UpstreamConfig {
             DEFAULT_POOL_MAX_IDLE_PER_HOST as u64,
             0,
         ) as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_log_filter;
+
+    #[test]
+    fn log_levels_and_directives() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,cognito_gate::access=warn",
+            "hyper=error, trace",
+        ] {
+            assert!(valid_log_filter(ok), "{ok}");
+        }
+        for bad in ["verbose", "", "info,verbose", "cognito_gate=loud", "=info"] {
+            assert!(!valid_log_filter(bad), "{bad}");
+        }
     }
 }
