@@ -25,6 +25,11 @@ COPY Cargo.toml Cargo.lock ./
 # is given); it is needed to build, and is not copied into the runtime image. The entrypoint
 # below always passes --config, so that fallback is never used in this image.
 COPY config.toml ./config.toml
+# build.rs puts the commit into cognito_gate_build_info: pass it, since .git is not copied
+# (docker build --build-arg COGNITO_GATE_COMMIT=$(git rev-parse --short=12 HEAD) .).
+COPY build.rs ./build.rs
+ARG COGNITO_GATE_COMMIT=unknown
+ENV COGNITO_GATE_COMMIT=$COGNITO_GATE_COMMIT
 COPY src ./src
 RUN cargo build --release --locked && strip target/release/cognito-gate
 

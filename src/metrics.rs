@@ -36,6 +36,24 @@ pub(crate) fn latency_histogram() -> Histogram {
 
 const LATENCY_BUCKETS: u16 = 19;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// `cognito_gate_build_info{version,commit} 1`: which build is running (the commit from
+/// `build.rs`).
+pub(crate) fn register_build_info(registry: &mut Registry) {
+    let info = Family::<BuildLabels, Gauge>::default();
+    info.get_or_create(&BuildLabels {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("COGNITO_GATE_COMMIT"),
+    })
+    .set(1);
+    registry.register("build_info", "The running build: version and commit", info);
+}
+
 /// `{route="…"}`, for families kept per route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {

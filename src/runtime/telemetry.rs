@@ -36,6 +36,7 @@ impl Telemetry {
         let shared = SharedMetrics::register(&mut registry);
         let authz = AuthzMetrics::register(&mut registry);
         let forward = ForwardMetrics::register(&mut registry);
+        metrics::register_build_info(&mut registry);
         Arc::new(Telemetry {
             registry: Arc::new(registry),
             requests,
@@ -131,6 +132,7 @@ mod tests {
             "cognito_gate_connections_closed_total{reason=\"h2_settings_flood\"} 0",
             "cognito_gate_websocket_connections_active{route=\"live\"} 0",
             "cognito_gate_shared_state_up",
+            "cognito_gate_build_info{version=\"",
             "cognito_gate_shared_state_tampering_total{kind=\"counter_negative\"} 0",
             "cognito_gate_shared_state_tampering_total{kind=\"counter_too_high\"} 0",
         ] {
