@@ -1,4 +1,4 @@
-//! `${NAME}` substitution in every string value of the configuration.
+//! `${NAME}` and `${NAME:-default}` substitution in every string value of the configuration.
 
 use super::{join_key, ConfigError};
 
@@ -37,7 +37,8 @@ fn substitute_value(
     }
 }
 
-/// Replaces each `${NAME}` with the variable's value. `$${` stands for a literal `${`.
+/// Replaces each `${NAME}` with the variable's value, and `${NAME:-default}` with the value or,
+/// when it is unset or empty, `default`. `$${` stands for a literal `${`.
 pub(super) fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if !input.contains('$') {
         return Ok(input.to_string());
@@ -54,15 +55,24 @@ pub(super) fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
             let end = body
                 .find('}')
                 .ok_or_else(|| "unterminated ${ in value".to_string())?;
-            let name = &body[..end];
+            let inner = &body[..end];
+            // `${NAME:-default}`: the default when NAME is unset or empty (as in POSIX sh).
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
             let valid =
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!("invalid environment variable name \"{name}\""));
             }
-            match env(name) {
-                Some(v) => out.push_str(&v),
-                None => return Err(format!("environment variable {name} is not set")),
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
             }
             rest = &body[end + 1..];
         } else {
@@ -77,6 +87,26 @@ pub(super) fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::expand;
+
+    #[test]
+    fn defaults() {
+        let env = |n: &str| match n {
+            "SET" => Some("v".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(expand("${SET:-d}", &env).unwrap(), "v");
+        assert_eq!(expand("${UNSET:-d}", &env).unwrap(), "d");
+        assert_eq!(expand("${EMPTY:-d}", &env).unwrap(), "d");
+        assert_eq!(expand("${EMPTY}", &env).unwrap(), "");
+        assert_eq!(expand("a${UNSET:-}b", &env).unwrap(), "ab");
+        assert_eq!(
+            expand("${UNSET:-http://x:1/y}", &env).unwrap(),
+            "http://x:1/y"
+        );
+        assert!(expand("${UNSET}", &env).is_err());
+        assert!(expand("${:-d}", &env).is_err());
+    }
 
     fn env(name: &str) -> Option<String> {
         (name == "SECRET").then(|| "s3cr3t".to_string())
