@@ -1126,3 +1126,59 @@ async fn verify_token_picks_the_pool_by_issuer_and_names_it() {
     assert!(out.stdout.contains("check:    pool"), "{out}");
     assert!(out.stdout.contains("pool:     a"), "{out}");
 }
+
+/// Secrets from files (`*_file`, e.g. mounted Kubernetes or Docker secrets): the file's text
+/// without its trailing newline; a secret given both ways is an error naming the key.
+#[test]
+fn secrets_from_files() {
+    let dir = TempDir::new("cli-secret-files");
+    dir.write("client_secret", "s3cr3t\n");
+    dir.write("svc_password", "pw-svc\r\n");
+    dir.write(
+        "state_key",
+        "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=\n",
+    );
+    let source = cognito_gate::config::Source {
+        name: "test".into(),
+        base_dir: dir.0.clone(),
+    };
+    let base = format!(
+        "{}\n[private_api]\nbase_url = \"http://127.0.0.1:1/dev\"\n[exchange]\nclient_id = \"c\"\nuser_pool_id = \"ap-northeast-1_TestPool\"\n{{secret}}\n[service_accounts.batch]\nusername = \"svc\"\npassword_file = \"svc_password\"\n[shared_state]\nurl = \"redis://127.0.0.1:1\"\nencryption_key_file = \"state_key\"\n[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n",
+        cognito_section("http://127.0.0.1:1/jwks", "[]")
+    );
+    let cfg = cognito_gate::config::Config::parse(
+        &base.replace("{secret}", "client_secret_file = \"client_secret\""),
+        &source,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let x = cfg.exchange.as_ref().unwrap();
+    assert_eq!(x.client_secret.as_ref().unwrap().expose(), "s3cr3t");
+    assert_eq!(cfg.service_accounts[0].password.expose(), "pw-svc");
+    assert_eq!(
+        cfg.shared_state.as_ref().unwrap().encryption_key.expose(),
+        "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
+    );
+    let err = cognito_gate::config::Config::parse(
+        &base.replace(
+            "{secret}",
+            "client_secret = \"x\"\nclient_secret_file = \"client_secret\"",
+        ),
+        &source,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("exchange.client_secret: set exchange.client_secret or exchange.client_secret_file, not both"),
+        "{err}"
+    );
+    let err = cognito_gate::config::Config::parse(
+        &base.replace("{secret}", "client_secret_file = \"missing\""),
+        &source,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("exchange.client_secret_file: file not found"),
+        "{err}"
+    );
+}

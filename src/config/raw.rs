@@ -51,10 +51,12 @@ pub(crate) struct RawSharedState {
     pub cluster: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub password_file: Option<String>,
     pub ca_file: Option<String>,
     pub key_prefix: Option<String>,
     pub timeout: Option<String>,
     pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +218,7 @@ pub(crate) struct RawExchange {
     pub pool: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
     pub user_pool_id: Option<String>,
     pub auth_flow: Option<String>,
     pub refresh_flow: Option<String>,
@@ -230,6 +233,7 @@ pub(crate) struct RawExchange {
 pub(crate) struct RawServiceAccount {
     pub username: Option<String>,
     pub password: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -228,7 +228,14 @@ pub(super) fn exchange(
             String::new()
         }
     };
-    let client_secret = e.client_secret.filter(|s| !s.is_empty()).map(Secret::new);
+    let client_secret = cx
+        .secret_or_file(
+            "exchange.client_secret",
+            e.client_secret,
+            e.client_secret_file,
+        )
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
     let user_pool_id = match e.user_pool_id.or(pool_from_cognito) {
         Some(p) if !p.is_empty() => p,
         _ => {
@@ -315,13 +322,14 @@ pub(super) fn service_accounts(
                 String::new()
             }
         };
-        let password = match a.password {
-            Some(p) if !p.is_empty() => Secret::new(p),
-            _ => {
-                cx.err(format!("{key}.password"), "required");
-                Secret::new("")
-            }
-        };
+        let password =
+            match cx.secret_or_file(&format!("{key}.password"), a.password, a.password_file) {
+                Some(p) if !p.is_empty() => Secret::new(p),
+                _ => {
+                    cx.err(format!("{key}.password"), "required");
+                    Secret::new("")
+                }
+            };
         out.push(ServiceAccountConfig {
             name,
             username,

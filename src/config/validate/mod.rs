@@ -132,6 +132,38 @@ impl Ctx<'_> {
         Some(p)
     }
 
+    /// A secret given inline (`key`) or in a file (`key_file`, e.g. a mounted Kubernetes or
+    /// Docker secret; one trailing newline removed). Both at once is an error.
+    pub(super) fn secret_or_file(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        file: Option<String>,
+    ) -> Option<String> {
+        match (value, file) {
+            (Some(_), Some(_)) => {
+                self.err(key, format!("set {key} or {key}_file, not both"));
+                None
+            }
+            (Some(v), None) => Some(v),
+            (None, Some(f)) => {
+                let file_key = format!("{key}_file");
+                let path = self.path(&file_key, &f, true)?;
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let text = text.strip_suffix('\n').unwrap_or(&text);
+                        Some(text.strip_suffix('\r').unwrap_or(text).to_string())
+                    }
+                    Err(e) => {
+                        self.err(file_key, format!("cannot read {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
     pub(super) fn count(&mut self, key: &str, value: Option<i64>, default: u64, min: u64) -> u64 {
         match value {
             None => default,

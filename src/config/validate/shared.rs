@@ -40,7 +40,13 @@ pub(super) fn shared_state(cx: &mut Ctx, s: RawSharedState) -> SharedStateConfig
             String::new()
         }
     };
-    let encryption_key = match s.encryption_key.as_deref() {
+    let encryption_key_text = cx.secret_or_file(
+        "shared_state.encryption_key",
+        s.encryption_key,
+        s.encryption_key_file,
+    );
+    let password = cx.secret_or_file("shared_state.password", s.password, s.password_file);
+    let encryption_key = match encryption_key_text.as_deref() {
         Some(k) => match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
             Ok(bytes) if bytes.len() == 32 => Secret::new(k.trim()),
             Ok(bytes) => {
@@ -81,7 +87,7 @@ pub(super) fn shared_state(cx: &mut Ctx, s: RawSharedState) -> SharedStateConfig
         url,
         cluster: s.cluster,
         username: s.username.filter(|u| !u.is_empty()),
-        password: s.password.filter(|p| !p.is_empty()).map(Secret::new),
+        password: password.filter(|p| !p.is_empty()).map(Secret::new),
         ca_file,
         key_prefix,
         timeout: cx.positive_duration(
