@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod process;
 pub mod readiness;
 
 pub use readiness::{health_response, Readiness};

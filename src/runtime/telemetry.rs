@@ -37,6 +37,7 @@ impl Telemetry {
         let authz = AuthzMetrics::register(&mut registry);
         let forward = ForwardMetrics::register(&mut registry);
         metrics::register_build_info(&mut registry);
+        registry.register_collector(Box::new(crate::ops::process::ProcessCollector));
         Arc::new(Telemetry {
             registry: Arc::new(registry),
             requests,
