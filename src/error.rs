@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+pub use crate::audit::{Audit, Decision, Reason};
 use crate::body::{full, Body};
-use crate::config::AuthMethod;
 use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
 
@@ -139,69 +139,6 @@ pub enum ErrorBody {
         message: &'static str,
         type_name: String,
     },
-}
-
-/// Whether the request was let through, for the access log and `auth_decisions_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny,
-    /// Answered by the login API (no route, no auth decision of its own).
-    LoginApi,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::LoginApi => "login_api",
-        }
-    }
-}
-
-/// Why: a bounded label. Token and exchange reasons come from their subsystems' closed enums
-/// (`AuthError::reason`, `ExchangeError::outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Allowed by this auth method.
-    Method(AuthMethod),
-    Token(&'static str),
-    Exchange(&'static str),
-    RateLimited,
-    ServiceTokenUnavailable,
-    AllowFrom,
-    /// Nothing more to say (a login API call that succeeded).
-    None,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Method(m) => m.as_str(),
-            Reason::Token(r) | Reason::Exchange(r) => r,
-            Reason::RateLimited => "rate_limited",
-            Reason::ServiceTokenUnavailable => "service_token_unavailable",
-            Reason::AllowFrom => "allow_from",
-            Reason::None => "",
-        }
-    }
-}
-
-/// An auth decision and its reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Audit {
-    pub decision: Decision,
-    pub reason: Reason,
-}
-
-impl Audit {
-    pub fn deny(reason: Reason) -> Self {
-        Audit {
-            decision: Decision::Deny,
-            reason,
-        }
-    }
 }
 
 /// Everything an error becomes.

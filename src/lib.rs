@@ -7,6 +7,7 @@
 //! failures to responses, `ops` what operators see, `runtime` builds, reloads and stops it all.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod aws;

@@ -13,56 +13,21 @@ mod proxies;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::Full;
-use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-/// Logins the fake private API answered.
+/// The fake private API (`common::alice_private_api`) and the logins it answered.
 struct PrivateApi {
     addr: SocketAddr,
     logins: Arc<AtomicU64>,
 }
 
-/// A private API that logs in `alice` / `pw-alice` (tokens signed by k1) and counts logins; it
-/// answers after 50 ms, so that concurrent requests are all waiting on one login.
+/// It answers after 50 ms, so that concurrent requests are all waiting on one login.
 async fn private_api() -> PrivateApi {
-    let k1 = Arc::new(TestKey::load("k1"));
-    let logins = Arc::new(AtomicU64::new(0));
-    let counted = logins.clone();
-    let addr = serve_fn_delayed(
-        Arc::new(move |req: Request<Bytes>| {
-            let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
-            let params = &body["AuthParameters"];
-            counted.fetch_add(1, Ordering::SeqCst);
-            if params["USERNAME"] != "alice" || params["PASSWORD"] != "pw-alice" {
-                return Response::new(Full::new(Bytes::from(
-                    json!({"__type": "NotAuthorizedException", "message": "x"}).to_string(),
-                )));
-            }
-            let exp = now() + 3600;
-            let id = k1.sign(&with(
-                id_claims(),
-                json!({"cognito:username": "alice", "exp": exp}),
-            ));
-            let access = k1.sign(&with(
-                access_claims(),
-                json!({"username": "alice", "exp": exp}),
-            ));
-            Response::new(Full::new(Bytes::from(
-                json!({"AuthenticationResult": {"IdToken": id, "AccessToken": access,
-                    "RefreshToken": "rt-alice", "ExpiresIn": 3600, "TokenType": "Bearer"},
-                    "ChallengeParameters": {}})
-                .to_string(),
-            )))
-        }),
-        Arc::new(Mutex::new(Duration::from_millis(50))),
-    )
-    .await;
+    let (addr, logins) = alice_private_api(Duration::from_millis(50)).await;
     PrivateApi { addr, logins }
 }
 

@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -130,40 +130,6 @@ impl TlsUpstream {
     }
 }
 
-/// Logins the fake private API answered (alice / pw-alice; tokens signed by k1).
-async fn private_api(logins: Arc<AtomicU64>) -> SocketAddr {
-    let k1 = Arc::new(TestKey::load("k1"));
-    serve_fn_delayed(
-        Arc::new(move |req: Request<Bytes>| {
-            let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
-            let p = &body["AuthParameters"];
-            logins.fetch_add(1, Ordering::SeqCst);
-            if p["USERNAME"] != "alice" || p["PASSWORD"] != "pw-alice" {
-                return Response::new(Full::new(Bytes::from(
-                    json!({"__type": "NotAuthorizedException", "message": "x"}).to_string(),
-                )));
-            }
-            let exp = now() + 3600;
-            let id = k1.sign(&with(
-                id_claims(),
-                json!({"cognito:username": "alice", "exp": exp}),
-            ));
-            let access = k1.sign(&with(
-                access_claims(),
-                json!({"username": "alice", "exp": exp}),
-            ));
-            Response::new(Full::new(Bytes::from(
-                json!({"AuthenticationResult": {"IdToken": id, "AccessToken": access,
-                    "RefreshToken": "rt", "ExpiresIn": 3600, "TokenType": "Bearer"},
-                    "ChallengeParameters": {}})
-                .to_string(),
-            )))
-        }),
-        Arc::new(Mutex::new(Duration::from_millis(20))),
-    )
-    .await
-}
-
 struct Env {
     gw: cognito_gate::RunningGateway,
     proxy: String,
@@ -179,8 +145,7 @@ async fn env() -> Env {
     let up = TlsUpstream::start(&p).await;
     let k1 = TestKey::load("k1");
     let jwks = FakeJwks::start(&[&k1]).await;
-    let logins = Arc::new(AtomicU64::new(0));
-    let api = private_api(logins.clone()).await;
+    let (api, logins) = alice_private_api(Duration::from_millis(20)).await;
     let (bad_up, _) = raw_upstream(b"").await;
     let d = p.dir.display();
     let toml = format!(

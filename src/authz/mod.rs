@@ -16,17 +16,15 @@ use std::time::Instant;
 use ::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
 use ::http::{Method, Request, Response, Uri};
 
-use crate::auth::{self, Authorities};
 use crate::body::Body;
-use crate::error::{Audit, Decision, GatewayError, Reason};
+use crate::error::{Decision, GatewayError};
 use crate::hop::is_hop_by_hop;
-use crate::jwt::verify::claim_as_string;
 use crate::ops::access_log::{self, Outcome};
 use crate::pipeline::client::{client_addr, request_id};
 use crate::pipeline::path::normalise;
 use crate::pipeline::request::{admit, request_host};
 use crate::pipeline::{cors, Gateway, Selected};
-use crate::proxy::headers::X_REQUEST_ID;
+use crate::proxy::headers::{claim_headers, forwarded_token, X_REQUEST_ID};
 use metrics::{AuthzMetrics, CheckLabels, ProtocolLabel};
 
 /// Which door a check came through (the `protocol` label).
@@ -172,20 +170,9 @@ impl Gateway {
             Selected::Preflight(resp) => return Ok(Verdict::Respond(resp)),
         };
         admit(&req, &route, client, server.max_body_bytes)?;
-        let by = Authorities {
-            authorizer: self.authorizer.as_ref(),
-            exchange: self.exchange.as_ref(),
-        };
-        let identity = auth::authorize(req.headers(), &route, by, client).await?;
-        outcome.audit = Some(Audit {
-            decision: Decision::Allow,
-            reason: Reason::Method(identity.method()),
-        });
-        let verified = identity.verified();
-        if let Some(v) = verified.filter(|_| outcome.logged) {
-            outcome.sub = v.sub().map(str::to_string);
-            outcome.client_id = v.client_id().map(str::to_string);
-        }
+        let identity = self
+            .authorize(req.headers(), &route, client, outcome)
+            .await?;
 
         // What proxy mode would have removed from the client's request (peer_trusted: the
         // proxy owns X-Forwarded-*), less hop-by-hop headers, which are the proxy's own.
@@ -205,29 +192,15 @@ impl Gateway {
             }
         }
         let mut set = Vec::new();
-        if let Some(token) = identity.token_to_forward(route.forward_token) {
-            let value = if route.forward_token_scheme.is_empty() {
-                HeaderValue::from_str(token)
-            } else {
-                HeaderValue::from_str(&format!("{} {token}", route.forward_token_scheme))
-            };
-            if let Ok(mut v) = value {
-                v.set_sensitive(true);
-                remove.retain(|n| *n != AUTHORIZATION);
-                set.push((AUTHORIZATION, v));
-            }
+        let token = identity.token_to_forward(route.forward_token);
+        if let Some(v) = token.and_then(|t| forwarded_token(&route, t)) {
+            remove.retain(|n| *n != AUTHORIZATION);
+            set.push((AUTHORIZATION, v));
         }
-        if let Some(claims) = verified.map(|v| &v.claims) {
-            for (name, claim) in &route.claim_headers {
-                let Some(v) = claims.get(claim) else { continue };
-                match HeaderValue::from_str(&claim_as_string(v)) {
-                    Ok(hv) => {
-                        remove.retain(|n| n != name);
-                        set.push((name.clone(), hv));
-                    }
-                    Err(_) => tracing::warn!(route = %route.name, header = %name,
-                        claim = %claim, "claim value cannot be a header value; not sent"),
-                }
+        if let Some(claims) = identity.verified().map(|v| &v.claims) {
+            for (name, value) in claim_headers(&route, claims) {
+                remove.retain(|n| n != name);
+                set.push((name.clone(), value));
             }
         }
         for (name, value) in &route.upstream_headers {

@@ -10,6 +10,7 @@
 
 mod env;
 mod load;
+mod modes;
 mod raw;
 mod summary;
 mod types;
@@ -17,8 +18,9 @@ mod validate;
 
 pub(crate) use load::join_key;
 pub use load::{ConfigError, ConfigErrors, Source};
+pub use modes::*;
 pub use types::*;
-pub use validate::{special_address, split_host_port, DEFAULT_PRIVATE_API_TIMEOUT};
+pub use validate::DEFAULT_PRIVATE_API_TIMEOUT;
 
 /// The configuration shipped with the project, used when no `--config` is given and
 /// `./config.toml` does not exist.

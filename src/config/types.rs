@@ -1,5 +1,6 @@
 //! The typed configuration: what the rest of the gateway reads, parsed once.
 
+use super::modes::{AuthzConfig, ForwardProxyConfig};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,62 +26,6 @@ pub struct Config {
     pub authz: Option<AuthzConfig>,
     pub forward_proxy: Option<ForwardProxyConfig>,
 }
-
-/// `[forward_proxy]`: the gateway as the HTTP(S) proxy of apps that can only be given a proxy
-/// setting. Only the destinations listed here are ever reached through it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForwardProxyConfig {
-    /// `CONNECT` here: TLS terminated with a certificate from the gateway's CA, routes applied.
-    pub intercept: Vec<Destination>,
-    /// `CONNECT` here: a blind TCP tunnel, no auth.
-    pub tunnel: Vec<Destination>,
-    /// The issuing CA (`cognito-gate ca init`); required with `intercept`.
-    pub ca: Option<CaConfig>,
-    /// An absolute-form `http://` request to an intercepted name goes on as `https://` (443).
-    pub upstream_tls: bool,
-    /// How long a leaf certificate the gateway issues is valid.
-    pub leaf_validity: Duration,
-}
-
-/// A `name` (port 443) or `name:port` entry; `*.` matches one label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    /// Lower case, without the `*.` of a wildcard.
-    pub host: String,
-    pub port: u16,
-    /// `*.host`: exactly one more label in front of `host`.
-    pub wildcard: bool,
-}
-
-/// The forward proxy's CA: certificate file and key (a file, or a PEM from the environment).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CaConfig {
-    pub cert: PathBuf,
-    pub key: CaKey,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CaKey {
-    File(PathBuf),
-    Pem(Secret),
-}
-
-/// `[authz]`: the gateway as an external authorizer for a proxy the team already runs (Envoy
-/// ext_authz over gRPC or HTTP, nginx `auth_request`, Traefik `forwardAuth`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuthzConfig {
-    /// Envoy ext_authz gRPC (`envoy.service.auth.v3.Authorization/Check`), HTTP/2 cleartext.
-    pub grpc_listen: Option<SocketAddr>,
-    /// The HTTP forms: Envoy ext_authz HTTP, nginx `auth_request`, Traefik `forwardAuth`.
-    pub http_listen: Option<SocketAddr>,
-    /// Who may ask (the proxies); they are also trusted hops for the client address.
-    pub allow_from: Vec<IpNet>,
-    /// Where Envoy's HTTP checks arrive (Envoy's `path_prefix`), removed before routing.
-    pub path_prefix: String,
-}
-
-/// `[authz] path_prefix` by default. nginx asks on `/nginx` and Traefik on `/traefik`.
-pub const DEFAULT_AUTHZ_PATH_PREFIX: &str = "/envoy";
 
 /// `[shared_state]`: exchange state shared by a fleet of replicas in Valkey or Redis.
 #[derive(Debug, Clone, PartialEq)]

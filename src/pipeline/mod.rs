@@ -123,15 +123,40 @@ impl Gateway {
         }
     }
 
+    /// Runs the route's auth methods and records an allowed decision in `outcome` (with who,
+    /// when the access log is on). Shared by proxy mode and the authorizer.
+    pub(crate) async fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        route: &RouteConfig,
+        client: std::net::IpAddr,
+        outcome: &mut Outcome,
+    ) -> Result<auth::Identity, GatewayError> {
+        let by = Authorities {
+            authorizer: self.authorizer.as_ref(),
+            exchange: self.exchange.as_ref(),
+        };
+        let identity = auth::authorize(headers, route, by, client).await?;
+        outcome.audit = Some(Audit {
+            decision: Decision::Allow,
+            reason: Reason::Method(identity.method()),
+        });
+        if let Some(v) = identity.verified().filter(|_| outcome.logged) {
+            outcome.sub = v.sub().map(str::to_string);
+            outcome.client_id = v.client_id().map(str::to_string);
+        }
+        Ok(identity)
+    }
+
     /// The forward proxy's part of a request, when `[forward_proxy]` is configured: an
     /// absolute-form target must be an intercepted destination (403 with `Proxy-Status`
     /// otherwise), and `Proxy-Authorization: Basic` — on the request, or on the `CONNECT` of its
     /// tunnel — is its Basic credential. Whether the request came through the proxy.
     fn forward_proxy_stage<B>(&self, req: &mut Request<B>) -> Result<bool, GatewayError> {
-        let tunnelled = req.extensions_mut().remove::<Proxied>();
         let Some(cfg) = &self.config.forward_proxy else {
             return Ok(false);
         };
+        let tunnelled = req.extensions_mut().remove::<Proxied>();
         let absolute = tunnelled.is_none()
             && req.version() <= http::Version::HTTP_11
             && req.uri().authority().is_some();
@@ -250,26 +275,14 @@ impl Gateway {
         }
         admit(&req, &route, client, server.max_body_bytes)?;
 
-        let by = Authorities {
-            authorizer: self.authorizer.as_ref(),
-            exchange: self.exchange.as_ref(),
-        };
-        let identity = match auth::authorize(req.headers(), &route, by, client).await {
+        let identity = match self.authorize(req.headers(), &route, client, outcome).await {
             // Through the forward proxy, "no credential" for Basic asks for the proxy's.
             Err(GatewayError::Auth(AuthError::Missing, Challenge::Basic)) if via_proxy => {
                 return Err(GatewayError::ProxyAuthRequired)
             }
             r => r?,
         };
-        outcome.audit = Some(Audit {
-            decision: Decision::Allow,
-            reason: Reason::Method(identity.method()),
-        });
         let verified = identity.verified();
-        if let Some(v) = verified.filter(|_| outcome.logged) {
-            outcome.sub = v.sub().map(str::to_string);
-            outcome.client_id = v.client_id().map(str::to_string);
-        }
         let grant = Grant {
             claims: verified.map(|v| &v.claims),
             token: identity.token_to_forward(route.forward_token),

@@ -11,12 +11,13 @@ use http_body_util::BodyExt;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
-use super::headers::{set_forwarded, trusted, InboundHygiene, X_REQUEST_ID};
+use super::headers::{
+    claim_headers, forwarded_token, set_forwarded, trusted, InboundHygiene, X_REQUEST_ID,
+};
 use super::{echo, upstream, websocket, UpstreamClient};
 use crate::body::{Body, Capped};
 use crate::config::{RouteConfig, UpstreamTarget};
 use crate::error::GatewayError;
-use crate::jwt::verify::claim_as_string;
 
 /// Where the request came from.
 #[derive(Debug, Clone, Copy)]
@@ -84,28 +85,12 @@ impl Forwarder<'_> {
             original_host.as_ref(),
         );
         headers.insert(X_REQUEST_ID, rid.clone());
-        if let Some(token) = grant.token {
-            let value = if route.forward_token_scheme.is_empty() {
-                HeaderValue::from_str(token)
-            } else {
-                HeaderValue::from_str(&format!("{} {token}", route.forward_token_scheme))
-            };
-            if let Ok(mut v) = value {
-                v.set_sensitive(true);
-                headers.insert(AUTHORIZATION, v);
-            }
+        if let Some(v) = grant.token.and_then(|t| forwarded_token(route, t)) {
+            headers.insert(AUTHORIZATION, v);
         }
         if let Some(claims) = grant.claims {
-            for (name, claim) in &route.claim_headers {
-                if let Some(v) = claims.get(claim) {
-                    match HeaderValue::from_str(&claim_as_string(v)) {
-                        Ok(hv) => {
-                            headers.insert(name.clone(), hv);
-                        }
-                        Err(_) => tracing::warn!(route = %route.name, header = %name,
-                            claim = %claim, "claim value cannot be a header value; not sent"),
-                    }
-                }
+            for (name, value) in claim_headers(route, claims) {
+                headers.insert(name.clone(), value);
             }
         }
         for (name, value) in &route.upstream_headers {

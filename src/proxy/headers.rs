@@ -96,6 +96,38 @@ impl InboundHygiene {
     }
 }
 
+/// The `Authorization` value for a token the route forwards (`forward_token_scheme` in front),
+/// marked sensitive; `None` when the token cannot be a header value.
+pub(crate) fn forwarded_token(route: &RouteConfig, token: &str) -> Option<HeaderValue> {
+    let value = if route.forward_token_scheme.is_empty() {
+        HeaderValue::from_str(token)
+    } else {
+        HeaderValue::from_str(&format!("{} {token}", route.forward_token_scheme))
+    };
+    let mut v = value.ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// The route's claim headers with their values from `claims`; a claim that cannot be a header
+/// value is logged and left out.
+pub(crate) fn claim_headers<'a>(
+    route: &'a RouteConfig,
+    claims: &'a serde_json::Map<String, serde_json::Value>,
+) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+    route.claim_headers.iter().filter_map(move |(name, claim)| {
+        let v = claims.get(claim)?;
+        match HeaderValue::from_str(&crate::jwt::verify::claim_as_string(v)) {
+            Ok(hv) => Some((name, hv)),
+            Err(_) => {
+                tracing::warn!(route = %route.name, header = %name, claim = %claim,
+                    "claim value cannot be a header value; not sent");
+                None
+            }
+        }
+    })
+}
+
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per listed name.

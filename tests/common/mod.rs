@@ -126,6 +126,44 @@ pub fn with(mut v: Value, changes: Value) -> Value {
 
 type Handler = Arc<dyn Fn(Request<Bytes>) -> Response<Full<Bytes>> + Send + Sync>;
 
+/// A private API that logs in `alice` / `pw-alice` (an hour's tokens signed by k1, naming her)
+/// after `delay`, refuses anyone else, and counts the logins it answered.
+pub async fn alice_private_api(delay: Duration) -> (SocketAddr, Arc<AtomicU64>) {
+    let k1 = Arc::new(TestKey::load("k1"));
+    let logins = Arc::new(AtomicU64::new(0));
+    let counted = logins.clone();
+    let addr = serve_fn_delayed(
+        Arc::new(move |req: Request<Bytes>| {
+            let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
+            let p = &body["AuthParameters"];
+            counted.fetch_add(1, Ordering::SeqCst);
+            if p["USERNAME"] != "alice" || p["PASSWORD"] != "pw-alice" {
+                return Response::new(Full::new(Bytes::from(
+                    json!({"__type": "NotAuthorizedException", "message": "x"}).to_string(),
+                )));
+            }
+            let exp = now() + 3600;
+            let id = k1.sign(&with(
+                id_claims(),
+                json!({"cognito:username": "alice", "exp": exp}),
+            ));
+            let access = k1.sign(&with(
+                access_claims(),
+                json!({"username": "alice", "exp": exp}),
+            ));
+            Response::new(Full::new(Bytes::from(
+                json!({"AuthenticationResult": {"IdToken": id, "AccessToken": access,
+                    "RefreshToken": "rt-alice", "ExpiresIn": 3600, "TokenType": "Bearer"},
+                    "ChallengeParameters": {}})
+                .to_string(),
+            )))
+        }),
+        Arc::new(Mutex::new(delay)),
+    )
+    .await;
+    (addr, logins)
+}
+
 /// A tiny HTTP server on 127.0.0.1:0 running `handler` for every request (body collected).
 pub async fn serve_fn(handler: Handler) -> SocketAddr {
     serve_fn_delayed(handler, Arc::new(Mutex::new(Duration::ZERO))).await

@@ -1,7 +1,6 @@
 //! `[forward_proxy]`: the destinations the gateway proxies to (intercepted or tunnelled), its
 //! issuing CA, and how absolute-form `http://` targets go on.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use super::Ctx;
@@ -96,113 +95,6 @@ fn key_file_private(cx: &mut Ctx, path: &std::path::Path) {
                     ),
                 );
             }
-        }
-    }
-}
-
-impl Destination {
-    /// `name`, `*.name`, `name:port`, an IPv4 address or a bracketed IPv6 address, with an
-    /// optional port (443 when none).
-    pub fn parse(entry: &str) -> Option<Destination> {
-        let entry = entry.trim();
-        let (host, port) = split_host_port(entry)?;
-        let port = port.unwrap_or(443);
-        let (wildcard, host) = match host.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, host),
-        };
-        let host = host.to_ascii_lowercase();
-        if host.is_empty() || port == 0 {
-            return None;
-        }
-        let ip = host.parse::<std::net::IpAddr>().is_ok();
-        if ip && wildcard {
-            return None;
-        }
-        if !ip && !valid_name(&host) {
-            return None;
-        }
-        Some(Destination {
-            host,
-            port,
-            wildcard,
-        })
-    }
-
-    /// `host:port` (already lower case, without a trailing dot) is this destination.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
-        if port != self.port {
-            return false;
-        }
-        if !self.wildcard {
-            return host == self.host;
-        }
-        match host.strip_suffix(self.host.as_str()) {
-            // Exactly one label in front.
-            Some(front) => {
-                front.len() > 1 && front.ends_with('.') && !front[..front.len() - 1].contains('.')
-            }
-            None => false,
-        }
-    }
-}
-
-/// `host[:port]` or `[v6][:port]`; the port, when given, is 1-65535 in decimal.
-pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']')?;
-        v6.parse::<std::net::Ipv6Addr>().ok()?;
-        let port = match after {
-            "" => None,
-            p => Some(port_of(p.strip_prefix(':')?)?),
-        };
-        return Some((v6, port));
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(port_of(p)?))),
-        None => Some((s, None)),
-    }
-}
-
-fn port_of(p: &str) -> Option<u16> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    p.parse().ok().filter(|&n| n != 0)
-}
-
-/// A DNS name of letters, digits, `-` and `.`, labels of 1-63 characters.
-fn valid_name(host: &str) -> bool {
-    host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
-/// Loopback, link-local (169.254.0.0/16 with the instance metadata service, fe80::/10),
-/// unspecified, multicast, broadcast; IPv4-mapped IPv6 judged as IPv4.
-pub fn special_address(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
 }

@@ -18,7 +18,6 @@ mod cors;
 mod dev_idp;
 mod exchange;
 mod forward_proxy;
-pub use forward_proxy::{special_address, split_host_port};
 mod login_api;
 mod routes;
 mod server;
