@@ -26,6 +26,29 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null
 fi
+# promtool, for tests/monitoring.rs (the alert rules' unit tests): the one on PATH, else the binary
+# of Debian's prometheus package unpacked into .promtool (apt-get download + dpkg -x: nothing is
+# installed and no service starts).
+if command -v promtool >/dev/null 2>&1; then
+  PROMTOOL=$(command -v promtool)
+else
+  PROMTOOL="$root/.promtool/usr/bin/promtool"
+  if [ ! -x "$PROMTOOL" ]; then
+    echo "installing promtool (from Debian's prometheus package) into $root/.promtool" >&2
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    deb_dir=$(mktemp -d)
+    if ! (cd "$deb_dir" && apt-get download prometheus >/dev/null 2>&1); then
+      $sudo apt-get update -qq
+      (cd "$deb_dir" && apt-get download prometheus >/dev/null)
+    fi
+    dpkg -x "$deb_dir"/prometheus_*.deb "$deb_dir/root"
+    mkdir -p "$root/.promtool/usr/bin"
+    cp "$deb_dir/root/usr/bin/promtool" "$PROMTOOL"
+    rm -rf "$deb_dir"
+  fi
+fi
+export PROMTOOL
 # Node's proxy agent, for the forward proxy's client tests (npm registry).
 if [ ! -d "$root/.node-test/node_modules/https-proxy-agent" ] && command -v npm >/dev/null 2>&1; then
   echo "installing https-proxy-agent into $root/.node-test" >&2

@@ -34,6 +34,8 @@ pub(crate) struct Capped<B> {
     inner: B,
     remaining: u64,
     limit: u64,
+    /// Where the bytes that passed are added up (for the access log), when it is on.
+    counted: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl<B> Capped<B> {
@@ -42,7 +44,17 @@ impl<B> Capped<B> {
             inner,
             remaining: limit,
             limit,
+            counted: None,
         }
+    }
+
+    /// Also adds the bytes that pass to `counter`.
+    pub fn counting(
+        mut self,
+        counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Self {
+        self.counted = counter;
+        self
     }
 }
 
@@ -68,6 +80,9 @@ where
                         return Poll::Ready(Some(Err(Box::new(TooLarge { limit: this.limit }))));
                     }
                     this.remaining -= len;
+                    if let Some(c) = &this.counted {
+                        c.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -228,7 +228,7 @@ fn exchange(e: &ExchangeError, login: Option<LoginEndpoint>) -> (StatusCode, Err
             plain(StatusCode::GATEWAY_TIMEOUT, MSG_TIMEOUT)
         }
         ExchangeError::Dependency(
-            DependencyError::Connect
+            DependencyError::Connect(_)
             | DependencyError::Forbidden
             | DependencyError::Throttled
             | DependencyError::Status(_)
@@ -768,7 +768,7 @@ mod tests {
             ),
         ];
         let mut dependency: Vec<_> = [
-            DependencyError::Connect,
+            DependencyError::Connect(crate::cause::Cause::Dns),
             DependencyError::Forbidden,
             DependencyError::Throttled,
             DependencyError::Status(500),

@@ -14,10 +14,15 @@ use prometheus_client::metrics::histogram::exponential_buckets;
 pub use prometheus_client::metrics::histogram::Histogram;
 pub use prometheus_client::registry::Registry;
 
-/// The registry every family is registered in, with the `cognito_gate_` prefix.
+/// A registry whose families carry the `cognito_gate_` prefix (tests; the gateway's own is a
+/// sub-registry of the root, beside the unprefixed `process_*` families).
+#[cfg(test)]
 pub(crate) fn registry() -> Registry {
     Registry::with_prefix("cognito_gate")
 }
+
+/// The gateway's prefix, for `Registry::sub_registry_with_prefix`.
+pub(crate) const PREFIX: &str = "cognito_gate";
 
 /// The Prometheus text of everything registered.
 pub fn encode(registry: &Registry) -> String {

@@ -95,6 +95,20 @@ fn add_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// When the first certificate of the PEM file at `path` stops being valid (notAfter, Unix
+/// seconds), for `cognito_gate_certificate_expiry_timestamp_seconds`; `None` when it cannot be
+/// read or parsed (the TLS set-up reports that itself).
+pub fn not_after(path: &Path) -> Option<i64> {
+    let first = load_certs(path).ok()?.into_iter().next()?;
+    der_not_after(&first)
+}
+
+/// notAfter of one DER certificate, Unix seconds.
+pub fn der_not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The server-side TLS configuration: TLS 1.2 and 1.3, ALPN h2 and http/1.1, client
 /// certificates required when `client_ca` is set.
 pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {

@@ -19,12 +19,13 @@ use ::http::{Method, Request, Response, Uri};
 use crate::body::Body;
 use crate::error::{Decision, GatewayError};
 use crate::hop::is_hop_by_hop;
-use crate::ops::access_log::{self, Outcome};
+use crate::ops::access_log::{self, Outcome, RequestLine};
 use crate::pipeline::client::{client_addr, request_id};
 use crate::pipeline::path::normalise;
 use crate::pipeline::request::{admit, request_host};
 use crate::pipeline::{cors, Gateway, Selected};
 use crate::proxy::headers::{claim_headers, forwarded_token, X_REQUEST_ID};
+use ::tracing::Instrument;
 use metrics::{AuthzMetrics, CheckLabels, ProtocolLabel};
 
 /// Which door a check came through (the `protocol` label).
@@ -85,24 +86,41 @@ impl Gateway {
     ) -> (Verdict, HeaderValue) {
         let started = Instant::now();
         let rid = request_id(&original.headers);
+        let span = crate::pipeline::request_span(&original.method, &original.headers, &rid);
+        span.record("client.addr", ::tracing::field::display(original.client));
         let origin = original.headers.get(::http::header::ORIGIN).cloned();
         let logged = access_log::enabled().then(|| {
             let uri = original.path.parse::<Uri>().unwrap_or_default();
-            (original.method.clone(), uri)
+            RequestLine::new(
+                original.method.clone(),
+                uri,
+                ::http::Version::HTTP_11,
+                &original.headers,
+            )
         });
         let mut outcome = Outcome {
             logged: logged.is_some(),
             client: Some(original.client),
+            host: original.host.clone().filter(|_| logged.is_some()),
             ..Outcome::default()
         };
-        let mut verdict = match self.decide(original, &rid, &mut outcome).await {
+        let decided = self
+            .decide(original, &mut outcome)
+            .instrument(span.clone())
+            .await;
+        let mut verdict = match decided {
             Ok(v) => v,
             Err(err) => {
                 let mapped = err.map();
                 outcome.audit = mapped.audit.or(outcome.audit);
                 if let Some(a) = mapped.audit.filter(|a| a.decision == Decision::Deny) {
-                    tracing::debug!(request_id = ?rid, reason = a.reason.as_str(), detail = %err,
-                        "check denied");
+                    span.in_scope(|| {
+                        ::tracing::debug!(reason = a.reason.as_str(), detail = %err, "check denied")
+                    });
+                } else if mapped.status.is_server_error() {
+                    span.in_scope(|| {
+                        ::tracing::warn!(status = mapped.status.as_u16(), error = %err, "check failed")
+                    });
                 }
                 Verdict::Respond(err.into_response())
             }
@@ -126,14 +144,15 @@ impl Gateway {
         };
         record_check(metrics, protocol, &outcome, status, started);
         if let Some(request) = logged {
-            access_log::log(
-                &rid,
-                original_client(&outcome),
+            let entry = access_log::Entry {
+                rid: rid.clone(),
+                peer: original_client(&outcome),
                 request,
                 status,
-                started,
-                &outcome,
-            );
+                latency: started.elapsed(),
+                outcome,
+            };
+            entry.write(None, true);
         }
         (verdict, rid)
     }
@@ -141,7 +160,6 @@ impl Gateway {
     async fn decide(
         &self,
         original: Original,
-        rid: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<Verdict, GatewayError> {
         let server = &self.config.server;
@@ -165,7 +183,7 @@ impl Gateway {
         let normal =
             normalise(req.uri().path()).map_err(|e| GatewayError::BadRequest(e.message()))?;
         let client = original.client;
-        let route = match self.select(&req, host.as_deref(), &normal.route, rid, outcome)? {
+        let route = match self.select(&req, host.as_deref(), &normal.route, outcome)? {
             Selected::Route(route) => route,
             Selected::Preflight(resp) => return Ok(Verdict::Respond(resp)),
         };

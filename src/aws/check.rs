@@ -10,6 +10,7 @@
 use rand::Rng as _;
 use serde_json::Value;
 
+use crate::cause::Cause;
 use crate::config::{ApiStyle, Config, PoolConfig, PrivateApiConfig, Signing};
 use crate::exchange::api::RawAnswer;
 use crate::exchange::response::classify;
@@ -86,7 +87,11 @@ async fn jwks(report: &mut Report, pool: &PoolConfig) {
             report.pass(item, format!("{keys} key(s) from {url}"))
         }
         Some(crate::jwt::RefreshOutcome::Failed(e)) => {
-            let fix = if is_vpce_host(url) && !has_header(&pool.jwks.headers, API_ID_HEADER) {
+            let by_cause =
+                Cause::tagged(&e).and_then(|c| fix_for_cause(c, url, "the pool's [cognito.jwks]"));
+            let fix = if let Some(fix) = by_cause {
+                fix
+            } else if is_vpce_host(url) && !has_header(&pool.jwks.headers, API_ID_HEADER) {
                 format!("the url is a VPC endpoint hostname: add headers = {{ \"{API_ID_HEADER}\" = \"<api-id>\" }} to the pool's [cognito.jwks]")
             } else if e.contains("403") {
                 "the private API refused the request: check its resource policy (aws:SourceVpce) and the x-apigw-api-id header".to_string()
@@ -99,6 +104,38 @@ async fn jwks(report: &mut Report, pool: &PoolConfig) {
         }
         None => report.skip(item, "no url to fetch"),
     }
+}
+
+/// What to fix for a connection that failed with `cause`, calling `url` for `what`
+/// ("[private_api]" or the pool's "[cognito.jwks]"); `None` where the cause says nothing
+/// specific.
+fn fix_for_cause(cause: Cause, url: &reqwest::Url, what: &str) -> Option<String> {
+    let host = url.host_str().unwrap_or("");
+    let port = url.port_or_known_default().unwrap_or(443);
+    Some(match cause {
+        Cause::Dns if host.ends_with(".amazonaws.com") && host.contains(".execute-api.") && !is_vpce_host(url) => format!(
+            "{host} resolves only inside a VPC whose execute-api endpoint has private DNS enabled (PrivateDnsEnabled: true): enable it, or use the endpoint's own name https://vpce-<id>.execute-api.<region>.vpce.amazonaws.com with headers = {{ \"{API_ID_HEADER}\" = \"<api-id>\" }} in {what}"
+        ),
+        Cause::Dns => format!(
+            "{host} does not resolve from this host: check the name in {what} (aws ec2 describe-vpc-endpoints lists the endpoint's DNS names) and this host's resolver"
+        ),
+        Cause::Refused => format!(
+            "nothing listens on {host}:{port}: check the url's port in {what} (443 for a VPC endpoint) and that the service is up"
+        ),
+        Cause::TlsUnknownIssuer => format!(
+            "the certificate of {host} is signed by a CA this host does not trust: set ca_file in {what} to that CA's PEM bundle (or add it to the system trust store)"
+        ),
+        Cause::TlsNameMismatch => format!(
+            "the certificate of {host} is not for that name: use the name it was issued for in {what} (the execute-api or vpce DNS name, never an IP address)"
+        ),
+        Cause::TlsExpired => format!(
+            "the certificate of {host} has expired or is not valid yet: renew it, or check this host's clock"
+        ),
+        Cause::Reset => format!(
+            "{host}:{port} closed the connection: a TLS port spoken to in plain HTTP (or the reverse)? check the url's scheme in {what}"
+        ),
+        Cause::Timeout | Cause::Tls | Cause::Other => return None,
+    })
 }
 
 /// A user name that no pool has.
@@ -180,6 +217,11 @@ async fn private_api(
             let fix = match e {
                 ExchangeError::Dependency(DependencyError::Credentials) => {
                     "see the SigV4 credentials line".to_string()
+                }
+                ExchangeError::Dependency(DependencyError::Connect(cause))
+                    if fix_for_cause(cause, &cfg.base_url, "[private_api]").is_some() =>
+                {
+                    fix_for_cause(cause, &cfg.base_url, "[private_api]").unwrap_or_default()
                 }
                 ExchangeError::Dependency(DependencyError::Timeout) => format!(
                     "nothing answered within {:?}: check the VPC endpoint's security group (443 from this host), its private DNS, and base_url",

@@ -24,7 +24,7 @@ pub fn aws_template(config: &Config, format: Format) -> ExitCode {
 
 pub fn aws_check(config: &Config) -> ExitCode {
     // The checklist says what failed and why; log lines would only repeat it.
-    crate::logging::init(&crate::config::LogConfig {
+    crate::observe::init_logs(&crate::config::LogConfig {
         level: "off".into(),
         format: crate::config::LogFormat::Text,
     });

@@ -18,7 +18,7 @@ fn read_password() -> std::io::Result<String> {
 
 pub fn login(config: Config, username: &str) -> ExitCode {
     use crate::exchange::{AuthResult, CognitoErrorKind, ExchangeError, PrivateApi};
-    crate::logging::init(&crate::config::LogConfig {
+    crate::observe::init_logs(&crate::config::LogConfig {
         level: "error".into(),
         format: crate::config::LogFormat::Text,
     });

@@ -7,13 +7,19 @@ use super::{exit, load, server_runtime};
 use crate::config::Config;
 
 pub fn serve(config: Config, source: &str, path: Option<PathBuf>) -> ExitCode {
-    crate::logging::init(&config.log);
-    tracing::info!(
-        config = source,
-        version = env!("CARGO_PKG_VERSION"),
-        "starting"
-    );
     server_runtime(config.server.worker_threads).block_on(async move {
+        let exporting = match crate::observe::init(&config.log, config.tracing.as_ref()) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("cognito-gate: {e}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        };
+        tracing::info!(
+            config = source,
+            version = env!("CARGO_PKG_VERSION"),
+            "starting"
+        );
         // Signal handlers first, so a signal that arrives during start-up is not lost.
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -24,6 +30,7 @@ pub fn serve(config: Config, source: &str, path: Option<PathBuf>) -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 eprintln!("cognito-gate: {e}");
+                let _ = tokio::task::spawn_blocking(move || exporting.shutdown()).await;
                 return ExitCode::from(exit::CONFIG);
             }
         };
@@ -40,6 +47,8 @@ pub fn serve(config: Config, source: &str, path: Option<PathBuf>) -> ExitCode {
             break;
         }
         running.shutdown().await;
+        // The exporter's thread sends what is buffered; the runtime keeps serving its calls.
+        let _ = tokio::task::spawn_blocking(move || exporting.shutdown()).await;
         ExitCode::SUCCESS
     })
 }
@@ -53,6 +62,7 @@ async fn reload(running: &crate::RunningGateway, path: Option<&PathBuf>) {
             for e in &errors.0 {
                 tracing::error!(problem = %e, "reload rejected: configuration invalid");
             }
+            running.reload_rejected();
             return;
         }
     };
@@ -65,8 +75,10 @@ async fn reload(running: &crate::RunningGateway, path: Option<&PathBuf>) {
                 "configuration reloaded"
             );
             if !summary.needs_restart.is_empty() {
-                tracing::warn!(settings = ?summary.needs_restart,
-                    "these settings changed but only take effect after a restart");
+                tracing::warn!(
+                    settings = summary.needs_restart.join(","),
+                    "these settings changed but only take effect after a restart"
+                );
             }
         }
         Err(e) => tracing::error!(error = %e, "reload rejected; the running configuration stays"),

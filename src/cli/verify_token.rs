@@ -7,7 +7,7 @@ use super::{exit, runtime};
 use crate::config::Config;
 
 pub fn verify_token(config: Config, route: Option<String>, token: String) -> ExitCode {
-    crate::logging::init(&crate::config::LogConfig {
+    crate::observe::init_logs(&crate::config::LogConfig {
         level: "warn".into(),
         format: crate::config::LogFormat::Text,
     });

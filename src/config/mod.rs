@@ -11,6 +11,7 @@
 mod env;
 mod load;
 mod modes;
+mod observe;
 mod raw;
 mod summary;
 mod types;
@@ -19,6 +20,7 @@ mod validate;
 pub(crate) use load::join_key;
 pub use load::{ConfigError, ConfigErrors, Source};
 pub use modes::*;
+pub use observe::*;
 pub use types::*;
 pub use validate::DEFAULT_PRIVATE_API_TIMEOUT;
 

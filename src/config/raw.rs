@@ -22,6 +22,20 @@ pub(crate) struct RawConfig {
     pub shared_state: Option<RawSharedState>,
     pub authz: Option<RawAuthz>,
     pub forward_proxy: Option<RawForwardProxy>,
+    pub tracing: Option<RawTracing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub headers: BTreeMap<String, String>,
+    pub service_name: Option<String>,
+    pub resource_attributes: BTreeMap<String, String>,
+    pub timeout: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

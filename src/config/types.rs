@@ -14,6 +14,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
+    /// `[tracing]`: OpenTelemetry export, when configured.
+    pub tracing: Option<crate::config::TracingConfig>,
     pub cognito: Option<CognitoConfig>,
     pub upstream: UpstreamConfig,
     pub routes: Vec<RouteConfig>,

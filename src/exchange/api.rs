@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use super::breaker::Breaker;
 use super::error::{DependencyError, ExchangeError};
@@ -297,6 +298,23 @@ impl PrivateApi {
 
     /// One call: sends, reads a bounded body, classifies.
     pub async fn call(&self, action: Action, body: Value) -> Result<AuthResult, ExchangeError> {
+        let span = tracing::debug_span!(target: "cognito_gate::exchange", "private_api",
+            otel.kind = "client", action = action.name(), outcome = tracing::field::Empty);
+        let result = self
+            .call_counted(action, body)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => e.outcome(),
+            },
+        );
+        result
+    }
+
+    async fn call_counted(&self, action: Action, body: Value) -> Result<AuthResult, ExchangeError> {
         let started = std::time::Instant::now();
         let allowed = self.breaker.lock().expect("breaker lock").allows(started);
         let result = if allowed {
@@ -311,7 +329,8 @@ impl PrivateApi {
             Err(ExchangeError::Dependency(DependencyError::CircuitOpen))
         };
         let elapsed = started.elapsed().as_secs_f64();
-        let ms = elapsed * 1000.0;
+        // Milliseconds, rounded to the microsecond.
+        let ms = (elapsed * 1_000_000.0).round() / 1000.0;
         if let Some(m) = &self.metrics {
             let kind = match action {
                 Action::AdminInitiateAuth | Action::InitiateAuth => {
@@ -385,12 +404,11 @@ impl PrivateApi {
             .send()
             .await
             .map_err(|e| {
-                ExchangeError::Dependency(if e.is_timeout() {
-                    DependencyError::Timeout
-                } else if e.is_connect() {
-                    DependencyError::Connect
-                } else {
-                    DependencyError::Garbage
+                let cause = crate::cause::Cause::of_reqwest(&e);
+                ExchangeError::Dependency(match cause {
+                    crate::cause::Cause::Timeout => DependencyError::Timeout,
+                    crate::cause::Cause::Other if !e.is_connect() => DependencyError::Garbage,
+                    cause => DependencyError::Connect(cause),
                 })
             })?;
         let status = resp.status().as_u16();

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
@@ -308,10 +309,13 @@ impl CredentialCache {
                 let this = self.clone();
                 let session = session.clone();
                 let key = *key;
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    this.refresh(&key, &session).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _guard = guard;
+                        this.refresh(&key, &session).await;
+                    }
+                    .in_current_span(),
+                );
             }
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             self.count("hit");

@@ -90,8 +90,8 @@ pub(crate) const UNREADABLE_TYPE: &str = "(unreadable error type)";
 pub enum DependencyError {
     #[error("private API timed out")]
     Timeout,
-    #[error("private API unreachable (connection failed)")]
-    Connect,
+    #[error("private API unreachable: {0}")]
+    Connect(crate::cause::Cause),
     #[error("private API refused the request (HTTP 403): check its resource policy and the x-apigw-api-id header")]
     Forbidden,
     #[error("private API throttled the request (HTTP 429)")]
@@ -118,7 +118,7 @@ impl DependencyError {
     pub fn kind(self) -> &'static str {
         match self {
             DependencyError::Timeout => "timeout",
-            DependencyError::Connect => "connect",
+            DependencyError::Connect(_) => "connect",
             DependencyError::Forbidden => "forbidden",
             DependencyError::Throttled => "throttled",
             DependencyError::Status(_) => "status",
@@ -326,7 +326,7 @@ mod tests {
         errors.push(ExchangeError::InvalidTokens("x".into()));
         for d in [
             DependencyError::Timeout,
-            DependencyError::Connect,
+            DependencyError::Connect(crate::cause::Cause::Refused),
             DependencyError::Forbidden,
             DependencyError::Throttled,
             DependencyError::Status(502),

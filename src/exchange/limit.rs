@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use ipnet::IpNet;
 use moka::sync::Cache;
@@ -61,7 +62,7 @@ impl Attempt {
     /// The attempt did not fail on the credentials: it does not count.
     pub(crate) fn refund(self) {
         if self.has_shared() {
-            tokio::spawn(self.undo());
+            tokio::spawn(self.undo().in_current_span());
         } else {
             self.undo_local();
         }

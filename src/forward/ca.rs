@@ -88,6 +88,11 @@ impl Ca {
         })
     }
 
+    /// When the CA certificate stops being valid (notAfter, Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        crate::tls::der_not_after(&self.ca_der)
+    }
+
     /// The TLS configuration that answers as `name`, issuing its certificate on first use.
     pub fn server_config(&self, name: &str) -> Result<Arc<rustls::ServerConfig>, CaError> {
         self.cache

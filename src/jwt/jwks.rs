@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use arc_swap::ArcSwap;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -76,21 +77,14 @@ impl JwksFetcher for HttpJwksFetcher {
     }
 }
 
+/// The cause first (DNS, refused, timeout, TLS ...), then the error chain: reqwest errors name
+/// the URL, never a secret.
 fn describe_reqwest(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        // reqwest errors name the URL, never a secret; the source chain says why.
-        let mut sources = String::new();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            sources.push_str(": ");
-            sources.push_str(&s.to_string());
-            src = s.source();
-        }
-        format!("{}{sources}", e.without_url())
+    let cause = crate::cause::Cause::of_reqwest(&e);
+    let detail = crate::cause::chain(&e.without_url());
+    match cause {
+        crate::cause::Cause::Other => detail,
+        c => format!("{c} [cause={}]: {detail}", c.as_str()),
     }
 }
 
@@ -298,37 +292,44 @@ impl JwksCache {
         let this = Arc::clone(self);
         // The fetch runs on its own task so that it completes even if every waiter goes away.
         // `current` is cleared by that task, under the lock this caller holds until it returns.
-        let handle = tokio::spawn(async move {
-            let source = fetcher.describe();
-            let result = match fetcher.fetch().await {
-                Ok(body) => parse_jwks(&body, &source).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            let outcome = match result {
-                Ok(keys) => {
-                    let count = keys.keys.len();
-                    let kids = keys.kids().join(",");
-                    this.snapshot.store(Arc::new(Snapshot {
-                        keys,
-                        loaded_at: Some(Instant::now()),
-                        expires: true,
-                    }));
-                    tracing::debug!(jwks.source = %source, jwks.kids = %kids, "JWKS refreshed");
-                    RefreshOutcome::Updated { keys: count }
-                }
-                Err(e) => {
-                    let age = this.age().map(|a| a.as_secs());
-                    tracing::warn!(jwks.source = %source, error = %e, jwks.age_secs = ?age,
+        let span = tracing::debug_span!(target: "cognito_gate::jwks", "jwks_fetch",
+            otel.kind = "client", jwks.source = tracing::field::Empty);
+        let handle = tokio::spawn(
+            async move {
+                let source = fetcher.describe();
+                tracing::Span::current().record("jwks.source", source.as_str());
+                let result = match fetcher.fetch().await {
+                    Ok(body) => parse_jwks(&body, &source).map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                let outcome = match result {
+                    Ok(keys) => {
+                        let count = keys.keys.len();
+                        let kids = keys.kids().join(",");
+                        this.snapshot.store(Arc::new(Snapshot {
+                            keys,
+                            loaded_at: Some(Instant::now()),
+                            expires: true,
+                        }));
+                        tracing::debug!(jwks.source = %source, jwks.kids = %kids, "JWKS refreshed");
+                        RefreshOutcome::Updated { keys: count }
+                    }
+                    Err(e) => {
+                        let age = this.age().map(|a| a.as_secs());
+                        tracing::warn!(jwks.source = %source, error = %e, jwks.age_secs = age,
                         "JWKS refresh failed; cached keys stay in use up to max_stale");
-                    RefreshOutcome::Failed(e)
+                        RefreshOutcome::Failed(e)
+                    }
+                };
+                if let Some((metrics, pool)) = this.metrics.get() {
+                    metrics.refreshed(pool, &outcome);
                 }
-            };
-            if let Some((metrics, pool)) = this.metrics.get() {
-                metrics.refreshed(pool, &outcome);
+                this.inflight.lock().expect("jwks inflight lock").current = None;
+                outcome
             }
-            this.inflight.lock().expect("jwks inflight lock").current = None;
-            outcome
-        });
+            .instrument(span)
+            .in_current_span(),
+        );
         let fut = async move {
             handle
                 .await

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 
-use crate::metrics::{latency_histogram, Counter, Family, Histogram, Registry, RouteLabel};
+use crate::metrics::{latency_histogram, Counter, Family, Gauge, Histogram, Registry, RouteLabel};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
@@ -33,6 +33,8 @@ pub struct RouteSeries {
     /// `requests_total{status="200"}`
     pub ok: Counter,
     pub duration: Histogram,
+    /// `upstream_duration_seconds`: the upstream's time to response headers.
+    pub upstream: Histogram,
     /// `auth_decisions_total{decision="allow"}` by the route's auth methods.
     pub allow: Vec<(&'static str, Counter)>,
     route: String,
@@ -102,6 +104,25 @@ pub struct RequestMetrics {
     pub request_duration: Family<RouteLabel, Histogram>,
     pub auth_decisions: Family<AuthLabels, Counter>,
     pub upstream_errors: Family<RouteKind, Counter>,
+    pub upstream_duration: Family<RouteLabel, Histogram>,
+    /// Requests being served on the main listeners now (health checks aside).
+    pub in_flight: Gauge,
+}
+
+/// Counts a request in `requests_in_flight` until dropped.
+pub(crate) struct InFlight(Gauge);
+
+impl InFlight {
+    pub fn new(gauge: &Gauge) -> InFlight {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl RequestMetrics {
@@ -132,11 +153,27 @@ impl RequestMetrics {
             "Upstream failures by route and kind",
             upstream_errors.clone(),
         );
+        let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from sending a request upstream to its response headers, by route (failed calls included)",
+            upstream_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests being served now (health checks aside)",
+            in_flight.clone(),
+        );
         RequestMetrics {
             requests,
             request_duration,
             auth_decisions,
             upstream_errors,
+            upstream_duration,
+            in_flight,
         }
     }
 
@@ -162,6 +199,12 @@ impl RequestMetrics {
                 .clone(),
             duration: self
                 .request_duration
+                .get_or_create(&RouteLabel {
+                    route: route.to_string(),
+                })
+                .clone(),
+            upstream: self
+                .upstream_duration
                 .get_or_create(&RouteLabel {
                     route: route.to_string(),
                 })

@@ -1,6 +1,6 @@
 //! Process metrics, read from `/proc` at each scrape (nothing on the request path):
-//! `cognito_gate_process_cpu_seconds_total`, `_resident_memory_bytes`, `_open_fds`,
-//! `_start_time_seconds`. Where `/proc` is not there (not Linux), they are left out.
+//! the standard unprefixed `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//! `process_open_fds` and `process_start_time_seconds` that dashboards expect. Where `/proc` is not there (not Linux), they are left out.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -112,14 +112,14 @@ mod tests {
             p.start_time_seconds <= now + 1.0 && p.start_time_seconds > now - 3600.0,
             "{p:?}"
         );
-        let mut registry = crate::metrics::registry();
+        let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(ProcessCollector));
         let text = crate::metrics::encode(&registry);
         for name in [
-            "cognito_gate_process_cpu_seconds_total ",
-            "cognito_gate_process_resident_memory_bytes ",
-            "cognito_gate_process_open_fds ",
-            "cognito_gate_process_start_time_seconds ",
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
         ] {
             assert!(text.contains(name), "{name} in\n{text}");
         }

@@ -20,6 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use http::header::HeaderValue;
 use http::{Request, Response};
 use rustc_hash::FxHashMap;
@@ -31,8 +34,9 @@ use crate::error::{Audit, Challenge, Decision, GatewayError, Reason};
 use crate::exchange::Exchange;
 use crate::jwt::AuthError;
 use crate::jwt::Authorizer;
-use crate::ops::access_log::{self, Outcome};
-use crate::ops::metrics::{RequestMetrics, RouteSeries};
+use crate::observe::otel;
+use crate::ops::access_log::{self, Outcome, RequestLine};
+use crate::ops::metrics::{InFlight, RequestMetrics, RouteSeries};
 use crate::ops::{health_response, Readiness};
 use crate::proxy::headers::X_REQUEST_ID;
 use crate::proxy::metrics::ProxyMetrics;
@@ -91,7 +95,6 @@ impl Gateway {
         req: &Request<B>,
         host: Option<&str>,
         path: &str,
-        rid: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<Selected, GatewayError> {
         if let Some(method) = cors::preflight_method(req) {
@@ -105,7 +108,15 @@ impl Gateway {
                 )));
             }
         }
-        match self.routes.find(host, req.method(), path) {
+        let found = self.routes.find(host, req.method(), path);
+        if let RouteMatch::Found(r) | RouteMatch::MethodNotAllowed { route: r, .. } = &found {
+            let span = tracing::Span::current();
+            span.record("route", tracing::field::display(&r.name));
+            if otel::enabled() {
+                otel::rename(&span, format!("{} {}", req.method(), r.name));
+            }
+        }
+        match found {
             RouteMatch::Found(route) => {
                 outcome.route = Some(route.clone());
                 Ok(Selected::Route(route.clone()))
@@ -115,7 +126,7 @@ impl Gateway {
                 Err(GatewayError::MethodNotAllowed(allow))
             }
             RouteMatch::CaseVariant(route) => {
-                tracing::debug!(request_id = ?rid, route = %route.name,
+                tracing::debug!(candidate = %route.name,
                     "path matches the route's prefix only ignoring case: refused");
                 Err(GatewayError::NoRoute)
             }
@@ -136,7 +147,19 @@ impl Gateway {
             authorizer: self.authorizer.as_ref(),
             exchange: self.exchange.as_ref(),
         };
-        let identity = auth::authorize(headers, route, by, client).await?;
+        let span = tracing::debug_span!(target: "cognito_gate::auth", "authorize",
+            auth.decision = Empty, auth.reason = Empty);
+        let identity = auth::authorize(headers, route, by, client)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &identity {
+            if let Some(a) = e.map().audit {
+                span.record("auth.decision", a.decision.as_str());
+                span.record("auth.reason", a.reason.as_str());
+            }
+        }
+        let identity = identity?;
+        span.record("auth.decision", "allow");
         outcome.audit = Some(Audit {
             decision: Decision::Allow,
             reason: Reason::Method(identity.method()),
@@ -193,16 +216,30 @@ impl Gateway {
         ) {
             return resp;
         }
+        let _in_flight = InFlight::new(&self.metrics.in_flight);
         let rid = request_id(req.headers());
+        let span = request_span(req.method(), req.headers(), &rid);
         // Kept for the route's CORS headers, which every response of a CORS route carries.
         let origin = req.headers().get(http::header::ORIGIN).cloned();
         // What only the access log needs is kept only when the access log is on.
-        let logged = access_log::enabled().then(|| (req.method().clone(), req.uri().clone()));
+        let logged = access_log::enabled().then(|| {
+            RequestLine::new(
+                req.method().clone(),
+                req.uri().clone(),
+                req.version(),
+                req.headers(),
+            )
+        });
         let mut outcome = Outcome {
             logged: logged.is_some(),
             ..Outcome::default()
         };
-        let mut resp = match self.process(req, conn, &rid, &mut outcome).await {
+        let bytes_in = logged.as_ref().map(|l| l.bytes_in.clone());
+        let processed = self
+            .process(req, conn, &rid, &mut outcome, bytes_in)
+            .instrument(span.clone())
+            .await;
+        let mut resp = match processed {
             Ok(resp) => resp,
             Err(err) => {
                 let mapped = err.map();
@@ -211,8 +248,15 @@ impl Gateway {
                     outcome.upstream_error = Some(*u);
                 }
                 if let Some(a) = mapped.audit.filter(|a| a.decision == Decision::Deny) {
-                    tracing::debug!(request_id = ?rid, reason = a.reason.as_str(), detail = %err,
-                        "request denied");
+                    span.in_scope(|| {
+                        tracing::debug!(reason = a.reason.as_str(), detail = %err, "request denied")
+                    });
+                } else if mapped.status.is_server_error() {
+                    // The cause (DNS, refused, TLS, timeout, status) of a 5xx, on a line with
+                    // the request id and route.
+                    span.in_scope(|| {
+                        tracing::warn!(status = mapped.status.as_u16(), error = %err, "request failed")
+                    });
                 }
                 err.into_response()
             }
@@ -222,11 +266,25 @@ impl Gateway {
             cors::decorate(resp.headers_mut(), cors, origin.as_ref());
         }
         let status = resp.status().as_u16();
-        access_log::record(&self.metrics, &self.route_series, &outcome, status, started);
-        if let Some(request) = logged {
-            access_log::log(&rid, conn.peer.ip(), request, status, started, &outcome);
+        if otel::enabled() {
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
         }
-        resp
+        access_log::record(&self.metrics, &self.route_series, &outcome, status, started);
+        match logged {
+            Some(request) => access_log::Entry {
+                rid,
+                peer: conn.peer.ip(),
+                request,
+                status,
+                latency: started.elapsed(),
+                outcome,
+            }
+            .on_body_end(resp),
+            None => resp,
+        }
     }
 
     async fn process(
@@ -235,11 +293,19 @@ impl Gateway {
         conn: ConnInfo,
         rid: &HeaderValue,
         outcome: &mut Outcome,
+        bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> Result<Response<Body>, GatewayError> {
         let server = &self.config.server;
         let via_proxy = self.forward_proxy_stage(&mut req)?;
         // One authority, by the RFCs' rules, for routing, allow_from, forwarding and logs.
         let host = request_host(&mut req)?;
+        let span = tracing::Span::current();
+        if let Some(h) = &host {
+            span.record("host", tracing::field::display(h));
+            if outcome.logged {
+                outcome.host = Some(h.clone());
+            }
+        }
         // Route on the path every upstream resolves (see `path`); the normalised path is
         // also the one forwarded.
         let normal =
@@ -252,6 +318,7 @@ impl Gateway {
 
         let client = client_addr(conn.peer.ip(), req.headers(), &server.trusted_proxies);
         outcome.client = Some(client);
+        span.record("client.addr", tracing::field::display(client));
 
         if let (Some(login), Some(x)) = (&self.config.login_api, &self.exchange) {
             if let Some(endpoint) = login_api::endpoint(&login.path_prefix, req.uri().path()) {
@@ -265,7 +332,7 @@ impl Gateway {
         }
 
         let path = route_path.as_deref().unwrap_or(req.uri().path());
-        let route = match self.select(&req, host.as_deref(), path, rid, outcome)? {
+        let route = match self.select(&req, host.as_deref(), path, outcome)? {
             Selected::Route(route) => route,
             Selected::Preflight(resp) => return Ok(resp),
         };
@@ -305,12 +372,23 @@ impl Gateway {
                 .forward_proxy
                 .as_ref()
                 .is_none_or(|f| f.upstream_tls),
+            bytes_in,
         };
         let peer = Peer {
             ip: conn.peer.ip(),
             tls: conn.tls,
         };
-        let mut resp = forwarder.forward(req, peer, rid, &route, grant).await?;
+        let upstream = tracing::debug_span!(target: "cognito_gate::upstream", "upstream",
+            otel.kind = "client", http.response.status_code = Empty);
+        let sent = Instant::now();
+        let forwarded = forwarder
+            .forward(req, peer, rid, &route, grant)
+            .instrument(upstream.clone())
+            .await;
+        outcome.upstream_latency = Some(sent.elapsed());
+        let mut resp = forwarded?;
+        outcome.upstream_status = Some(resp.status().as_u16());
+        upstream.record("http.response.status_code", resp.status().as_u16());
         if route.cors.is_some() {
             // The route's CORS policy is the gateway's: an upstream's own headers (one that
             // reflects any Origin with credentials) never reach the browser.
@@ -318,4 +396,39 @@ impl Gateway {
         }
         Ok(resp)
     }
+}
+
+/// The span every line logged while serving a request carries: request id, method, then host,
+/// client address and route as they become known. With `[tracing]`, it is the request's server
+/// span, continuing the client's `traceparent`.
+/// The authorizer's checks run in one too.
+pub(crate) fn request_span(
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    rid: &HeaderValue,
+) -> tracing::Span {
+    let span = tracing::info_span!(target: "cognito_gate::request", "request",
+        request_id = %rid.to_str().unwrap_or(""),
+        method = %method,
+        host = Empty,
+        client.addr = Empty,
+        route = Empty,
+        amzn_trace_id = Empty,
+        otel.name = Empty,
+        otel.kind = Empty,
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    );
+    if let Some(v) = headers.get(access_log::X_AMZN_TRACE_ID) {
+        span.record(
+            "amzn_trace_id",
+            tracing::field::display(v.to_str().unwrap_or("")),
+        );
+    }
+    if otel::enabled() {
+        span.record("otel.kind", "server");
+        span.record("otel.name", method.as_str());
+        otel::continue_trace(&span, headers);
+    }
+    span
 }

@@ -50,7 +50,7 @@ struct Idle {
 #[derive(Debug)]
 pub(crate) enum DirectError {
     /// No TCP connection within the connect timeout, or refused.
-    Connect(String),
+    Connect(String, crate::cause::Cause),
     /// The connection failed or the upstream answered something that is not HTTP/1.
     Http(hyper::Error),
 }
@@ -159,8 +159,16 @@ impl DirectPool {
         let port = authority.port_u16().unwrap_or(80);
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
-            .map_err(|_| DirectError::Connect(format!("connect to {authority} timed out")))?
-            .map_err(|e| DirectError::Connect(format!("connect to {authority}: {e}")))?;
+            .map_err(|_| {
+                DirectError::Connect(
+                    format!("connect to {authority} timed out"),
+                    crate::cause::Cause::Timeout,
+                )
+            })?
+            .map_err(|e| {
+                let cause = crate::cause::Cause::of(&e);
+                DirectError::Connect(format!("connect to {authority}: {e}"), cause)
+            })?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await

@@ -41,6 +41,8 @@ pub struct Forwarder<'a> {
     /// `upstream = "origin"` reached by an absolute-form `http://` URL goes on over TLS
     /// (`[forward_proxy] upstream_tls`).
     pub origin_tls: bool,
+    /// Where the request body's bytes are counted, when the access log is on.
+    pub bytes_in: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What auth established, as forwarding needs it: the claims for the claim headers and the
@@ -98,7 +100,11 @@ impl Forwarder<'_> {
         }
 
         let path = strip_prefix(route, parts.uri.path());
-        let body = Capped::new(body, self.max_body_bytes).boxed();
+        let body = Capped::new(body, self.max_body_bytes)
+            .counting(self.bytes_in.clone())
+            .boxed();
+        // With `[tracing]`, the upstream continues the trace from the gateway's upstream span.
+        crate::observe::otel::inject(&mut headers);
         let origin;
         let upstream = match &route.upstream {
             UpstreamTarget::Origin => {

@@ -138,8 +138,9 @@ impl UpstreamClient {
                 return match tokio::time::timeout(timeout, self.direct.send(authority, req)).await {
                     Err(_) => Err(GatewayError::Upstream(UpstreamError::Timeout)),
                     Ok(Ok(resp)) => Ok(resp),
-                    Ok(Err(DirectError::Connect(why))) => {
-                        tracing::warn!(error = %why, kind = "connect", "upstream request failed");
+                    Ok(Err(DirectError::Connect(why, cause))) => {
+                        tracing::warn!(error = %why, kind = %"connect", cause = %cause.as_str(),
+                            "upstream request failed: {cause}");
                         Err(GatewayError::Upstream(UpstreamError::Connect))
                     }
                     Ok(Err(DirectError::Http(e))) => {
@@ -181,7 +182,9 @@ impl UpstreamClient {
                 } else {
                     UpstreamError::Protocol
                 };
-                tracing::warn!(error = %error_chain(&e), kind = kind.kind(), "upstream request failed");
+                let cause = crate::cause::Cause::of(&e);
+                tracing::warn!(error = %error_chain(&e), kind = %kind.kind(), cause = %cause.as_str(),
+                    "upstream request failed: {cause}");
                 Err(GatewayError::Upstream(kind))
             }
         }

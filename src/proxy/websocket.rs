@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
 use http::uri::Scheme;
@@ -168,7 +169,8 @@ pub async fn forward(
         ));
     }
     let upstream = hyper::upgrade::on(&mut resp);
-    tokio::spawn(run(client, upstream, tunnel));
+    // The tunnel's lines carry the request id and route of the request that opened it.
+    tokio::spawn(run(client, upstream, tunnel).in_current_span());
     let (parts, _) = resp.into_parts();
     Ok(Response::from_parts(parts, crate::body::empty()))
 }
@@ -183,9 +185,12 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|_| GatewayError::Upstream(UpstreamError::Protocol))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
+    tokio::spawn(
+        async move {
+            let _ = conn.with_upgrades().await;
+        }
+        .in_current_span(),
+    );
     sender
         .send_request(req)
         .await

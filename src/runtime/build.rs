@@ -104,6 +104,9 @@ pub(crate) fn build_gateway(
         }
         (None, None) => None,
     };
+    telemetry
+        .shared
+        .set_configured(config.shared_state.is_some() && exchange.is_some());
 
     // The forward proxy's destinations listed by exact name: `upstream = "origin"` reaches
     // whatever addresses they resolve to.

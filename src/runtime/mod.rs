@@ -87,6 +87,7 @@ impl RunningGateway {
         let gateway = self.current.load_full();
         let server = &gateway.config.server;
         gateway.readiness.start_draining();
+        self.telemetry.server.draining.set(1);
         let _ = self.drain.send(true);
         tracing::info!(
             drain_secs = server.shutdown_drain.as_secs_f64(),
@@ -143,6 +144,11 @@ pub async fn start_with(
                 ),
                 None => None,
             };
+            if let Some(ca) = &ca {
+                telemetry
+                    .server
+                    .certificate_expires("forward_proxy_ca", ca.not_after());
+            }
             Some(Arc::new(crate::forward::ForwardProxy {
                 ca,
                 metrics: telemetry.forward.clone(),
@@ -180,6 +186,9 @@ pub async fn start_with(
     if let Some(t) = &server.tls {
         let acceptor =
             tokio_rustls::TlsAcceptor::from(tls::server_config(t).map_err(StartError::Tls)?);
+        telemetry
+            .server
+            .certificate_expires("server", tls::not_after(&t.cert));
         let slot = Arc::new(ArcSwap::from_pointee(acceptor));
         tls_slot = Some(slot.clone());
         let tcp = bound(t.listen).await?;
@@ -218,7 +227,12 @@ pub async fn start_with(
         }
     }
     for l in to_serve {
-        tracing::info!(addr = ?l.tcp.local_addr().ok(), tls = l.tls.is_some(), role = ?l.role, "listening");
+        let addr = l
+            .tcp
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(addr = %addr, tls = l.tls.is_some(), role = %l.role.as_str(), "listening");
         listeners.push(tokio::spawn(server::serve(
             l,
             current.clone(),

@@ -36,6 +36,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         server,
         admin,
         log,
+        tracing,
         dev_idp,
         // Rebuilt on reload:
         cognito: _,
@@ -112,6 +113,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         (log.level.as_str(), log.format) != (old.log.level.as_str(), old.log.format),
     );
     differs("dev_idp", dev_idp.is_some() != old.dev_idp.is_some());
+    differs("tracing", *tracing != old.tracing);
     // The listeners; who may ask and the path prefix are read per check.
     let authz_listeners =
         |a: &Option<AuthzConfig>| a.as_ref().map(|a| (a.grpc_listen, a.http_listen));
@@ -135,7 +137,18 @@ impl RunningGateway {
     /// the new configuration while in-flight ones finish on the one they started with.
     /// Components that were replaced stop their background tasks when the last request using
     /// them ends.
-    pub async fn reload(&self, mut config: Config) -> Result<ReloadSummary, ReloadError> {
+    pub async fn reload(&self, config: Config) -> Result<ReloadSummary, ReloadError> {
+        let result = self.apply(config).await;
+        self.telemetry.server.reloaded(result.is_ok());
+        result
+    }
+
+    /// Counts a reload whose configuration did not even load (`cognito_gate_reloads_total`).
+    pub fn reload_rejected(&self) {
+        self.telemetry.server.reloaded(false);
+    }
+
+    async fn apply(&self, mut config: Config) -> Result<ReloadSummary, ReloadError> {
         let old = self.current.load_full();
         if old.readiness.is_draining() {
             return Err(ReloadError::Draining);
@@ -150,6 +163,9 @@ impl RunningGateway {
         let new_tls = match (&self.tls, &config.server.tls) {
             (Some(slot), Some(t)) => {
                 let acceptor = tls::server_config(t).map_err(StartError::Tls)?;
+                self.telemetry
+                    .server
+                    .certificate_expires("server", tls::not_after(&t.cert));
                 Some((slot, tokio_rustls::TlsAcceptor::from(acceptor)))
             }
             _ => None,

@@ -27,19 +27,22 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     pub fn new() -> Arc<Self> {
-        let mut registry = metrics::registry();
-        let requests = RequestMetrics::register(&mut registry);
-        let jwks = JwksMetrics::register(&mut registry);
-        let exchange = ExchangeMetrics::register(&mut registry);
-        let proxy = ProxyMetrics::register(&mut registry);
-        let server = ServerMetrics::register(&mut registry);
-        let shared = SharedMetrics::register(&mut registry);
-        let authz = AuthzMetrics::register(&mut registry);
-        let forward = ForwardMetrics::register(&mut registry);
-        metrics::register_build_info(&mut registry);
-        registry.register_collector(Box::new(crate::ops::process::ProcessCollector));
+        // The process families are the standard unprefixed `process_*`; everything else is
+        // `cognito_gate_*`.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::ops::process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(metrics::PREFIX);
+        let requests = RequestMetrics::register(registry);
+        let jwks = JwksMetrics::register(registry);
+        let exchange = ExchangeMetrics::register(registry);
+        let proxy = ProxyMetrics::register(registry);
+        let server = ServerMetrics::register(registry);
+        let shared = SharedMetrics::register(registry);
+        let authz = AuthzMetrics::register(registry);
+        let forward = ForwardMetrics::register(registry);
+        metrics::register_build_info(registry);
         Arc::new(Telemetry {
-            registry: Arc::new(registry),
+            registry: Arc::new(root),
             requests,
             jwks,
             exchange,
@@ -132,8 +135,20 @@ mod tests {
             "cognito_gate_connections_closed_total{reason=\"idle_timeout\"} 1",
             "cognito_gate_connections_closed_total{reason=\"h2_settings_flood\"} 0",
             "cognito_gate_websocket_connections_active{route=\"live\"} 0",
-            "cognito_gate_shared_state_up",
             "cognito_gate_build_info{version=\"",
+            "cognito_gate_reloads_total{outcome=\"error\"} 0",
+            "cognito_gate_draining 0",
+            "cognito_gate_requests_in_flight 0",
+            "process_open_fds ",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        // The shared state's families only while it is configured.
+        assert!(!text.contains("shared_state"), "{text}");
+        m.shared.set_configured(true);
+        let text = m.encode();
+        for name in [
+            "cognito_gate_shared_state_up 0",
             "cognito_gate_shared_state_tampering_total{kind=\"counter_negative\"} 0",
             "cognito_gate_shared_state_tampering_total{kind=\"counter_too_high\"} 0",
         ] {

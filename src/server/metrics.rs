@@ -1,11 +1,24 @@
-//! The listeners' metric families: connections open, and the connections the gateway closed
-//! itself, by why.
+//! The listeners' and the process's lifecycle metric families: connections open, the
+//! connections the gateway closed itself (by why), whether it drains, reloads by outcome, and
+//! when the certificates it serves expire.
 
 use std::fmt::Write as _;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
 use crate::metrics::{Counter, Family, Gauge, Registry};
+
+/// `{outcome="ok"}` or `{outcome="error"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// `{certificate="server"}` (the TLS listener's) or `{certificate="forward_proxy_ca"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CertificateLabel {
+    pub certificate: &'static str,
+}
 
 /// Why the gateway closed a client connection itself.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -50,6 +63,10 @@ pub(crate) struct ReasonLabel {
 pub struct ServerMetrics {
     pub connections_active: Gauge,
     connections_closed: Family<ReasonLabel, Counter>,
+    /// 1 from SIGTERM (readiness failing, connections told to go) until the process ends.
+    pub draining: Gauge,
+    reloads: Family<OutcomeLabel, Counter>,
+    certificate_expiry: Family<CertificateLabel, Gauge>,
 }
 
 impl ServerMetrics {
@@ -69,9 +86,52 @@ impl ServerMetrics {
         for reason in CloseReason::ALL {
             let _ = connections_closed.get_or_create(&ReasonLabel { reason });
         }
+        let draining = Gauge::default();
+        registry.register(
+            "draining",
+            "1 while the gateway drains after SIGTERM or SIGINT (readiness fails, requests are still served)",
+            draining.clone(),
+        );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads (SIGHUP) by outcome: ok, or error (the running configuration stayed)",
+            reloads.clone(),
+        );
+        for outcome in ["ok", "error"] {
+            let _ = reloads.get_or_create(&OutcomeLabel { outcome });
+        }
+        let certificate_expiry = Family::<CertificateLabel, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When a certificate the gateway serves or issues from stops being valid (notAfter, Unix seconds): server (the TLS listener's), forward_proxy_ca",
+            certificate_expiry.clone(),
+        );
         ServerMetrics {
             connections_active,
             connections_closed,
+            draining,
+            reloads,
+            certificate_expiry,
+        }
+    }
+
+    /// Counts a reload: applied, or rejected with the running configuration kept.
+    pub fn reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Records when `certificate` expires (`None`: it could not be read, and the series goes).
+    pub fn certificate_expires(&self, certificate: &'static str, not_after: Option<i64>) {
+        let label = CertificateLabel { certificate };
+        match not_after {
+            Some(t) => {
+                self.certificate_expiry.get_or_create(&label).set(t);
+            }
+            None => {
+                self.certificate_expiry.remove(&label);
+            }
         }
     }
 

@@ -44,6 +44,18 @@ pub enum Role {
     AuthzHttp,
 }
 
+impl Role {
+    /// The `role` log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Main => "main",
+            Role::Admin => "admin",
+            Role::AuthzGrpc => "authz_grpc",
+            Role::AuthzHttp => "authz_http",
+        }
+    }
+}
+
 /// Connection-level settings shared by every listener, and where connections are counted.
 #[derive(Clone)]
 pub struct ConnSettings {
@@ -193,7 +205,7 @@ pub(crate) async fn accept_loop<F, Fut>(
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
-    let local = tcp.local_addr().ok();
+    let local = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     loop {
         let permit = match &limit {
             Some(limit) => tokio::select! {
@@ -224,8 +236,11 @@ pub(crate) async fn accept_loop<F, Fut>(
     drop(tcp);
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(listener = ?local, remaining = tracker.len(),
-            "shutdown_grace expired; closing the remaining connections");
+        tracing::warn!(
+            listener = local,
+            remaining = tracker.len(),
+            "shutdown_grace expired; closing the remaining connections"
+        );
     }
 }
 

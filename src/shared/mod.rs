@@ -12,6 +12,7 @@ pub mod seal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use arc_swap::ArcSwapOption;
 use base64::Engine;
@@ -271,11 +272,16 @@ impl SharedState {
             return Err(Unavailable);
         }
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.query(cmd)).await;
+        let span = tracing::debug_span!(target: "cognito_gate::shared", "valkey",
+            otel.kind = "client", db.operation.name = op);
+        let result = tokio::time::timeout(self.timeout, self.query(cmd))
+            .instrument(span)
+            .await;
         let value = match result {
             Ok(Ok(v)) => redis::from_redis_value(v).ok(),
             Ok(Err(e)) => {
-                tracing::debug!(op, error = %e, "shared state operation failed");
+                let cause = crate::cause::Cause::of(&e);
+                tracing::debug!(op, error = %e, cause = %cause.as_str(), "shared state operation failed: {cause}");
                 None
             }
             Err(_) => None,

@@ -100,8 +100,8 @@ pub fn listening(line: &str) -> Option<(SocketAddr, String)> {
             )
         }
         Err(_) => {
-            let rest = &line[line.find("listening addr=Some(")? + "listening addr=Some(".len()..];
-            let addr = rest[..rest.find(')')?].to_string();
+            let rest = &line[line.find("listening addr=")? + "listening addr=".len()..];
+            let addr = rest.split_whitespace().next()?.to_string();
             if !rest.contains("tls=false") {
                 return None;
             }
@@ -112,7 +112,6 @@ pub fn listening(line: &str) -> Option<(SocketAddr, String)> {
             (addr, role)
         }
     };
-    let addr = addr.trim_start_matches("Some(").trim_end_matches(')');
     Some((addr.parse().ok()?, role))
 }
 
@@ -150,8 +149,8 @@ impl Served {
                 );
             };
             match listening(&line) {
-                Some((addr, role)) if role == "Main" => main = Some(addr),
-                Some((addr, role)) if role == "Admin" => admin_addr = Some(addr),
+                Some((addr, role)) if role == "main" => main = Some(addr),
+                Some((addr, role)) if role == "admin" => admin_addr = Some(addr),
                 _ => {}
             }
         }

@@ -22,6 +22,7 @@ mod login_api;
 mod routes;
 mod server;
 mod shared;
+mod tracing;
 
 use cognito::cognito;
 pub use exchange::DEFAULT_PRIVATE_API_TIMEOUT;
@@ -302,10 +303,12 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
             }
         }
     }
+    let tracing = raw.tracing.and_then(|t| tracing::tracing(&mut cx, t));
     Config {
         server,
         admin,
         log,
+        tracing,
         cognito,
         upstream,
         routes,
