@@ -16,6 +16,7 @@ pub mod cause;
 pub mod cli;
 pub mod client_key;
 pub mod config;
+#[cfg(feature = "dev-idp")]
 pub mod dev_idp;
 pub mod error;
 pub mod exchange;

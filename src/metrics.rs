@@ -32,6 +32,43 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
+/// The Prometheus text format 0.0.4 of what [`encode`] wrote (OpenMetrics): a counter family is
+/// named with its `_total` in `# HELP`/`# TYPE`, `info` is a gauge, `# UNIT` and `# EOF` go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            // Written once the family's type is known.
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "gauge" | "histogram" | "summary" => (name.to_string(), kind),
+                _ => (name.to_string(), "untyped"),
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        // A sample: its exemplar (` # {…}`) has no place in 0.0.4.
+        let sample = line.split(" # {").next().unwrap_or(line);
+        out.push_str(sample);
+        out.push('\n');
+    }
+    out
+}
+
 /// The buckets of every latency histogram: 0.25 ms .. ~65.5 s (19 doublings), past API
 /// Gateway's 29 s integration limit and the default route timeout, so a slow upstream shows in
 /// its own bucket rather than only in `+Inf`.
@@ -67,6 +104,28 @@ pub struct RouteLabel {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_text_format_names_counters_with_total_and_has_no_eof() {
+        let mut r = super::registry();
+        let c = super::Counter::<u64>::default();
+        c.inc();
+        r.register("hits", "Hits \"so far\"", c);
+        let g = super::Gauge::<i64>::default();
+        r.register("open", "Open", g);
+        let om = super::encode(&r);
+        assert!(om.contains("# TYPE cognito_gate_hits counter") && om.ends_with("# EOF\n"));
+        let text = super::to_prometheus_text(&om);
+        assert!(
+            text.contains("# HELP cognito_gate_hits_total Hits")
+                && text.contains(
+                    "# TYPE cognito_gate_hits_total counter\ncognito_gate_hits_total 1\n"
+                )
+                && text.contains("# TYPE cognito_gate_open gauge\ncognito_gate_open 0\n")
+                && !text.contains("EOF"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn latency_buckets_reach_past_the_longest_timeouts() {
         let last = 0.000_25 * 2f64.powi(i32::from(super::LATENCY_BUCKETS) - 1);

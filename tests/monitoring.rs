@@ -266,6 +266,64 @@ async fn every_metric_in_alerts_and_dashboard_is_exported() {
     gw.shutdown().await;
 }
 
+/// /metrics speaks OpenMetrics to a scraper that asks for it and the Prometheus text format
+/// 0.0.4 otherwise; promtool's linter (`check metrics`, which reads 0.0.4) finds nothing wrong.
+#[tokio::test]
+async fn metrics_are_served_in_both_text_formats_and_pass_promtool_lint() {
+    let (gw, _fixtures) = full_gateway().await;
+    let url = format!("http://{}/metrics", gw.admin_addr.unwrap());
+    let c = client();
+    let om = c
+        .get(&url)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(om.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let om = om.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE cognito_gate_requests counter"));
+    let plain = c.get(&url).send().await.unwrap();
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let plain = plain.text().await.unwrap();
+    assert!(!plain.contains("# EOF"));
+    assert!(plain.contains("# TYPE cognito_gate_requests_total counter"));
+    assert!(plain.contains("# TYPE process_cpu_seconds_total counter"));
+    let mut lint = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(plain.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{said}\n--- /metrics:\n{plain}"
+    );
+    gw.shutdown().await;
+}
+
 /// What the full gateway needs kept alive next to it.
 struct Fixtures {
     _dir: TempDir,

@@ -10,7 +10,7 @@
 //! Traefik: `authResponseHeaders`, Envoy: `allowed_upstream_headers`), with the ones to remove
 //! in `x-envoy-auth-headers-to-remove`. Deny is proxy mode's answer; nginx passes only 401 and
 //! 403 through and shows its own page, so the JSON body also travels in `x-cognito-gate-body`
-//! for its `error_page` locations (README, "Authorizer mode").
+//! for its `error_page` locations (docs/configuration.md, "Authorizer mode").
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -11,7 +11,9 @@ mod verify_token;
 
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigErrors, Source, EMBEDDED_DEFAULT};
+use crate::config::{Config, ConfigErrors};
+#[cfg(feature = "dev-idp")]
+use crate::config::{Source, EMBEDDED_DEFAULT};
 
 pub use aws::{aws_check, aws_template};
 pub use ca::{ca_export, ca_init};
@@ -45,14 +47,32 @@ pub fn load(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErrors> {
             if default.is_file() {
                 Config::load(&default).map(|c| (c, "config.toml".to_string()))
             } else {
-                let source = Source {
-                    name: "embedded default config".into(),
-                    base_dir: PathBuf::from("."),
-                };
-                Config::parse(EMBEDDED_DEFAULT, &source).map(|c| (c, source.name))
+                embedded()
             }
         }
     }
+}
+
+/// How the embedded configuration is named in logs and summaries.
+pub(crate) const EMBEDDED_NAME: &str = "embedded development config";
+
+/// The development configuration compiled into the binary (the shipped config.toml).
+#[cfg(feature = "dev-idp")]
+fn embedded() -> Result<(Config, String), ConfigErrors> {
+    let source = Source {
+        name: EMBEDDED_NAME.into(),
+        base_dir: PathBuf::from("."),
+    };
+    Config::parse(EMBEDDED_DEFAULT, &source).map(|c| (c, source.name))
+}
+
+/// A production build carries no configuration: it needs one given.
+#[cfg(not(feature = "dev-idp"))]
+fn embedded() -> Result<(Config, String), ConfigErrors> {
+    Err(ConfigErrors::single(
+        "",
+        "no configuration: pass --config PATH or put a config.toml in the working directory (this build has no embedded development configuration)",
+    ))
 }
 
 /// The runtime for the CLI's one-shot commands.

@@ -20,6 +20,11 @@ pub fn serve(config: Config, source: &str, path: Option<PathBuf>) -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             "starting"
         );
+        if source == super::EMBEDDED_NAME {
+            tracing::warn!(
+                "serving the embedded development configuration (the development IdP, its keys and demo passwords): for development only; give --config in production"
+            );
+        }
         // Signal handlers first, so a signal that arrives during start-up is not lost.
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

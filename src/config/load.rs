@@ -42,7 +42,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl ConfigErrors {
-    fn single(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn single(key: &str, message: impl Into<String>) -> Self {
         ConfigErrors(vec![ConfigError {
             key: key.to_string(),
             message: message.into(),

@@ -26,4 +26,5 @@ pub use validate::DEFAULT_PRIVATE_API_TIMEOUT;
 
 /// The configuration shipped with the project, used when no `--config` is given and
 /// `./config.toml` does not exist.
+#[cfg(feature = "dev-idp")]
 pub(crate) const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");

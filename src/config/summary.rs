@@ -98,6 +98,22 @@ impl Config {
             }
             out.push_str(&format!("authz from    {}\n", nets.join(", ")));
         }
+        if let Some(t) = &self.tracing {
+            // Header names only: their values are credentials.
+            let headers: Vec<&str> = t.headers.iter().map(|(k, _)| k.as_str()).collect();
+            out.push_str(&format!(
+                "tracing       OTLP/{} {} (sample_ratio {}, service {}{})\n",
+                t.protocol.as_str(),
+                t.endpoint,
+                t.sample_ratio,
+                t.service_name,
+                if headers.is_empty() {
+                    String::new()
+                } else {
+                    format!(", headers {}", headers.join(","))
+                }
+            ));
+        }
         if let Some(d) = &self.dev_idp {
             out.push_str(&format!(
                 "dev idp       http://{} ({} users; development only)\n",

@@ -17,11 +17,22 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat, TracingConfig};
 
-/// Spans the exporter is given: the gateway's own, at debug level or above.
-fn exported(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span()
-        && meta.target().starts_with("cognito_gate")
-        && *meta.level() <= tracing::Level::DEBUG
+/// The log lines' layer: text, or JSON with the span fields as top-level keys.
+fn lines<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(json::SpanFields)
+            .event_format(json::JsonLines)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
 }
 
 /// Log lines only (the command-line tools).
@@ -40,29 +51,30 @@ pub(crate) fn init(
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let lines = match log.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(json::JsonLines)
-            .with_writer(std::io::stderr)
-            .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .boxed(),
-    };
     let exporting = match tracing {
         Some(cfg) => otel::Exporting::start(cfg)?,
         None => otel::Exporting::off(),
     };
-    let spans = exporting
-        .layer()
-        .map(|l| l.with_filter(tracing_subscriber::filter::filter_fn(exported)));
-    let installed = tracing_subscriber::registry()
-        .with(lines.with_filter(filter))
-        .with(spans)
-        .try_init()
-        .is_ok();
+    // Two shapes, so that without an exporter the filter is global: a callsite it disables
+    // (hyper's, h2's, the gateway's debug spans) is cached as disabled and costs nothing. With
+    // one, each layer has its own filter: the log lines the configured level, the exporter the
+    // gateway's own spans and events at debug and above.
+    let installed = match exporting.layer() {
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(lines(log.format))
+            .try_init()
+            .is_ok(),
+        Some(spans) => {
+            let ours = tracing_subscriber::filter::Targets::new()
+                .with_target("cognito_gate", tracing::Level::DEBUG);
+            tracing_subscriber::registry()
+                .with(lines(log.format).with_filter(filter))
+                .with(spans.with_filter(ours))
+                .try_init()
+                .is_ok()
+        }
+    };
     if installed && tracing.is_some() {
         otel::set_enabled();
     }

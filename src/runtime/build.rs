@@ -10,6 +10,7 @@ use tokio::sync::{watch, Semaphore};
 use super::telemetry::Telemetry;
 use super::StartError;
 use crate::config::{self, Config};
+#[cfg(feature = "dev-idp")]
 use crate::dev_idp;
 use crate::error::UpstreamError;
 use crate::exchange::Exchange;
@@ -181,6 +182,7 @@ pub(crate) type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
 /// Points a configuration at the running dev IdP bound on `bound`: `[private_api]` defaults to
 /// its `/dev` stage, and URLs naming its configured listen address with port 0
 /// (`private_api.base_url`, `cognito.jwks.url`) get the port it bound.
+#[cfg(feature = "dev-idp")]
 pub(crate) fn point_at_dev_idp(
     config: &mut Config,
     bound: SocketAddr,
@@ -224,10 +226,11 @@ pub(crate) fn point_at_dev_idp(
 
 /// Starts the embedded dev IdP when `[dev_idp]` is configured, and points the configuration at
 /// it (see `point_at_dev_idp`).
+#[cfg(feature = "dev-idp")]
 pub(crate) async fn start_dev_idp(
     config: &mut Config,
     stop: watch::Receiver<bool>,
-) -> Result<Option<dev_idp::RunningDevIdp>, StartError> {
+) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>, StartError> {
     let (Some(cfg), Some(exchange)) = (&config.dev_idp, &config.exchange) else {
         return Ok(None);
     };
@@ -243,5 +246,15 @@ pub(crate) async fn start_dev_idp(
             other => StartError::DevIdp(other),
         })?;
     point_at_dev_idp(config, running.addr).map_err(StartError::DevIdpUrl)?;
-    Ok(Some(running))
+    Ok(Some((running.addr, running.task)))
+}
+
+/// A build without the `dev-idp` feature refuses `[dev_idp]` when validating the configuration:
+/// there is nothing to start.
+#[cfg(not(feature = "dev-idp"))]
+pub(crate) async fn start_dev_idp(
+    _config: &mut Config,
+    _stop: watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>, StartError> {
+    Ok(None)
 }

@@ -38,6 +38,7 @@ pub enum StartError {
     Upstream(#[source] crate::tls::TlsError),
     #[error("{0}")]
     Exchange(#[from] crate::exchange::BuildError),
+    #[cfg(feature = "dev-idp")]
     #[error(transparent)]
     DevIdp(crate::dev_idp::DevIdpStartError),
     #[error("dev IdP URL: {0}")]
@@ -119,9 +120,9 @@ pub async fn start_with(
 
     // The dev IdP comes first: the JWKS fetch and the service-account logins below call it.
     let dev_idp_addr = match build::start_dev_idp(&mut config, stop_rx.clone()).await? {
-        Some(running) => {
-            listeners.push(running.task);
-            Some(running.addr)
+        Some((addr, task)) => {
+            listeners.push(task);
+            Some(addr)
         }
         None => None,
     };

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use super::build::{build_gateway, point_at_dev_idp, same_arc};
+#[cfg(feature = "dev-idp")]
+use super::build::point_at_dev_idp;
+use super::build::{build_gateway, same_arc};
 use super::{RunningGateway, StartError};
 use crate::config::{AuthzConfig, Config, ForwardProxyConfig, ServerConfig, TlsConfig};
 use crate::tls;
@@ -148,14 +150,19 @@ impl RunningGateway {
         self.telemetry.server.reloaded(false);
     }
 
-    async fn apply(&self, mut config: Config) -> Result<ReloadSummary, ReloadError> {
+    async fn apply(&self, config: Config) -> Result<ReloadSummary, ReloadError> {
         let old = self.current.load_full();
         if old.readiness.is_draining() {
             return Err(ReloadError::Draining);
         }
-        if let Some(addr) = self.dev_idp_addr {
-            point_at_dev_idp(&mut config, addr).map_err(StartError::DevIdpUrl)?;
-        }
+        #[cfg(feature = "dev-idp")]
+        let config = {
+            let mut config = config;
+            if let Some(addr) = self.dev_idp_addr {
+                point_at_dev_idp(&mut config, addr).map_err(StartError::DevIdpUrl)?;
+            }
+            config
+        };
         let mut summary = ReloadSummary {
             needs_restart: needs_restart(&old.config, &config),
             ..ReloadSummary::default()

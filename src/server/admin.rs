@@ -20,12 +20,30 @@ pub struct AdminView<'a> {
 pub fn respond<B>(view: &AdminView<'_>, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/metrics" {
-        let mut resp = Response::new(crate::body::full(metrics::encode(view.registry)));
+        // OpenMetrics for a scraper that asks for it (Prometheus does); the Prometheus text
+        // format 0.0.4 for anything else (curl, older agents).
+        let openmetrics = req
+            .headers()
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/openmetrics-text"));
+        let text = metrics::encode(view.registry);
+        let (body, content_type) = if openmetrics {
+            (
+                text,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            (
+                metrics::to_prometheus_text(&text),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        };
+        let mut resp = Response::new(crate::body::full(body));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
+            http::HeaderValue::from_static(content_type),
         );
         return resp;
     }

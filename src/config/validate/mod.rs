@@ -247,6 +247,12 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
     }
     let service_accounts = exchange::service_accounts(&mut cx, raw.service_accounts);
     let login_api = raw.login_api.map(|l| login_api::login_api(&mut cx, l));
+    if cfg!(not(feature = "dev-idp")) && raw.dev_idp.is_some() {
+        cx.err(
+            "dev_idp",
+            "this build has no development IdP (it was built without the dev-idp feature, as production images are)",
+        );
+    }
     let dev_idp = raw.dev_idp.map(|d| dev_idp::dev_idp(&mut cx, d));
     let shared_state = raw.shared_state.map(|s| shared::shared_state(&mut cx, s));
     if shared_state.is_some() && exchange.is_none() {
