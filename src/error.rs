@@ -13,6 +13,7 @@ pub use crate::audit::{Audit, Decision, Reason};
 use crate::body::{full, Body};
 use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
+use crate::throttle::{Refusal, Throttled};
 
 pub(crate) const MSG_UNAUTHORIZED: &str = "Unauthorized";
 pub(crate) const MSG_EXPIRED: &str = "The incoming token has expired";
@@ -126,6 +127,21 @@ pub enum GatewayError {
     /// when it could not be reached.
     #[error("forward proxy destination refused: {0}")]
     ProxyDestination(&'static str),
+    /// A `[throttle]` limit is exhausted: 429 with `Retry-After` and the `RateLimit` headers.
+    #[error("throttled by limit {:?}", .0.limit)]
+    Throttled(Box<Throttled>),
+    /// An api_key-limited route without a known API key: 403, API Gateway's answer.
+    #[error("no known API key")]
+    ApiKeyRequired,
+}
+
+impl From<Refusal> for GatewayError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::ApiKey => GatewayError::ApiKeyRequired,
+            Refusal::Limited(t) => GatewayError::Throttled(t),
+        }
+    }
 }
 
 /// The JSON body of an error response.
@@ -344,6 +360,16 @@ impl GatewayError {
                 Challenge::None,
                 None,
             ),
+            GatewayError::Throttled(_) => (
+                plain(StatusCode::TOO_MANY_REQUESTS, MSG_TOO_MANY),
+                Challenge::None,
+                None,
+            ),
+            GatewayError::ApiKeyRequired => (
+                plain(StatusCode::FORBIDDEN, MSG_FORBIDDEN),
+                Challenge::None,
+                None,
+            ),
         };
         Mapped {
             status,
@@ -395,11 +421,25 @@ impl GatewayError {
                 resp.headers_mut()
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
+            GatewayError::Throttled(t) => {
+                let h = resp.headers_mut();
+                h.insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(t.retry_after_secs()),
+                );
+                h.insert(RATELIMIT_POLICY, t.policy.clone());
+                h.insert(RATELIMIT, t.ratelimit());
+            }
             _ => {}
         }
         resp
     }
 }
+
+/// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers).
+pub(crate) const RATELIMIT_POLICY: http::HeaderName =
+    http::HeaderName::from_static("ratelimit-policy");
+pub(crate) const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 /// RFC 9209's response header.
 pub(crate) const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");
@@ -470,6 +510,21 @@ mod tests {
         (u16, ErrorBody, Option<&'static str>),
         (u16, ErrorBody),
     );
+
+    #[test]
+    fn a_throttled_answer_says_when_to_retry() {
+        let resp = GatewayError::Throttled(Box::new(Throttled {
+            limit: "per_app".into(),
+            retry_after: std::time::Duration::from_millis(1200),
+            policy: HeaderValue::from_static("\"per_app\";q=20;w=4"),
+        }))
+        .into_response();
+        assert_eq!(resp.status(), 429);
+        let h = resp.headers();
+        assert_eq!(h["retry-after"], "2");
+        assert_eq!(h["ratelimit-policy"], "\"per_app\";q=20;w=4");
+        assert_eq!(h["ratelimit"], "\"per_app\";r=0;t=2");
+    }
 
     /// Pins the status, body, challenge and audit of every variant (and of every exchange
     /// error on both sides that map it).
@@ -666,6 +721,24 @@ mod tests {
                 msg(MSG_UNAVAILABLE),
                 None,
                 deny(Reason::ServiceTokenUnavailable),
+            ),
+            (
+                GatewayError::Throttled(Box::new(Throttled {
+                    limit: "per_app".into(),
+                    retry_after: std::time::Duration::from_millis(1200),
+                    policy: HeaderValue::from_static("\"per_app\";q=20;w=4"),
+                })),
+                429,
+                msg("Too Many Requests"),
+                None,
+                None,
+            ),
+            (
+                GatewayError::ApiKeyRequired,
+                403,
+                msg("Forbidden"),
+                None,
+                None,
             ),
         ];
         // Every exchange error, on a Basic route and in each login API endpoint.

@@ -36,6 +36,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod shared;
+pub mod throttle;
 pub mod tls;
 
 pub use runtime::{start, start_with, ReloadError, ReloadSummary, RunningGateway, StartError};

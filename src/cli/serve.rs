@@ -77,6 +77,8 @@ async fn reload(running: &crate::RunningGateway, path: Option<&PathBuf>) {
                 keys_rebuilt = summary.keys_rebuilt,
                 exchange_rebuilt = summary.exchange_rebuilt,
                 tls_reloaded = summary.tls_reloaded,
+                limits_reset = summary.limits_reset.join(","),
+                api_keys = summary.api_keys,
                 "configuration reloaded"
             );
             if !summary.needs_restart.is_empty() {

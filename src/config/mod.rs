@@ -6,7 +6,8 @@
 //! - `load.rs`: reading, `${ENV}` substitution, serde errors, the error list;
 //! - `raw.rs`: the serde mirror of the file;
 //! - `validate/`: raw -> typed, one file per section, defaults as named constants;
-//! - `summary.rs`: what `check-config` prints.
+//! - `summary.rs`: what `check-config` prints;
+//! - `observe.rs`, `modes.rs`, `throttle.rs`: the typed sections kept apart from `types.rs`.
 
 mod env;
 mod load;
@@ -14,6 +15,7 @@ mod modes;
 mod observe;
 mod raw;
 mod summary;
+mod throttle;
 mod types;
 mod validate;
 
@@ -21,6 +23,7 @@ pub(crate) use load::join_key;
 pub use load::{ConfigError, ConfigErrors, Source};
 pub use modes::*;
 pub use observe::*;
+pub use throttle::*;
 pub use types::*;
 pub use validate::DEFAULT_PRIVATE_API_TIMEOUT;
 

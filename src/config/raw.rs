@@ -23,6 +23,37 @@ pub(crate) struct RawConfig {
     pub authz: Option<RawAuthz>,
     pub forward_proxy: Option<RawForwardProxy>,
     pub tracing: Option<RawTracing>,
+    pub throttle: BTreeMap<String, RawThrottle>,
+}
+
+/// One `[throttle.NAME]`: a limit (`rate`/`burst` or `quota`/`period`, and `key`), or, under
+/// the name `api_keys`, the API keys (`header`, `file`, `keys`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawThrottle {
+    pub rate: Option<f64>,
+    pub burst: Option<i64>,
+    pub quota: Option<i64>,
+    pub period: Option<String>,
+    pub key: Option<String>,
+    pub header: Option<String>,
+    pub file: Option<String>,
+    pub keys: Vec<RawApiKey>,
+}
+
+/// `[[keys]]` of an API keys file, or of `[throttle.api_keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub name: Option<String>,
+    pub key: Option<String>,
+}
+
+/// An API keys file: `[[keys]] name = "…" key = "…"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawApiKeysFile {
+    pub keys: Vec<RawApiKey>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +221,7 @@ pub(crate) struct RawRoute {
     pub websocket_idle_timeout: Option<String>,
     pub websocket_max_lifetime: Option<String>,
     pub case_insensitive: bool,
+    pub throttle: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

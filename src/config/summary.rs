@@ -121,6 +121,22 @@ impl Config {
                 d.users.len()
             ));
         }
+        if self.routes.iter().any(|r| !r.throttle.is_empty()) {
+            out.push_str(&format!(
+                "throttle      {} limits, {}{}\n",
+                self.throttle.limits.len(),
+                if self.shared_state.is_some() {
+                    "fleet-wide through [shared_state]"
+                } else {
+                    "per replica"
+                },
+                self.throttle
+                    .api_keys
+                    .as_ref()
+                    .map(|k| format!(", {} API keys in {}", k.keys.len(), k.header))
+                    .unwrap_or_default()
+            ));
+        }
         out.push_str(&format!("routes        {}\n", self.routes.len()));
         for r in &self.routes {
             let upstream = match &r.upstream {
@@ -149,6 +165,15 @@ impl Config {
             if r.case_insensitive {
                 extra.push_str(" case_insensitive");
             }
+            if !r.throttle.is_empty() {
+                let limits: Vec<String> = r
+                    .throttle
+                    .iter()
+                    .filter_map(|n| self.throttle.limits.get(n))
+                    .map(describe_limit)
+                    .collect();
+                extra.push_str(&format!(" throttle={}", limits.join(",")));
+            }
             let methods = if r.methods.is_empty() {
                 "*".to_string()
             } else {
@@ -172,6 +197,17 @@ impl Config {
         }
         out
     }
+}
+
+/// `per_app(50/s burst 100 by client_id)`, `daily(100000/day by api_key)`.
+fn describe_limit(l: &crate::config::LimitConfig) -> String {
+    let what = match l.kind {
+        crate::config::LimitKind::Rate { rate, burst } => format!("{rate}/s burst {burst}"),
+        crate::config::LimitKind::Quota { quota, period } => {
+            format!("{quota}/{}", period.as_str())
+        }
+    };
+    format!("{}({what} by {})", l.name, l.key.as_str())
 }
 
 /// The pools a route accepts tokens of, for the summary; `None` without [cognito].

@@ -27,6 +27,8 @@ pub struct Config {
     pub shared_state: Option<SharedStateConfig>,
     pub authz: Option<AuthzConfig>,
     pub forward_proxy: Option<ForwardProxyConfig>,
+    /// `[throttle.*]`: named limits (empty when none).
+    pub throttle: crate::config::ThrottleConfig,
 }
 
 /// `[shared_state]`: exchange state shared by a fleet of replicas in Valkey or Redis.
@@ -418,6 +420,9 @@ pub struct RouteConfig {
     /// Route paths that match `path_prefix` ignoring ASCII case here (for case-insensitive
     /// upstreams); without it such a path is refused rather than served by a shorter prefix.
     pub case_insensitive: bool,
+    /// The names of the `[throttle.NAME]` limits that apply, in order (the first exhausted
+    /// one answers).
+    pub throttle: Vec<String>,
 }
 
 /// A route's CORS policy, its header values made once.

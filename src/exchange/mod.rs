@@ -31,7 +31,6 @@ pub use service::ServiceAccounts;
 
 use crate::config::{Config, TokenUsePolicy};
 use crate::jwt::{RoutePolicy, TokenUse, Verified, Verifier};
-use crate::shared::metrics::SharedMetrics;
 use crate::shared::SharedState;
 use fleet::Fleet;
 use metrics::ExchangeMetrics;
@@ -75,8 +74,6 @@ impl CognitoCalls for PrivateApi {
 pub enum BuildError {
     #[error("private_api: {0}")]
     PrivateApi(#[from] crate::tls::ClientError),
-    #[error(transparent)]
-    SharedState(#[from] crate::shared::SharedStateError),
 }
 
 /// The credential-exchange side of the gateway.
@@ -97,7 +94,7 @@ impl Exchange {
         config: &Config,
         verifier: &Arc<Verifier>,
         metrics: &ExchangeMetrics,
-        shared_metrics: &SharedMetrics,
+        shared: Option<Arc<SharedState>>,
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<Exchange>, BuildError> {
         let (Some(api_cfg), Some(ex_cfg)) = (&config.private_api, &config.exchange) else {
@@ -109,16 +106,6 @@ impl Exchange {
                 .with_metrics(metrics.clone()),
         );
         let clock = system_clock();
-        let shared = match &config.shared_state {
-            Some(cfg) => Some(Arc::new(
-                SharedState::new(cfg, Some(shared_metrics.clone()))
-                    .map_err(BuildError::SharedState)?,
-            )),
-            None => None,
-        };
-        if let Some(s) = &shared {
-            s.start_probe(shutdown.clone());
-        }
         let fleet = shared.as_ref().map(|s| {
             Arc::new(Fleet::new(
                 s.clone(),

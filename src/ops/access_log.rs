@@ -38,6 +38,10 @@ pub struct Outcome {
     /// The upstream's answer and how long it took to its response headers.
     pub upstream_status: Option<u16>,
     pub upstream_latency: Option<Duration>,
+    /// The limit that answered 429 (`[throttle.NAME]`).
+    pub throttled: Option<Arc<str>>,
+    /// The name of the API key the request presented (never the key).
+    pub api_key: Option<Arc<str>>,
 }
 
 /// What the access line says of the request itself, kept only when the access log is on.
@@ -225,6 +229,8 @@ impl Entry {
             auth.reason = %reason,
             sub = %outcome.sub.as_deref().unwrap_or(""),
             client_id = %outcome.client_id.as_deref().unwrap_or(""),
+            api_key = %outcome.api_key.as_deref().unwrap_or(""),
+            throttled = %outcome.throttled.as_deref().unwrap_or(""),
             user_agent = %text(r.user_agent.as_ref()),
             amzn_trace_id = %text(r.amzn_trace_id.as_ref()),
         );

@@ -67,6 +67,10 @@ pub struct Gateway {
     pub upstream: UpstreamClient,
     pub readiness: Readiness,
     pub exchange: Option<Exchange>,
+    /// `[shared_state]`'s client, shared by the exchange and the throttle.
+    pub shared: Option<Arc<crate::shared::SharedState>>,
+    /// `[throttle]`, when a route is throttled.
+    pub throttle: Option<Arc<crate::throttle::Throttle>>,
     pub metrics: RequestMetrics,
     /// Where WebSocket tunnels are counted.
     pub proxy_metrics: ProxyMetrics,
@@ -169,6 +173,47 @@ impl Gateway {
             outcome.client_id = v.client_id().map(str::to_string);
         }
         Ok(identity)
+    }
+
+    /// The route's limits keyed by route, address or API key (and a known API key where one
+    /// is required), before authorization; the API key's name, when the route takes one.
+    pub(crate) async fn throttle_before(
+        &self,
+        route: &RouteConfig,
+        headers: &http::HeaderMap,
+        client: std::net::IpAddr,
+        outcome: &mut Outcome,
+    ) -> Result<Option<Arc<str>>, GatewayError> {
+        let Some(t) = &self.throttle else {
+            return Ok(None);
+        };
+        let mut api_key = None;
+        let decided = t
+            .before_auth(&route.name, headers, client, &mut api_key)
+            .await;
+        if outcome.logged {
+            outcome.api_key.clone_from(&api_key);
+        }
+        decided.map_err(|r| refused(r, outcome))?;
+        Ok(api_key)
+    }
+
+    /// The route's limits keyed by identity, then its quotas: after authorization, as the
+    /// request goes upstream.
+    pub(crate) async fn throttle_after(
+        &self,
+        route: &RouteConfig,
+        identity: &auth::Identity,
+        api_key: Option<&str>,
+        client: std::net::IpAddr,
+        outcome: &mut Outcome,
+    ) -> Result<(), GatewayError> {
+        let Some(t) = &self.throttle else {
+            return Ok(());
+        };
+        t.after_auth(&route.name, identity.verified(), api_key, client)
+            .await
+            .map_err(|r| refused(r, outcome))
     }
 
     /// The forward proxy's part of a request, when `[forward_proxy]` is configured: an
@@ -341,6 +386,16 @@ impl Gateway {
             return Err(GatewayError::NoRoute);
         }
         admit(&req, &route, client, server.max_body_bytes)?;
+        let api_key = self
+            .throttle_before(&route, req.headers(), client, outcome)
+            .await?;
+        if let (Some(_), Some(header)) = (
+            &api_key,
+            self.throttle.as_ref().and_then(|t| t.api_key_header()),
+        ) {
+            // The gateway's credential, not the upstream's.
+            req.headers_mut().remove(header);
+        }
 
         let identity = match self.authorize(req.headers(), &route, client, outcome).await {
             // Through the forward proxy, "no credential" for Basic asks for the proxy's.
@@ -349,6 +404,8 @@ impl Gateway {
             }
             r => r?,
         };
+        self.throttle_after(&route, &identity, api_key.as_deref(), client, outcome)
+            .await?;
         let verified = identity.verified();
         let grant = Grant {
             claims: verified.map(|v| &v.claims),
@@ -396,6 +453,14 @@ impl Gateway {
         }
         Ok(resp)
     }
+}
+
+/// A throttle's refusal as the error it answers with; the limit goes to the access log.
+fn refused(r: crate::throttle::Refusal, outcome: &mut Outcome) -> GatewayError {
+    if let crate::throttle::Refusal::Limited(t) = &r {
+        outcome.throttled = Some(t.limit.clone());
+    }
+    r.into()
 }
 
 /// The span every line logged while serving a request carries: request id, method, then host,

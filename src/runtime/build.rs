@@ -20,6 +20,8 @@ use crate::pipeline::Gateway;
 use crate::pipeline::RouteTable;
 use crate::proxy::websocket::RouteGenerations;
 use crate::proxy::UpstreamClient;
+use crate::shared::SharedState;
+use crate::throttle::Throttle;
 
 /// How many pools fetch their keys at once.
 pub(crate) const JWKS_FETCH_CONCURRENCY: usize = 8;
@@ -81,6 +83,19 @@ pub(crate) fn build_gateway(
         }
     };
 
+    // One client for the fleet's state, shared by the exchange and the throttle; kept while
+    // `[shared_state]` is unchanged.
+    let shared = match previous.filter(|p| p.config.shared_state == config.shared_state) {
+        Some(p) => p.shared.clone(),
+        None => match &config.shared_state {
+            Some(cfg) => {
+                let s = Arc::new(SharedState::new(cfg, Some(telemetry.shared.clone()))?);
+                s.start_probe(stop.clone());
+                Some(s)
+            }
+            None => None,
+        },
+    };
     let keep_exchange = previous.filter(|p| {
         same_arc(p.authorizer.as_ref(), authorizer.as_ref())
             && p.config.private_api == config.private_api
@@ -99,15 +114,19 @@ pub(crate) fn build_gateway(
     });
     let exchange = match (keep_exchange, &exchange_verifier) {
         (Some(p), _) => p.exchange.clone(),
-        (None, Some(v)) => {
-            Exchange::build(&config, v, &telemetry.exchange, &telemetry.shared, stop)
-                .map_err(StartError::from)?
-        }
+        (None, Some(v)) => Exchange::build(&config, v, &telemetry.exchange, shared.clone(), stop)
+            .map_err(StartError::from)?,
         (None, None) => None,
     };
     telemetry
         .shared
-        .set_configured(config.shared_state.is_some() && exchange.is_some());
+        .set_configured(config.shared_state.is_some());
+    let throttle = Throttle::build(
+        &config,
+        previous.and_then(|p| p.throttle.as_deref()),
+        shared.clone(),
+        &telemetry.throttle,
+    );
 
     // The forward proxy's destinations listed by exact name: `upstream = "origin"` reaches
     // whatever addresses they resolve to.
@@ -157,6 +176,8 @@ pub(crate) fn build_gateway(
         authorizer,
         upstream,
         exchange,
+        shared,
+        throttle,
         metrics: telemetry.requests.clone(),
         proxy_metrics: telemetry.proxy.clone(),
         generations: RouteGenerations::new(

@@ -38,6 +38,8 @@ pub enum StartError {
     Upstream(#[source] crate::tls::TlsError),
     #[error("{0}")]
     Exchange(#[from] crate::exchange::BuildError),
+    #[error(transparent)]
+    SharedState(#[from] crate::shared::SharedStateError),
     #[cfg(feature = "dev-idp")]
     #[error(transparent)]
     DevIdp(crate::dev_idp::DevIdpStartError),

@@ -18,6 +18,11 @@ pub struct ReloadSummary {
     pub keys_rebuilt: bool,
     pub exchange_rebuilt: bool,
     pub tls_reloaded: bool,
+    /// `[throttle.NAME]` limits that start afresh (new or changed); the others keep their
+    /// buckets and counts.
+    pub limits_reset: Vec<String>,
+    /// API keys known after the reload.
+    pub api_keys: usize,
     /// Settings that only a restart applies (listen addresses, connection settings, logging,
     /// the dev IdP).
     pub needs_restart: Vec<&'static str>,
@@ -49,6 +54,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         service_accounts: _,
         login_api: _,
         shared_state: _,
+        throttle: _,
         authz,
         forward_proxy,
     } = new;
@@ -184,6 +190,10 @@ impl RunningGateway {
             old.exchange.as_ref().map(|x| &x.api),
             gateway.exchange.as_ref().map(|x| &x.api),
         );
+        if let Some(t) = &gateway.throttle {
+            summary.limits_reset = t.reset_since(old.throttle.as_deref());
+            summary.api_keys = t.api_key_count();
+        }
         if let Some((slot, acceptor)) = new_tls {
             slot.store(Arc::new(acceptor));
             summary.tls_reloaded = true;

@@ -12,6 +12,7 @@ use crate::ops::metrics::RequestMetrics;
 use crate::proxy::metrics::ProxyMetrics;
 use crate::server::metrics::ServerMetrics;
 use crate::shared::metrics::SharedMetrics;
+use crate::throttle::metrics::ThrottleMetrics;
 
 pub(crate) struct Telemetry {
     registry: Arc<Registry>,
@@ -23,6 +24,7 @@ pub(crate) struct Telemetry {
     pub server: ServerMetrics,
     pub authz: AuthzMetrics,
     pub forward: ForwardMetrics,
+    pub throttle: ThrottleMetrics,
 }
 
 impl Telemetry {
@@ -40,6 +42,7 @@ impl Telemetry {
         let shared = SharedMetrics::register(registry);
         let authz = AuthzMetrics::register(registry);
         let forward = ForwardMetrics::register(registry);
+        let throttle = ThrottleMetrics::register(registry);
         metrics::register_build_info(registry);
         Arc::new(Telemetry {
             registry: Arc::new(root),
@@ -51,6 +54,7 @@ impl Telemetry {
             server,
             authz,
             forward,
+            throttle,
         })
     }
 

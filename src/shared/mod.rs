@@ -5,6 +5,7 @@
 //! paused with a doubling backoff (100 ms .. 5 s) after failures, so a dead server is probed,
 //! not hammered. The state change is logged once each way. Values are sealed (`seal.rs`).
 
+mod buckets;
 mod counters;
 pub mod metrics;
 pub mod seal;
@@ -21,6 +22,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, RedisError};
 
+pub(crate) use buckets::Lease;
 pub use seal::Sealer;
 
 use crate::config::SharedStateConfig;

@@ -22,6 +22,7 @@ mod login_api;
 mod routes;
 mod server;
 mod shared;
+mod throttle;
 mod tracing;
 
 use cognito::cognito;
@@ -255,12 +256,7 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
     }
     let dev_idp = raw.dev_idp.map(|d| dev_idp::dev_idp(&mut cx, d));
     let shared_state = raw.shared_state.map(|s| shared::shared_state(&mut cx, s));
-    if shared_state.is_some() && exchange.is_none() {
-        cx.err(
-            "shared_state",
-            "only the exchange's state is shared: it needs [exchange]",
-        );
-    }
+    let throttle = throttle::throttle(&mut cx, raw.throttle);
     let needs_exchange = !service_accounts.is_empty() || login_api.is_some();
     if needs_exchange && exchange.is_none() {
         cx.err(
@@ -280,6 +276,11 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         has_exchange: exchange.is_some(),
         exchange_pool: exchange.as_ref().map(|e| e.pool.clone()),
         service_accounts: service_accounts.iter().map(|a| a.name.clone()).collect(),
+        limits: throttle
+            .limits
+            .iter()
+            .map(|(n, l)| (n.clone(), l.key))
+            .collect(),
     };
     let routes = routes(&mut cx, raw.routes, &known);
     let authz = raw.authz.map(|a| authz::authz(&mut cx, a));
@@ -326,5 +327,6 @@ pub(super) fn validate(raw: RawConfig, source: &Source, errors: &mut Vec<ConfigE
         shared_state,
         authz,
         forward_proxy,
+        throttle,
     }
 }

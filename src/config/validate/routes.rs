@@ -13,6 +13,8 @@ pub(super) struct RouteContext {
     /// The pool the exchange logs into, when there is an exchange.
     pub(super) exchange_pool: Option<String>,
     pub(super) service_accounts: Vec<String>,
+    /// `[throttle.NAME]` limits by name, with what each is keyed by.
+    pub(super) limits: std::collections::BTreeMap<String, crate::config::ThrottleKey>,
 }
 
 pub(super) fn routes(cx: &mut Ctx, raw: Vec<RawRoute>, known: &RouteContext) -> Vec<RouteConfig> {
@@ -306,6 +308,13 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         );
     }
     let pools = route_pools(cx, key, r.pools, &auth, known);
+    let throttle = super::throttle::route_throttle(
+        cx,
+        &k("throttle"),
+        r.throttle,
+        has_jwt || exchanges,
+        &known.limits,
+    );
     RouteConfig {
         timeout: cx.positive_duration(&k("timeout"), r.timeout.as_deref(), DEFAULT_ROUTE_TIMEOUT),
         upstream_headers: cx.headers(&k("upstream_headers"), &r.upstream_headers),
@@ -336,6 +345,7 @@ fn route(cx: &mut Ctx, key: &str, r: RawRoute, known: &RouteContext) -> RouteCon
         ),
         websocket_max_lifetime,
         case_insensitive: r.case_insensitive,
+        throttle,
     }
 }
 
