@@ -16,6 +16,9 @@ if ! cargo deny --version >/dev/null 2>&1; then
     CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_TARGET_DIR="$root/target/cargo-deny-build" \
     cargo install --locked --quiet cargo-deny@0.20.2
 fi
+# Every crate of the lock file, for every platform (cargo deny reads them all; a build fetches
+# only this one's): from crates.io, the one network CI has.
+cargo fetch --locked --quiet
 cargo deny --offline check licenses bans sources
 if timeout 20 git ls-remote --quiet https://github.com/RustSec/advisory-db HEAD >/dev/null 2>&1; then
   cargo deny check advisories
