@@ -13,7 +13,7 @@ pub use crate::audit::{Audit, Decision, Reason};
 use crate::body::{full, Body};
 use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
-use crate::throttle::{Refusal, Throttled};
+use crate::throttle::Throttled;
 
 pub(crate) const MSG_UNAUTHORIZED: &str = "Unauthorized";
 pub(crate) const MSG_EXPIRED: &str = "The incoming token has expired";
@@ -133,15 +133,6 @@ pub enum GatewayError {
     /// An api_key-limited route without a known API key: 403, API Gateway's answer.
     #[error("no known API key")]
     ApiKeyRequired,
-}
-
-impl From<Refusal> for GatewayError {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::ApiKey => GatewayError::ApiKeyRequired,
-            Refusal::Limited(t) => GatewayError::Throttled(t),
-        }
-    }
 }
 
 /// The JSON body of an error response.
@@ -421,25 +412,12 @@ impl GatewayError {
                 resp.headers_mut()
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
-            GatewayError::Throttled(t) => {
-                let h = resp.headers_mut();
-                h.insert(
-                    http::header::RETRY_AFTER,
-                    HeaderValue::from(t.retry_after_secs()),
-                );
-                h.insert(RATELIMIT_POLICY, t.policy.clone());
-                h.insert(RATELIMIT, t.ratelimit());
-            }
+            GatewayError::Throttled(t) => t.write_headers(resp.headers_mut()),
             _ => {}
         }
         resp
     }
 }
-
-/// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers).
-pub(crate) const RATELIMIT_POLICY: http::HeaderName =
-    http::HeaderName::from_static("ratelimit-policy");
-pub(crate) const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 /// RFC 9209's response header.
 pub(crate) const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");

@@ -5,7 +5,8 @@
 //!
 //! Every stage before the decision lives in this folder: the request's authority and path
 //! (`request.rs`, `path.rs`), who sent it (`client.rs`), the route table (`routes.rs`) and CORS
-//! (`cors.rs`). What happens after it is `auth` and `proxy`.
+//! (`cors.rs`), and the limits asked around authorization (`throttle.rs`). What happens after
+//! it is `auth` and `proxy`.
 
 pub mod client;
 pub mod cors;
@@ -13,6 +14,7 @@ pub mod destination;
 pub mod path;
 pub mod request;
 pub mod routes;
+mod throttle;
 
 pub use routes::{RouteMatch, RouteTable};
 
@@ -173,47 +175,6 @@ impl Gateway {
             outcome.client_id = v.client_id().map(str::to_string);
         }
         Ok(identity)
-    }
-
-    /// The route's limits keyed by route, address or API key (and a known API key where one
-    /// is required), before authorization; the API key's name, when the route takes one.
-    pub(crate) async fn throttle_before(
-        &self,
-        route: &RouteConfig,
-        headers: &http::HeaderMap,
-        client: std::net::IpAddr,
-        outcome: &mut Outcome,
-    ) -> Result<Option<Arc<str>>, GatewayError> {
-        let Some(t) = &self.throttle else {
-            return Ok(None);
-        };
-        let mut api_key = None;
-        let decided = t
-            .before_auth(&route.name, headers, client, &mut api_key)
-            .await;
-        if outcome.logged {
-            outcome.api_key.clone_from(&api_key);
-        }
-        decided.map_err(|r| refused(r, outcome))?;
-        Ok(api_key)
-    }
-
-    /// The route's limits keyed by identity, then its quotas: after authorization, as the
-    /// request goes upstream.
-    pub(crate) async fn throttle_after(
-        &self,
-        route: &RouteConfig,
-        identity: &auth::Identity,
-        api_key: Option<&str>,
-        client: std::net::IpAddr,
-        outcome: &mut Outcome,
-    ) -> Result<(), GatewayError> {
-        let Some(t) = &self.throttle else {
-            return Ok(());
-        };
-        t.after_auth(&route.name, identity.verified(), api_key, client)
-            .await
-            .map_err(|r| refused(r, outcome))
     }
 
     /// The forward proxy's part of a request, when `[forward_proxy]` is configured: an
@@ -453,14 +414,6 @@ impl Gateway {
         }
         Ok(resp)
     }
-}
-
-/// A throttle's refusal as the error it answers with; the limit goes to the access log.
-fn refused(r: crate::throttle::Refusal, outcome: &mut Outcome) -> GatewayError {
-    if let crate::throttle::Refusal::Limited(t) = &r {
-        outcome.throttled = Some(t.limit.clone());
-    }
-    r.into()
 }
 
 /// The span every line logged while serving a request carries: request id, method, then host,

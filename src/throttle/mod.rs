@@ -17,6 +17,7 @@ pub mod metrics;
 mod quota;
 mod table;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -81,16 +82,20 @@ impl Throttled {
         self.retry_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64
     }
 
-    /// `RateLimit`: `"name";r=0;t=…`.
-    pub fn ratelimit(&self) -> HeaderValue {
-        HeaderValue::from_str(&format!(
-            "\"{}\";r=0;t={}",
-            self.limit,
-            self.retry_after_secs()
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("r=0"))
+    /// `Retry-After`, and the IETF fields (draft-ietf-httpapi-ratelimit-headers):
+    /// `RateLimit-Policy` and `RateLimit: "name";r=0;t=…`.
+    pub fn write_headers(&self, h: &mut HeaderMap) {
+        let secs = self.retry_after_secs();
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        h.insert(RATELIMIT_POLICY, self.policy.clone());
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r=0;t={secs}", self.limit)) {
+            h.insert(RATELIMIT, v);
+        }
     }
 }
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Why a request goes no further.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,11 +291,11 @@ impl Throttle {
         api_key_out.clone_from(&api_key);
         for l in &rl.before {
             let key = match l.config.key {
-                ThrottleKey::Route => KeyText::Borrowed(route),
-                ThrottleKey::ApiKey => KeyText::Borrowed(api_key.as_deref().unwrap_or("")),
-                _ => KeyText::Owned(self.address_key(client)),
+                ThrottleKey::Route => Cow::Borrowed(route),
+                ThrottleKey::ApiKey => Cow::Borrowed(api_key.as_deref().unwrap_or("")),
+                _ => Cow::Owned(self.address_key(client)),
             };
-            self.ask(l, route, key.as_str()).await?;
+            self.ask(l, route, &key).await?;
         }
         Ok(())
     }
@@ -316,10 +321,10 @@ impl Throttle {
                 ThrottleKey::ClientAddress => None,
             };
             let key = match claim {
-                Some(c) => KeyText::Borrowed(c),
-                None => KeyText::Owned(self.address_key(client)),
+                Some(c) => Cow::Borrowed(c),
+                None => Cow::Owned(self.address_key(client)),
             };
-            self.ask(l, route, key.as_str()).await?;
+            self.ask(l, route, &key).await?;
         }
         Ok(())
     }
@@ -371,21 +376,6 @@ impl Throttle {
                     policy: l.policy.clone(),
                 })))
             }
-        }
-    }
-}
-
-/// A key borrowed from the request or made for it.
-enum KeyText<'a> {
-    Borrowed(&'a str),
-    Owned(String),
-}
-
-impl KeyText<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            KeyText::Borrowed(s) => s,
-            KeyText::Owned(s) => s,
         }
     }
 }

@@ -17,32 +17,15 @@ use crate::shared::SharedState;
 /// The most requests one lease of a shared quota takes.
 const MAX_LEASE: u64 = 100;
 
-/// The period `now` (ns since the epoch) falls in: its start and end (ns), and a name for it
-/// (`2026-12-07`, `2026-W49`, `2026-12`) that shared keys carry.
-pub(crate) fn period(period: QuotaPeriod, now: u64) -> (u64, u64, String) {
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let day = at.date();
-    let (start, end, name) = match period {
-        QuotaPeriod::Day => (
-            day,
-            day.next_day().unwrap_or(day),
-            format!(
-                "{:04}-{:02}-{:02}",
-                day.year(),
-                u8::from(day.month()),
-                day.day()
-            ),
-        ),
+/// The period `now` (ns since the epoch) falls in: its start and end (ns).
+pub(crate) fn period(period: QuotaPeriod, now: u64) -> (u64, u64) {
+    let day = date_of(now);
+    let (start, end) = match period {
+        QuotaPeriod::Day => (day, day.next_day().unwrap_or(day)),
         QuotaPeriod::Week => {
-            let back = i64::from(day.weekday().number_days_from_monday());
-            let start = day - time::Duration::days(back);
-            let (year, week, _) = start.to_iso_week_date();
-            (
-                start,
-                start + time::Duration::days(7),
-                format!("{year:04}-W{week:02}"),
-            )
+            let start =
+                day - time::Duration::days(i64::from(day.weekday().number_days_from_monday()));
+            (start, start + time::Duration::days(7))
         }
         QuotaPeriod::Month => {
             let start = Date::from_calendar_date(day.year(), day.month(), 1).unwrap_or(day);
@@ -50,12 +33,7 @@ pub(crate) fn period(period: QuotaPeriod, now: u64) -> (u64, u64, String) {
                 Month::December => (day.year() + 1, Month::January),
                 m => (day.year(), m.next()),
             };
-            let end = Date::from_calendar_date(y, m, 1).unwrap_or(day);
-            (
-                start,
-                end,
-                format!("{:04}-{:02}", day.year(), u8::from(day.month())),
-            )
+            (start, Date::from_calendar_date(y, m, 1).unwrap_or(day))
         }
     };
     let nanos = |d: Date| {
@@ -65,7 +43,27 @@ pub(crate) fn period(period: QuotaPeriod, now: u64) -> (u64, u64, String) {
             .unix_timestamp_nanos();
         u64::try_from(ts).unwrap_or(0)
     };
-    (nanos(start), nanos(end), name)
+    (nanos(start), nanos(end))
+}
+
+/// The name shared keys carry for the period that starts at `start` (ns): `2026-12-07`,
+/// `2026-W50`, `2026-12`. Made only for a round trip; a local count needs only the bounds.
+pub(crate) fn period_name(period: QuotaPeriod, start: u64) -> String {
+    let d = date_of(start);
+    match period {
+        QuotaPeriod::Day => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
+        QuotaPeriod::Week => {
+            let (year, week, _) = d.to_iso_week_date();
+            format!("{year:04}-W{week:02}")
+        }
+        QuotaPeriod::Month => format!("{:04}-{:02}", d.year(), u8::from(d.month())),
+    }
+}
+
+fn date_of(nanos: u64) -> Date {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .date()
 }
 
 /// A quota's length in seconds, as `RateLimit-Policy` states it (a month as 30 days).
@@ -132,7 +130,7 @@ impl Quota {
 
     /// Counts one request on this replica alone.
     pub fn take_local(&self, key: &str, now: u64) -> Decision {
-        let (_, ends, _) = period(self.period, now);
+        let (_, ends) = period(self.period, now);
         self.local.with(key, now, |u| {
             if u.ends != ends {
                 *u = Used { ends, used: 0 };
@@ -161,7 +159,7 @@ impl Quota {
         now: u64,
         fallback: &Fallback<'_>,
     ) -> Decision {
-        let (_, ends, name) = period(self.period, now);
+        let (start, ends) = period(self.period, now);
         let refused = || Decision::Refused {
             retry_after: Duration::from_nanos(ends.saturating_sub(now)),
             remaining: 0,
@@ -190,7 +188,12 @@ impl Quota {
         // Kept a minute past the period's end (clocks differ a little between replicas).
         let keep = Duration::from_nanos(ends.saturating_sub(now)) + Duration::from_secs(60);
         match shared
-            .quota_lease(&shared_key(&name), self.quota, self.lease, keep)
+            .quota_lease(
+                &shared_key(&period_name(self.period, start)),
+                self.quota,
+                self.lease,
+                keep,
+            )
             .await
         {
             Ok(0) => {
@@ -228,7 +231,11 @@ mod tests {
 
     #[test]
     fn periods_in_utc() {
-        let (s, e, n) = period(QuotaPeriod::Day, MONDAY_NOON);
+        let named = |p, now| {
+            let (s, e) = period(p, now);
+            (s, e, period_name(p, s))
+        };
+        let (s, e, n) = named(QuotaPeriod::Day, MONDAY_NOON);
         assert_eq!(
             (s, e, n.as_str()),
             (
@@ -239,16 +246,16 @@ mod tests {
         );
         // Sunday 23:59:59 is still the week that began the Monday before.
         let sunday = MONDAY_NOON - 12 * 3600 * SEC - SEC;
-        let (s, e, n) = period(QuotaPeriod::Week, sunday);
+        let (s, e, n) = named(QuotaPeriod::Week, sunday);
         assert_eq!(n, "2026-W49");
         assert_eq!(e, MONDAY_NOON - 12 * 3600 * SEC);
         assert_eq!(e - s, 7 * 86_400 * SEC);
-        let (_, _, n) = period(QuotaPeriod::Week, MONDAY_NOON);
+        let (_, _, n) = named(QuotaPeriod::Week, MONDAY_NOON);
         assert_eq!(n, "2026-W50");
-        let (s, e, n) = period(QuotaPeriod::Month, MONDAY_NOON);
+        let (s, e, n) = named(QuotaPeriod::Month, MONDAY_NOON);
         assert_eq!(n, "2026-12");
         assert_eq!(e - s, 31 * 86_400 * SEC);
-        let (_, e2, n2) = period(QuotaPeriod::Month, e);
+        let (_, e2, n2) = named(QuotaPeriod::Month, e);
         assert_eq!(n2, "2027-01");
         assert_eq!(e2 - e, 31 * 86_400 * SEC);
     }
