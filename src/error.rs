@@ -269,6 +269,9 @@ impl GatewayError {
                     AuthError::KeysUnavailable => {
                         plain(StatusCode::SERVICE_UNAVAILABLE, MSG_UNAVAILABLE)
                     }
+                    AuthError::TooManyBadSignatures => {
+                        plain(StatusCode::TOO_MANY_REQUESTS, MSG_TOO_MANY)
+                    }
                 };
                 (
                     out,
@@ -413,6 +416,11 @@ impl GatewayError {
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             GatewayError::Throttled(t) => t.write_headers(resp.headers_mut()),
+            // The budget's window is a minute from the client's first failure.
+            GatewayError::Auth(AuthError::TooManyBadSignatures, _) => {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
             _ => {}
         }
         resp

@@ -1275,3 +1275,89 @@ fn a_bad_shared_jwks_default_is_one_line_however_many_pools_use_it() {
         .to_string();
     assert_eq!(err.matches("cognito.jwks.max_stale:").count(), 1, "{err}");
 }
+
+#[tokio::test]
+async fn a_client_flooding_bad_signatures_is_refused_before_rsa_and_valid_tokens_are_never_charged()
+{
+    let k1 = TestKey::load("k1");
+    let jwks = FakeJwks::start(&[&k1]).await;
+    // 127.0.0.1 is a trusted proxy, so X-Forwarded-For names the client.
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n{}\n{}",
+        cognito_section(&jwks.url(), &format!("[\"{CLIENT_ID}\"]")).replace(
+            "[cognito.jwks]",
+            "bad_signature_per_minute = 3\n[cognito.jwks]"
+        ),
+        routes("builtin:echo")
+    );
+    let gw = start_ready(config(&toml)).await;
+    let url = format!("http://{}/id/x", gw.http_addr.unwrap());
+    let c = client();
+    let send = |token: String, from: &'static str| {
+        let req = c
+            .get(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-forwarded-for", from);
+        async move {
+            let resp = req.send().await.unwrap();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, retry, body)
+        }
+    };
+    let flooder = "192.0.2.7";
+    let valid = k1.sign(&id_claims());
+    assert_eq!(
+        send(valid.clone(), flooder).await.0,
+        200,
+        "verified before the flood"
+    );
+
+    // Expired tokens with a good signature, and malformed ones, are never charged.
+    for i in 0..5 {
+        let expired = k1.sign(&with(id_claims(), json!({"exp": now() - 100 - i})));
+        assert_eq!(send(expired, flooder).await.0, 401);
+        assert_eq!(send(format!("not.a.token{i}"), flooder).await.0, 401);
+    }
+    for i in 0..3 {
+        let (status, retry, body) = send(unseen_forgery(&k1, i), flooder).await;
+        assert_eq!(
+            (status, retry, body),
+            (401, None, json!({"message": UNAUTHORIZED}))
+        );
+    }
+    // The budget is used: the next forgery is refused without an RSA check.
+    let (status, retry, body) = send(unseen_forgery(&k1, 3), flooder).await;
+    assert_eq!(
+        (status, retry.as_deref(), body),
+        (429, Some("60"), json!({"message": "Too Many Requests"}))
+    );
+    // A token verified before needs no RSA: it still passes. A token nobody has verified yet
+    // would need RSA, so it waits for the window like the forgeries.
+    assert_eq!(send(valid.clone(), flooder).await.0, 200);
+    let fresh = k1.sign(&with(id_claims(), json!({"jti": "fresh"})));
+    assert_eq!(send(fresh.clone(), flooder).await.0, 429);
+    // Another client keeps its whole budget, and a valid token is never charged to it.
+    let other = "192.0.2.8";
+    assert_eq!(send(fresh, other).await.0, 200);
+    for i in 0..10 {
+        let token = k1.sign(&with(id_claims(), json!({"jti": format!("other-{i}")})));
+        assert_eq!(send(token, other).await.0, 200);
+    }
+    assert_eq!(send(unseen_forgery(&k1, 100), other).await.0, 401);
+
+    let metrics = scrape(gw.admin_addr.unwrap()).await;
+    for line in [
+        "cognito_gate_bad_signature_flood_total{event=\"charged\"} 4",
+        "cognito_gate_bad_signature_flood_total{event=\"refused\"} 2",
+        "cognito_gate_auth_decisions_total{route=\"id\",decision=\"deny\",reason=\"bad_signature_flood\"} 2",
+        "cognito_gate_auth_decisions_total{route=\"id\",decision=\"deny\",reason=\"bad_signature\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}

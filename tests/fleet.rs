@@ -11,6 +11,8 @@
 //! ships it). Without it the tests skip, except with `CI=true`, where they fail.
 
 mod common;
+#[path = "fleet/flood.rs"]
+mod flood;
 #[path = "fleet/throttle.rs"]
 mod throttle;
 

@@ -17,7 +17,7 @@ use http::HeaderMap;
 use crate::config::{AuthMethod, ForwardToken, RouteConfig};
 use crate::error::{Challenge, GatewayError};
 use crate::exchange::{Exchange, Tokens};
-use crate::jwt::{AuthError, Authorizer, RoutePolicy, TokenUse, Verified};
+use crate::jwt::{AuthError, Authorizer, FloodGuard, RoutePolicy, TokenUse, Verified};
 
 /// Who a request is, once a route's auth has allowed it.
 pub enum Identity {
@@ -89,6 +89,8 @@ impl Identity {
 #[derive(Clone, Copy)]
 pub(crate) struct Authorities<'a> {
     pub authorizer: Option<&'a Arc<Authorizer>>,
+    /// The flood guard the authorizer checks unseen tokens under.
+    pub flood: Option<&'a FloodGuard>,
     pub exchange: Option<&'a Exchange>,
 }
 
@@ -114,7 +116,7 @@ pub(crate) async fn authorize(
             AuthMethod::None => return Ok(Identity::Anonymous),
             AuthMethod::Jwt => {
                 if let Some(value) = jwt::credential(headers, &route.token_header) {
-                    return jwt::authorize(value, by.authorizer, route).await;
+                    return jwt::authorize(value, by.authorizer, route, by.flood, client).await;
                 }
             }
             AuthMethod::Basic => {

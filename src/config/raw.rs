@@ -155,6 +155,7 @@ pub(crate) struct RawCognito {
     pub issuer_format: Option<String>,
     pub app_clients: Option<Vec<String>>,
     pub clock_skew: Option<String>,
+    pub bad_signature_per_minute: Option<i64>,
     pub jwks: RawJwks,
     pub pools: Vec<RawPool>,
 }

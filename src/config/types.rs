@@ -254,6 +254,9 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CognitoConfig {
     pub clock_skew: Duration,
+    /// Failed signatures a client address may cause per minute before it is answered 429
+    /// without RSA work (the flood guard); 0 = off.
+    pub bad_signature_per_minute: u32,
     /// In configuration order; names are unique and no issuer is accepted by two pools.
     pub pools: Vec<PoolConfig>,
 }

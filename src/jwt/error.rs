@@ -43,6 +43,11 @@ pub enum AuthError {
     KeysUnavailable,
     #[error("the token's user pool {pool:?} is not one of the route's pools")]
     Pool { pool: String },
+    #[error(
+        "this client address sent more tokens with a failing signature than \
+         cognito.bad_signature_per_minute allows; refused before the signature check"
+    )]
+    TooManyBadSignatures,
 }
 
 impl AuthError {
@@ -63,6 +68,7 @@ impl AuthError {
             AuthError::Group { .. } => "group",
             AuthError::KeysUnavailable => "jwks_unavailable",
             AuthError::Pool { .. } => "pool",
+            AuthError::TooManyBadSignatures => "bad_signature_flood",
         }
     }
 
@@ -74,7 +80,7 @@ impl AuthError {
             AuthError::Issuer { .. } => "iss",
             AuthError::UnknownKid | AuthError::KeysUnavailable => "kid",
             AuthError::Pool { .. } => "pool",
-            AuthError::BadSignature => "signature",
+            AuthError::BadSignature | AuthError::TooManyBadSignatures => "signature",
             AuthError::Expired { .. } => "exp",
             AuthError::NotYetValid { .. } => "nbf",
             AuthError::TokenUse { .. } => "token_use",

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod error;
+pub mod flood;
 pub mod jwks;
 pub mod keys;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod verify;
 
 pub use build::{build_jwks, JwksBuildError};
 pub use error::AuthError;
+pub use flood::FloodGuard;
 pub use jwks::{HttpJwksFetcher, JwksCache, JwksFetcher, KeyLookupError, RefreshOutcome};
 pub use keys::{parse_jwks, KeySet};
 pub use pools::{Authorizer, Pool};

@@ -5,11 +5,13 @@
 //! digest (one hash-map lookup), so the choice costs nothing on the hot path; with one pool the
 //! pool's verifier is called directly.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
+use super::flood::FloodGuard;
 use super::jwks::JwksCache;
 use super::token::{decode, Decoded, MAX_TOKEN_BYTES};
 use super::verify::{digest, AuthError, RoutePolicy, Verified, Verifier};
@@ -78,6 +80,21 @@ impl Authorizer {
         now: i64,
         allowed: &[String],
     ) -> Result<(Arc<Verified>, &str), AuthError> {
+        self.verify_from(token, policy, now, allowed, None).await
+    }
+
+    /// `verify` for a request from `client`, under the flood guard when there is one: a token
+    /// verified before is answered as ever; any other needs the client to be within its budget
+    /// of failed signatures (`AuthError::TooManyBadSignatures` otherwise, before any RSA work),
+    /// and a failed signature is charged to it.
+    pub async fn verify_from(
+        &self,
+        token: &str,
+        policy: RoutePolicy<'_>,
+        now: i64,
+        allowed: &[String],
+        flood: Option<(&FloodGuard, IpAddr)>,
+    ) -> Result<(Arc<Verified>, &str), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("token too long"));
         }
@@ -99,10 +116,29 @@ impl Authorizer {
                 pool: pool.name.clone(),
             });
         }
-        let verified = pool
-            .verifier
-            .verify_digest(token, &d, decoded, policy, now)
-            .await?;
+        let verifier = &pool.verifier;
+        let verified = match verifier.cached(&d, policy, now) {
+            Some(answer) => answer?,
+            None => match flood {
+                None => {
+                    verifier
+                        .verify_unseen(token, &d, decoded, policy, now)
+                        .await?
+                }
+                Some((guard, client)) => {
+                    if !guard.admits(client) {
+                        return Err(AuthError::TooManyBadSignatures);
+                    }
+                    let r = verifier
+                        .verify_unseen(token, &d, decoded, policy, now)
+                        .await;
+                    if matches!(r, Err(AuthError::BadSignature)) {
+                        guard.charge(client).await;
+                    }
+                    r?
+                }
+            },
+        };
         if remember {
             self.seen.insert(d, index);
         }

@@ -175,20 +175,46 @@ impl Verifier {
         policy: RoutePolicy<'_>,
         now: i64,
     ) -> Result<Arc<Verified>, AuthError> {
-        let digest = *digest;
-        if let Some(hit) = self.verified.get(&digest) {
-            let exp = hit.verified.exp;
-            if now >= exp.saturating_add(self.clock_skew) {
-                self.verified.invalidate(&digest);
-                return Err(AuthError::Expired { exp, now });
-            }
-            if self.jwks.has_usable_key(&hit.kid, &hit.key) {
-                check_route(&hit.verified, policy)?;
-                return Ok(hit.verified.clone());
-            }
-            // The key was withdrawn or replaced (or the keys went stale): verify from scratch.
-            self.verified.invalidate(&digest);
+        if let Some(answer) = self.cached(digest, policy, now) {
+            return answer;
         }
+        self.verify_unseen(token, digest, decoded, policy, now)
+            .await
+    }
+
+    /// The answer for a token verified before (while it is unexpired and its key is still in
+    /// the JWKS; the route's checks always run); `None` for any other token.
+    pub(crate) fn cached(
+        &self,
+        digest: &[u8; 32],
+        policy: RoutePolicy<'_>,
+        now: i64,
+    ) -> Option<Result<Arc<Verified>, AuthError>> {
+        let hit = self.verified.get(digest)?;
+        let exp = hit.verified.exp;
+        if now >= exp.saturating_add(self.clock_skew) {
+            self.verified.invalidate(digest);
+            return Some(Err(AuthError::Expired { exp, now }));
+        }
+        if self.jwks.has_usable_key(&hit.kid, &hit.key) {
+            return Some(check_route(&hit.verified, policy).map(|()| hit.verified.clone()));
+        }
+        // The key was withdrawn or replaced (or the keys went stale): verify from scratch.
+        self.verified.invalidate(digest);
+        None
+    }
+
+    /// `verify_digest` for a token that `cached` did not answer: the forgery indexes, then the
+    /// checks and RSA.
+    pub(crate) async fn verify_unseen(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        decoded: Option<Decoded<'_>>,
+        policy: RoutePolicy<'_>,
+        now: i64,
+    ) -> Result<Arc<Verified>, AuthError> {
+        let digest = *digest;
         // Not a token verified before. Is its signature one that verified another token? RSA
         // signatures are deterministic and the message's hash is recovered from the signature,
         // so the same signature over any other content is invalid: an edited payload, refused

@@ -73,6 +73,8 @@ pub struct Gateway {
     pub shared: Option<Arc<crate::shared::SharedState>>,
     /// `[throttle]`, when a route is throttled.
     pub throttle: Option<Arc<crate::throttle::Throttle>>,
+    /// `[cognito] bad_signature_per_minute`, unless 0.
+    pub flood: Option<Arc<crate::jwt::FloodGuard>>,
     pub metrics: RequestMetrics,
     /// Where WebSocket tunnels are counted.
     pub proxy_metrics: ProxyMetrics,
@@ -151,6 +153,7 @@ impl Gateway {
     ) -> Result<auth::Identity, GatewayError> {
         let by = Authorities {
             authorizer: self.authorizer.as_ref(),
+            flood: self.flood.as_deref(),
             exchange: self.exchange.as_ref(),
         };
         let span = tracing::debug_span!(target: "cognito_gate::auth", "authorize",

@@ -36,7 +36,7 @@ pub(crate) fn build_gateway(
     stop: &watch::Receiver<bool>,
     telemetry: &Telemetry,
 ) -> Result<Arc<Gateway>, StartError> {
-    let keep_keys = previous.filter(|p| p.config.cognito == config.cognito);
+    let keep_keys = previous.filter(|p| same_keys(&p.config, &config));
     let authorizer = match (keep_keys, &config.cognito) {
         (Some(p), Some(c)) => {
             let a = p.authorizer.clone();
@@ -121,6 +121,7 @@ pub(crate) fn build_gateway(
     telemetry
         .shared
         .set_configured(config.shared_state.is_some());
+    let flood = flood_guard(&config, previous, shared.as_ref(), telemetry);
     let throttle = Throttle::build(
         &config,
         previous.and_then(|p| p.throttle.as_deref()),
@@ -178,6 +179,7 @@ pub(crate) fn build_gateway(
         exchange,
         shared,
         throttle,
+        flood,
         metrics: telemetry.requests.clone(),
         proxy_metrics: telemetry.proxy.clone(),
         generations: RouteGenerations::new(
@@ -187,6 +189,44 @@ pub(crate) fn build_gateway(
         config,
         stop: stop.clone(),
     }))
+}
+
+/// Whether the authorizer's keys and caches can be kept: `[cognito]` is unchanged but for the
+/// flood guard's budget.
+fn same_keys(a: &Config, b: &Config) -> bool {
+    match (&a.cognito, &b.cognito) {
+        (Some(a), Some(b)) => a.clock_skew == b.clock_skew && a.pools == b.pools,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// The flood guard (`[cognito] bad_signature_per_minute`): the previous one, with its counts,
+/// while its budget, the IPv6 prefix and the shared state are unchanged.
+fn flood_guard(
+    config: &Config,
+    previous: Option<&Gateway>,
+    shared: Option<&Arc<SharedState>>,
+    telemetry: &Telemetry,
+) -> Option<Arc<jwt::FloodGuard>> {
+    let budget = config.cognito.as_ref()?.bad_signature_per_minute;
+    let kept = previous.and_then(|p| p.flood.as_ref()).filter(|f| {
+        f.budget() == budget
+            && previous.is_some_and(|p| {
+                p.config.server.ipv6_prefix == config.server.ipv6_prefix
+                    && same_arc(p.shared.as_ref(), shared)
+            })
+    });
+    if let Some(f) = kept {
+        return Some(f.clone());
+    }
+    jwt::FloodGuard::new(
+        budget,
+        config.server.ipv6_prefix,
+        shared.cloned(),
+        telemetry.flood.clone(),
+    )
+    .map(Arc::new)
 }
 
 pub(crate) fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {

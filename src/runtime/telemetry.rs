@@ -1,6 +1,7 @@
 //! Every component's metric families in one registry, created once at start and kept across
 //! reloads (a reload builds new components that report into the same families).
 
+use crate::jwt::flood::FloodMetrics;
 use std::sync::Arc;
 
 use crate::authz::metrics::AuthzMetrics;
@@ -25,6 +26,7 @@ pub(crate) struct Telemetry {
     pub authz: AuthzMetrics,
     pub forward: ForwardMetrics,
     pub throttle: ThrottleMetrics,
+    pub flood: FloodMetrics,
 }
 
 impl Telemetry {
@@ -43,6 +45,7 @@ impl Telemetry {
         let authz = AuthzMetrics::register(registry);
         let forward = ForwardMetrics::register(registry);
         let throttle = ThrottleMetrics::register(registry);
+        let flood = FloodMetrics::register(registry);
         metrics::register_build_info(registry);
         Arc::new(Telemetry {
             registry: Arc::new(root),
@@ -55,6 +58,7 @@ impl Telemetry {
             authz,
             forward,
             throttle,
+            flood,
         })
     }
 

@@ -511,3 +511,23 @@ impl Drop for TempDir {
 pub fn gate() -> Arc<Notify> {
     Arc::new(Notify::new())
 }
+
+/// A token for `k` whose signature was never produced: right kid, issuer, client and exp, and
+/// 256 random bytes below any 2048-bit modulus (a leading zero byte) as the signature. The
+/// nonce makes each one a token no cache has seen.
+pub fn unseen_forgery(k: &TestKey, nonce: usize) -> String {
+    let token = k.sign(&with(
+        id_claims(),
+        json!({ "jti": format!("forged-{nonce}") }),
+    ));
+    let signed = token.rsplit_once('.').unwrap().0;
+    let mut sig: Vec<u8> = (0..256)
+        .map(|i| ((nonce * 131 + i * 29) % 251) as u8)
+        .collect();
+    sig[0] = 0;
+    use base64::Engine;
+    format!(
+        "{signed}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sig)
+    )
+}

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// `[cognito] bad_signature_per_minute` when it is not set (DESIGN §4).
+const DEFAULT_BAD_SIGNATURE_PER_MINUTE: u64 = 120;
+
 /// Which issuer URLs a pool given by region and id accepts (Cognito's original format, the
 /// `issuer-cognito-idp` one of pools with the UPDATED issuer configuration, or either).
 fn issuer_format(cx: &mut Ctx, key: &str, value: Option<&str>) -> (bool, bool) {
@@ -39,6 +42,19 @@ pub(super) fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
     if clock_skew > Duration::from_secs(300) {
         cx.err("cognito.clock_skew", "must be at most 5m");
     }
+    let bad_signature_per_minute = cx.count(
+        "cognito.bad_signature_per_minute",
+        c.bad_signature_per_minute,
+        DEFAULT_BAD_SIGNATURE_PER_MINUTE,
+        0,
+    );
+    let bad_signature_per_minute = u32::try_from(bad_signature_per_minute).unwrap_or_else(|_| {
+        cx.err(
+            "cognito.bad_signature_per_minute",
+            format!("must be at most {}", u32::MAX),
+        );
+        0
+    });
     if c.pools.is_empty() {
         let defaults = RawJwks::default();
         let single = RawPoolParts {
@@ -52,6 +68,7 @@ pub(super) fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
         let pool = pool(cx, "cognito", DEFAULT_POOL.to_string(), single, &defaults);
         return CognitoConfig {
             clock_skew,
+            bad_signature_per_minute,
             pools: vec![pool],
         };
     }
@@ -121,7 +138,11 @@ pub(super) fn cognito(cx: &mut Ctx, c: RawCognito) -> CognitoConfig {
         }
         pools.push(pool);
     }
-    CognitoConfig { clock_skew, pools }
+    CognitoConfig {
+        clock_skew,
+        bad_signature_per_minute,
+        pools,
+    }
 }
 
 /// One pool; `key` is `cognito` or `cognito.pools[i]`, `defaults` the `[cognito.jwks]` table
