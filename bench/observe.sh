@@ -46,16 +46,7 @@ shutdown_drain = "0s"
 level = "info"
 format = "json"
 $2
-[cognito]
-issuer = "$ISSUER"
-app_clients = []
-[cognito.jwks]
-file = "$work/jwks.json"
-[[routes]]
-name = "api"
-path_prefix = "/"
-upstream = "http://127.0.0.1:$UP"
-auth = ["jwt"]
+$(jwt_api)
 EOF2
 }
 declare -A PORT BIN

@@ -37,17 +37,7 @@ $3
 rate = 1000000
 burst = 1000000
 key = "sub"
-[cognito]
-issuer = "$ISSUER"
-app_clients = []
-[cognito.jwks]
-file = "$work/jwks.json"
-[[routes]]
-name = "api"
-path_prefix = "/"
-upstream = "http://127.0.0.1:$UP"
-auth = ["jwt"]
-throttle = $2
+$(jwt_api "" "throttle = $2")
 EOF2
 }
 VARIANTS="none local shared"

@@ -1386,3 +1386,49 @@ async fn websocket_tunnels_close_at_the_end_of_shutdown_grace() {
         .unwrap()
         .unwrap();
 }
+
+/// A plain connection's protocol is read from its first bytes before hyper sees them: a client
+/// that sends nothing is closed at `idle_timeout` (counted so), one whose first bytes could be
+/// HTTP/2's preface but are not (`P`, then the rest of a `POST`) is served as HTTP/1, and
+/// requests that start with other methods are served at once.
+#[tokio::test]
+async fn a_connection_is_served_by_the_protocol_its_first_bytes_name() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nidle_timeout = \"300ms\"\n\n[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"builtin:echo\"\nauth = [\"none\"]\n";
+    let gw = start_ready(config(toml)).await;
+    let addr = gw.http_addr.unwrap();
+
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a silent connection is closed");
+    assert!(buf.is_empty());
+    let metrics = gw.metrics_text();
+    assert!(
+        metrics.contains("cognito_gate_connections_closed_total{reason=\"idle_timeout\"} 1"),
+        "{metrics}"
+    );
+
+    for (first, rest) in [
+        (
+            "P",
+            "OST /open/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        ),
+        (
+            "PRI",
+            " /open/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "G",
+            "ET /open/g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        s.write_all(rest.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        // `PRI` over HTTP/1.1 is only an unusual method: the open route takes it.
+        assert!(out.starts_with("HTTP/1.1 200"), "{first}{rest:?}: {out}");
+    }
+}

@@ -155,14 +155,16 @@ impl Forwarder<'_> {
                         retired: self.generations.subscribe(&route.name),
                         metrics: self.metrics.clone(),
                     };
-                    return websocket::forward(
+                    // Boxed: the upgrade's state would otherwise make every request's future
+                    // (copied a few times per request) several KiB larger.
+                    return Box::pin(websocket::forward(
                         target,
                         req,
                         client,
                         self.client.websocket_tls.clone(),
                         route.timeout,
                         tunnel,
-                    )
+                    ))
                     .await;
                 }
                 let mut req = Request::new(body);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -106,6 +107,29 @@ pub struct Listener {
     pub role: Role,
 }
 
+/// The TLS handshake (within `handshake_timeout`), then the connection, its protocol from ALPN.
+async fn serve_tls(
+    acceptor: Arc<TlsAcceptor>,
+    stream: TcpStream,
+    ctx: ConnCtx,
+    builder: &Protocols,
+) {
+    let peer = ctx.info.peer;
+    let handshake = Box::pin(acceptor.accept(stream));
+    match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await {
+        Ok(Ok(tls_stream)) => {
+            let proto = match tls_stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Proto::H2,
+                Some(b"http/1.1") => Proto::H1,
+                _ => Proto::Unknown,
+            };
+            Box::pin(serve_conn(tls_stream, proto, ctx, builder)).await
+        }
+        Ok(Err(e)) => tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
+    }
+}
+
 /// Accepts until `stop` turns true, then stops accepting, asks every connection to finish its
 /// in-flight requests, and waits up to `shutdown_grace` for them. When `drain` turns true
 /// (before `stop`), HTTP/2 connections are sent GOAWAY and HTTP/1 responses close their
@@ -118,21 +142,9 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // The header-read timeout is enforced by conn_guard: hyper's own timer also runs while
-        // a keep-alive connection is idle.
-        .header_read_timeout(None)
-        .max_buf_size(settings.max_header_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(settings.max_header_bytes.min(u32::MAX as usize) as u32)
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(Protocols::new(&settings));
+    // One copy for every connection of the listener.
+    let settings = Arc::new(settings);
     let grace = settings.shutdown_grace;
     let tls = listener.tls.clone();
     let role = listener.role;
@@ -164,25 +176,14 @@ pub async fn serve(
                     drain,
                 };
                 match tls.map(|t| t.load_full()) {
-                    Some(acceptor) => {
-                        let handshake = Box::pin(acceptor.accept(stream));
-                        match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                Box::pin(serve_conn(tls_stream, h2, ctx, &builder)).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => {
-                                tracing::debug!(client.addr = %peer, "TLS handshake timed out")
-                            }
-                        }
-                    }
                     // Boxed, each at its own size: a plain connection does not carry the space
-                    // a TLS one needs for as long as it lives.
-                    None => Box::pin(serve_conn(stream, false, ctx, &builder)).await,
+                    // a TLS one needs (its handshake, rustls's state) for as long as it lives.
+                    Some(acceptor) => Box::pin(serve_tls(acceptor, stream, ctx, &builder)).await,
+                    None => match sniff(&stream, &ctx).await {
+                        Ok(proto) => Box::pin(serve_conn(stream, proto, ctx, &builder)).await,
+                        Err(Some(why)) => metrics.closed(why),
+                        Err(None) => {}
+                    },
                 }
                 metrics.connections_active.dec();
             }
@@ -227,11 +228,9 @@ pub(crate) async fn accept_loop<F, Fut>(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let fut = conn(stream, peer);
-        tracker.spawn(async move {
-            fut.await;
-            drop(permit);
-        });
+        // `map`, not an async block: a block would hold the connection's future twice (once
+        // as its capture, once as what it awaits), for as long as the connection lives.
+        tracker.spawn(conn(stream, peer).map(move |()| drop(permit)));
     }
     drop(tcp);
     tracker.close();
@@ -244,18 +243,98 @@ pub(crate) async fn accept_loop<F, Fut>(
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP version of a connection, when known before hyper reads from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    H1,
+    H2,
+    /// hyper-util's auto connection reads the first bytes and decides (a plain connection whose
+    /// first bytes could still be HTTP/2's preface; TLS without ALPN).
+    Unknown,
+}
+
+/// How each kind of connection is served, configured alike. A connection whose protocol is
+/// known is served by its own builder directly: hyper-util's auto connection reads the first
+/// bytes itself and hands them back through a rewind buffer, which makes hyper's read buffer
+/// grow to 16 KiB on the first request and keeps it there for the connection's life.
+struct Protocols {
+    auto: auto::Builder<TokioExecutor>,
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(settings: &ConnSettings) -> Self {
+        let max_buf = settings.max_header_bytes.max(8192);
+        let max_headers = settings.max_header_bytes.min(u32::MAX as usize) as u32;
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        // The header-read timeout is enforced by conn_guard: hyper's own timer also runs while
+        // a keep-alive connection is idle.
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(max_buf)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(max_headers)
+            .max_concurrent_streams(256);
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(max_buf)
+            .keep_alive(true);
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(max_headers)
+            .max_concurrent_streams(256);
+        Protocols { auto, h1, h2 }
+    }
+}
+
+/// HTTP/2's connection preface (RFC 9113 §3.4), which a client with prior knowledge (h2c)
+/// sends first.
+const H2C_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A plain connection's protocol, from its first bytes (peeked: they stay in the socket for
+/// hyper). Waits for them as long as an idle connection may stay (`idle_timeout`, the reason
+/// given when it passes) and not beyond the gateway's stop; `Err(None)` when the client went
+/// away or the gateway stops.
+async fn sniff(stream: &TcpStream, ctx: &ConnCtx) -> Result<Proto, Option<CloseReason>> {
+    let mut first = [0u8; 24];
+    let mut stop = ctx.stop.clone();
+    let peeked = tokio::select! {
+        r = tokio::time::timeout(ctx.settings.idle_timeout, stream.peek(&mut first)) => r,
+        _ = stopped(&mut stop) => return Err(None),
+    };
+    let n = match peeked {
+        Err(_) => return Err(Some(CloseReason::IdleTimeout)),
+        Ok(Ok(0) | Err(_)) => return Err(None),
+        Ok(Ok(n)) => n,
+    };
+    Ok(if first[..n] != H2C_PREFACE[..n] {
+        Proto::H1
+    } else if n == H2C_PREFACE.len() {
+        Proto::H2
+    } else {
+        Proto::Unknown
+    })
+}
+
 /// What one connection's task needs besides its IO.
 struct ConnCtx {
     info: ConnInfo,
     role: Role,
     gateway: Arc<ArcSwap<Gateway>>,
-    settings: ConnSettings,
+    settings: Arc<ConnSettings>,
     stop: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
 }
 
 /// Serves one connection until it ends, the gateway stops, or conn_guard says to close it.
-async fn serve_conn<IO>(io: IO, h2: bool, ctx: ConnCtx, builder: &auto::Builder<TokioExecutor>)
+async fn serve_conn<IO>(io: IO, proto: Proto, ctx: ConnCtx, builder: &Protocols)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -272,7 +351,11 @@ where
     // The registry, on the admin listener only (whose requests it answers); the main listener's
     // requests take no reference to it.
     let admin = (role == Role::Admin).then(|| settings.registry.clone());
-    let activity = Activity::new(h2, settings.header_read_timeout, settings.idle_timeout);
+    let activity = Activity::new(
+        proto == Proto::H2,
+        settings.header_read_timeout,
+        settings.idle_timeout,
+    );
     let io = Guarded::new(io, activity.clone());
     let act = activity.clone();
     let authz = settings.authz.clone();
@@ -305,13 +388,29 @@ where
                         idle_timeout,
                     };
                     let fwd = forward.expect("checked");
-                    crate::forward::connect(fwd, cx, req).await
+                    Box::pin(crate::forward::connect(fwd, cx, req)).await
                 }
+                // The other roles' futures boxed: the main listener's requests do not carry
+                // (and copy) their space.
                 (Role::AuthzGrpc, _) => {
-                    crate::authz::grpc::serve(gateway.clone(), &authz, info.peer.ip(), req).await
+                    let peer = info.peer.ip();
+                    Box::pin(crate::authz::grpc::serve(
+                        gateway.clone(),
+                        &authz,
+                        peer,
+                        req,
+                    ))
+                    .await
                 }
                 (Role::AuthzHttp, _) => {
-                    crate::authz::http::serve(gateway.clone(), &authz, info.peer.ip(), req).await
+                    let peer = info.peer.ip();
+                    Box::pin(crate::authz::http::serve(
+                        gateway.clone(),
+                        &authz,
+                        peer,
+                        req,
+                    ))
+                    .await
                 }
                 (_, None) => gateway.handle(req, info).await,
                 (_, Some(registry)) => {
@@ -353,8 +452,8 @@ where
     // The same driving loop for both kinds of connection.
     macro_rules! drive {
         ($conn:expr) => {{
-            let conn = $conn;
-            tokio::pin!(conn);
+            // Boxed: the connection's own size, not the largest of the protocols'.
+            let mut conn = Box::pin($conn);
             // Whether GOAWAY was sent because the gateway is draining.
             let mut drained = false;
             loop {
@@ -389,10 +488,17 @@ where
             }
         }};
     }
-    let result = if upgrades {
-        drive!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc))
-    } else {
-        drive!(builder.serve_connection(TokioIo::new(io), svc))
+    let io = TokioIo::new(io);
+    let result: Result<(), BoxError> = match proto {
+        Proto::H1 if upgrades => {
+            drive!(builder.h1.serve_connection(io, svc).with_upgrades()).map_err(Into::into)
+        }
+        Proto::H1 => drive!(builder.h1.serve_connection(io, svc)).map_err(Into::into),
+        Proto::H2 => drive!(builder.h2.serve_connection(io, svc)).map_err(Into::into),
+        Proto::Unknown if upgrades => {
+            drive!(builder.auto.serve_connection_with_upgrades(io, svc))
+        }
+        Proto::Unknown => drive!(builder.auto.serve_connection(io, svc)),
     };
     if activity.flooded() {
         metrics.closed(CloseReason::H2SettingsFlood);
