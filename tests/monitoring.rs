@@ -17,12 +17,13 @@ use common::*;
 use serde_json::{json, Value};
 
 /// The alerts the rule group must have.
-const ALERTS: [&str; 8] = [
+const ALERTS: [&str; 9] = [
     "CognitoGateDown",
     "CognitoGateJwksStale",
     "CognitoGatePrivateApiFailing",
     "CognitoGateUpstreamErrors",
     "CognitoGateFailedLoginSurge",
+    "CognitoGateForgeryFlood",
     "CognitoGateValkeyDown",
     "CognitoGateDrainStuck",
     "CognitoGateCertificateExpiry",
