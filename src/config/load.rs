@@ -337,6 +337,41 @@ auth = ["none", 3]
     }
 
     #[test]
+    fn the_flood_guard_defaults_to_120_and_0_turns_it_off() {
+        let source = Source {
+            name: "test".into(),
+            base_dir: PathBuf::from("."),
+        };
+        let cognito = "[cognito]\nissuer = \"https://idp.example/pool\"\napp_clients = []\n";
+        let budget = |extra: &str| {
+            let text =
+                format!("{cognito}{extra}[cognito.jwks]\nurl = \"https://idp.example/jwks\"\n");
+            Config::parse_with_env(&text, &source, &|_| None)
+                .unwrap()
+                .cognito
+                .unwrap()
+                .bad_signature_per_minute
+        };
+        assert_eq!(budget(""), 120);
+        assert_eq!(budget("bad_signature_per_minute = 0\n"), 0);
+        assert_eq!(budget("bad_signature_per_minute = 5\n"), 5);
+        let text = format!(
+            "{cognito}bad_signature_per_minute = -1\n[cognito.jwks]\nurl = \"https://idp.example/jwks\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            vec!["cognito.bad_signature_per_minute: must be at least 0, got -1".to_string()]
+        );
+        let text = format!(
+            "{cognito}bad_signature_per_minute = 5000000000\n[cognito.jwks]\nurl = \"https://idp.example/jwks\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            vec!["cognito.bad_signature_per_minute: must be at most 4294967295".to_string()]
+        );
+    }
+
+    #[test]
     fn a_secret_of_the_wrong_type_is_not_quoted() {
         let got = problems(
             "[exchange]\nclient_id = \"c\"\nclient_secret = 987654321\n\
