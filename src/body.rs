@@ -1,9 +1,12 @@
-//! The body type used on both sides of the proxy, and a streaming size limit.
+//! The body type used on both sides of the proxy, a streaming size limit, and the gateway's own
+//! JSON answers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -19,6 +22,24 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// `{"message": ...}` with `content-type: application/json`.
+pub(crate) fn json_message(status: StatusCode, message: &str) -> Response<Body> {
+    // `{"message":...}` written directly: no intermediate JSON map on the (hot) denial path.
+    let mut body = Vec::with_capacity(message.len() + 16);
+    body.extend_from_slice(b"{\"message\":");
+    serde_json::to_writer(&mut body, message).expect("a string always serialises");
+    body.push(b'}');
+    json_response(status, Bytes::from(body))
+}
+
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// The error a `Capped` body yields once more than its limit has been read.

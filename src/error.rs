@@ -6,11 +6,11 @@
 //! never reaches the client; it goes to the log.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 pub use crate::audit::{Audit, Decision, Reason};
-use crate::body::{full, Body};
+use crate::body::{json_message, json_response, Body};
 use crate::exchange::{CognitoErrorKind, DependencyError, ExchangeError};
 use crate::jwt::AuthError;
 use crate::throttle::Throttled;
@@ -416,10 +416,12 @@ impl GatewayError {
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             GatewayError::Throttled(t) => t.write_headers(resp.headers_mut()),
-            // The budget's window is a minute from the client's first failure.
+            // The budget's window, from the client's first failure.
             GatewayError::Auth(AuthError::TooManyBadSignatures, _) => {
-                resp.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(crate::jwt::flood::WINDOW_SECS),
+                );
             }
             _ => {}
         }
@@ -436,24 +438,6 @@ fn proxy_unreachable(kind: &str) -> bool {
         kind,
         "dns_error" | "destination_unavailable" | "connection_refused" | "connection_timeout"
     )
-}
-
-/// `{"message": ...}` with `content-type: application/json`.
-pub(crate) fn json_message(status: StatusCode, message: &str) -> Response<Body> {
-    // `{"message":...}` written directly: no intermediate JSON map on the (hot) denial path.
-    let mut body = Vec::with_capacity(message.len() + 16);
-    body.extend_from_slice(b"{\"message\":");
-    serde_json::to_writer(&mut body, message).expect("a string always serialises");
-    body.push(b'}');
-    json_response(status, Bytes::from(body))
-}
-
-pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
 }
 
 #[cfg(test)]
@@ -875,7 +859,10 @@ mod tests {
             assert_eq!(m.audit, audit, "{err:?}");
             let resp = err.clone().into_response();
             assert_eq!(resp.status().as_u16(), status);
-            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(
+                resp.headers()[http::header::CONTENT_TYPE],
+                "application/json"
+            );
             let got = resp
                 .headers()
                 .get(WWW_AUTHENTICATE)

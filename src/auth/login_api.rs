@@ -14,8 +14,9 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::body::json_response;
 use crate::body::Body;
-use crate::error::{json_response, GatewayError, LoginEndpoint};
+use crate::error::{GatewayError, LoginEndpoint};
 use crate::exchange::limit::Attempt;
 use crate::exchange::{AuthResult, Exchange, ExchangeError};
 

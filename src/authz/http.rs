@@ -22,9 +22,9 @@ use hyper::body::Incoming;
 
 use super::metrics::AuthzMetrics;
 use super::{forwarded_client, may_ask, Original, Protocol, Verdict};
+use crate::body::json_message;
 use crate::body::{empty, full, Body};
 use crate::config::DEFAULT_AUTHZ_PATH_PREFIX as DEFAULT_PATH_PREFIX;
-use crate::error::json_message;
 use crate::pipeline::Gateway;
 use crate::proxy::headers::{X_FORWARDED_HOST, X_REQUEST_ID};
 

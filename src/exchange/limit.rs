@@ -23,15 +23,11 @@ use moka::sync::Cache;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::client_key::client_key;
-use crate::shared::{SharedState, Unavailable};
+use crate::shared::{implausible, SharedState, Unavailable};
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Bounds the memory an attacker can make the limiter use.
 const MAX_TRACKED: u64 = 100_000;
-/// A shared counter above this many times the limit is not believed. The gateway leaves a
-/// counter at most at the limit plus the attempts in flight at that moment (each one over the
-/// limit is taken back at once), so only a write from outside gets there.
-const IMPOSSIBLE_FACTOR: i64 = 1000;
 
 type Counter = Arc<AtomicU32>;
 
@@ -181,7 +177,7 @@ impl FailureLimiter {
                     return Err(e);
                 }
             };
-            if let Some(kind) = self.tampering(n) {
+            if let Some(kind) = implausible(n, self.max) {
                 tracing::warn!(
                     counter = subject.name(),
                     value = n,
@@ -205,18 +201,6 @@ impl FailureLimiter {
             }
         }
         Ok(Some(attempt))
-    }
-
-    /// Whether a shared count is one this gateway cannot have left: below zero, or beyond
-    /// `IMPOSSIBLE_FACTOR` times the limit. The metric's kind, if so.
-    fn tampering(&self, n: i64) -> Option<&'static str> {
-        if n < 0 {
-            Some("counter_negative")
-        } else if n > i64::from(self.max) * IMPOSSIBLE_FACTOR {
-            Some("counter_too_high")
-        } else {
-            None
-        }
     }
 
     fn local_counter(&self, subject: &Subject<'_>) -> Counter {

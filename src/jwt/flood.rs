@@ -27,13 +27,13 @@ use prometheus_client::encoding::EncodeLabelSet;
 
 use crate::client_key::client_key;
 use crate::metrics::{Counter, Family, Registry};
-use crate::shared::SharedState;
+use crate::shared::{implausible, SharedState};
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// A client's minute, from its first failure; also the refusal's `Retry-After`.
+pub(crate) const WINDOW_SECS: u64 = 60;
+const WINDOW: Duration = Duration::from_secs(WINDOW_SECS);
 /// Bounds the memory a flood from many addresses can make the guard use.
 const MAX_TRACKED: u64 = 100_000;
-/// A shared count above this many times the budget was written by someone else.
-const IMPOSSIBLE_FACTOR: i64 = 1000;
 
 /// What `cognito_gate_bad_signature_flood_total{event}` counts.
 pub(crate) const FLOOD_EVENTS: [&str; 2] = ["charged", "refused"];
@@ -138,20 +138,15 @@ impl FloodGuard {
             .key("flood-addr", &[net.to_string().as_bytes()]);
         // Unavailable: this replica's own count decides.
         if let Ok(n) = shared.incr_window(&key, WINDOW).await {
-            let budget = i64::from(self.budget);
-            if n < 0 || n > budget.saturating_mul(IMPOSSIBLE_FACTOR) {
+            if let Some(kind) = implausible(n, self.budget) {
                 tracing::warn!(
                     value = n,
                     "a shared bad-signature counter holds a value this gateway cannot have \
                      written (someone with write access to the shared state changed it); this \
                      replica's own count decides for it until the key expires"
                 );
-                shared.report_tampering(if n < 0 {
-                    "counter_negative"
-                } else {
-                    "counter_too_high"
-                });
-            } else if n >= budget {
+                shared.report_tampering(kind);
+            } else if n >= i64::from(self.budget) {
                 w.fleet_over.store(true, Ordering::Relaxed);
             }
         }

@@ -119,25 +119,18 @@ impl Authorizer {
         let verifier = &pool.verifier;
         let verified = match verifier.cached(&d, policy, now) {
             Some(answer) => answer?,
-            None => match flood {
-                None => {
-                    verifier
-                        .verify_unseen(token, &d, decoded, policy, now)
-                        .await?
+            None => {
+                if flood.is_some_and(|(guard, client)| !guard.admits(client)) {
+                    return Err(AuthError::TooManyBadSignatures);
                 }
-                Some((guard, client)) => {
-                    if !guard.admits(client) {
-                        return Err(AuthError::TooManyBadSignatures);
-                    }
-                    let r = verifier
-                        .verify_unseen(token, &d, decoded, policy, now)
-                        .await;
-                    if matches!(r, Err(AuthError::BadSignature)) {
-                        guard.charge(client).await;
-                    }
-                    r?
+                let r = verifier
+                    .verify_unseen(token, &d, decoded, policy, now)
+                    .await;
+                if let (Some((guard, client)), Err(AuthError::BadSignature)) = (flood, &r) {
+                    guard.charge(client).await;
                 }
-            },
+                r?
+            }
         };
         if remember {
             self.seen.insert(d, index);

@@ -160,26 +160,11 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("token too long"));
         }
-        self.verify_digest(token, &digest(token), None, policy, now)
-            .await
-    }
-
-    /// `verify` with the token's SHA-256 already computed, and the token already decoded when
-    /// the caller had to (the several-pool authorizer reads `iss` to choose the pool): a token
-    /// is decoded once.
-    pub(crate) async fn verify_digest(
-        &self,
-        token: &str,
-        digest: &[u8; 32],
-        decoded: Option<Decoded<'_>>,
-        policy: RoutePolicy<'_>,
-        now: i64,
-    ) -> Result<Arc<Verified>, AuthError> {
-        if let Some(answer) = self.cached(digest, policy, now) {
-            return answer;
+        let digest = digest(token);
+        match self.cached(&digest, policy, now) {
+            Some(answer) => answer,
+            None => self.verify_unseen(token, &digest, None, policy, now).await,
         }
-        self.verify_unseen(token, digest, decoded, policy, now)
-            .await
     }
 
     /// The answer for a token verified before (while it is unexpired and its key is still in
@@ -204,8 +189,9 @@ impl Verifier {
         None
     }
 
-    /// `verify_digest` for a token that `cached` did not answer: the forgery indexes, then the
-    /// checks and RSA.
+    /// A token that `cached` did not answer: the forgery indexes, then the checks and RSA. The
+    /// token's SHA-256 is the caller's, with the token already decoded when the caller had to
+    /// (the several-pool authorizer reads `iss` to choose the pool): a token is decoded once.
     pub(crate) async fn verify_unseen(
         &self,
         token: &str,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use http::{Response, StatusCode};
 
+use crate::body::json_response;
 use crate::body::Body;
-use crate::error::json_response;
 use crate::exchange::ServiceAccounts;
 use crate::jwt::JwksCache;
 

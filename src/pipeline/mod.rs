@@ -12,10 +12,12 @@ pub mod client;
 pub mod cors;
 pub mod destination;
 pub mod path;
+mod proxied;
 pub mod request;
 pub mod routes;
 mod throttle;
 
+pub use proxied::Proxied;
 pub use routes::{RouteMatch, RouteTable};
 
 use std::net::SocketAddr;
@@ -46,13 +48,6 @@ use crate::proxy::{Forwarder, Grant, Peer, UpstreamClient};
 use client::{client_addr, request_id};
 use path::normalise;
 use request::{admit, request_host, with_path};
-
-/// A request that came through the forward proxy's intercepted tunnel, with the `CONNECT`'s
-/// credentials (its `Proxy-Authorization`), which apply to every request inside.
-#[derive(Debug, Clone)]
-pub struct Proxied {
-    pub credentials: Option<HeaderValue>,
-}
 
 /// What the connection tells about a request.
 #[derive(Debug, Clone, Copy)]
@@ -178,36 +173,6 @@ impl Gateway {
             outcome.client_id = v.client_id().map(str::to_string);
         }
         Ok(identity)
-    }
-
-    /// The forward proxy's part of a request, when `[forward_proxy]` is configured: an
-    /// absolute-form target must be an intercepted destination (403 with `Proxy-Status`
-    /// otherwise), and `Proxy-Authorization: Basic` — on the request, or on the `CONNECT` of its
-    /// tunnel — is its Basic credential. Whether the request came through the proxy.
-    fn forward_proxy_stage<B>(&self, req: &mut Request<B>) -> Result<bool, GatewayError> {
-        let Some(cfg) = &self.config.forward_proxy else {
-            return Ok(false);
-        };
-        let tunnelled = req.extensions_mut().remove::<Proxied>();
-        let absolute = tunnelled.is_none()
-            && req.version() <= http::Version::HTTP_11
-            && req.uri().authority().is_some();
-        if absolute && !destination::absolute_form_allowed(cfg, req.uri()) {
-            return Err(GatewayError::ProxyDestination("destination_not_allowed"));
-        }
-        if !absolute && tunnelled.is_none() {
-            return Ok(false);
-        }
-        let proxy_credentials = req
-            .headers_mut()
-            .remove(http::header::PROXY_AUTHORIZATION)
-            .or(tunnelled.and_then(|t| t.credentials));
-        if let Some(c) = proxy_credentials.filter(auth::basic::is_basic) {
-            if !req.headers().contains_key(http::header::AUTHORIZATION) {
-                req.headers_mut().insert(http::header::AUTHORIZATION, c);
-            }
-        }
-        Ok(true)
     }
 
     pub(crate) async fn handle(

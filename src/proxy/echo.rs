@@ -6,8 +6,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
+use crate::body::json_response;
 use crate::body::{is_too_large, Body};
-use crate::error::{json_response, GatewayError};
+use crate::error::GatewayError;
 
 /// Bodies up to this size are included as text; larger ones are only counted.
 const MAX_ECHOED_BODY: usize = 64 * 1024;

@@ -3,8 +3,8 @@
 
 use http::{Request, Response, StatusCode};
 
+use crate::body::json_message;
 use crate::body::Body;
-use crate::error::json_message;
 use crate::metrics::{self, Registry};
 use crate::ops::{health_response, Readiness};
 

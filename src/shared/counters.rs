@@ -37,6 +37,23 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -1 or ttl > window then redis.call('PEXPIRE', KEYS[1], window) end
 return n";
 
+/// A count above this many times its limit was not left by the gateway: it leaves a counter at
+/// most at the limit plus the attempts in flight at that moment, so only a write from outside
+/// gets there.
+const IMPOSSIBLE_FACTOR: i64 = 1000;
+
+/// Whether a shared count is one this gateway cannot have left for a counter limited at `limit`:
+/// below zero, or beyond `IMPOSSIBLE_FACTOR` times the limit. The tampering metric's kind, if so.
+pub(crate) fn implausible(n: i64, limit: u32) -> Option<&'static str> {
+    if n < 0 {
+        Some("counter_negative")
+    } else if n > i64::from(limit).saturating_mul(IMPOSSIBLE_FACTOR) {
+        Some("counter_too_high")
+    } else {
+        None
+    }
+}
+
 impl SharedState {
     /// Increments a counter whose window starts with its first increment; the key expires
     /// within `window` whatever was written to it. The count is as stored: the caller decides

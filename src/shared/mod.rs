@@ -7,6 +7,7 @@
 
 mod buckets;
 mod counters;
+pub(crate) use counters::implausible;
 pub mod metrics;
 pub mod seal;
 
